@@ -1,0 +1,139 @@
+"""Command-line entry points: ``ng`` (typer, with subcommands) and the console scripts
+``ng_run``, ``ng_collect_rollouts``, ``ng_emulator``. Each command's logic lives in its own
+module; this file only parses, catches the toolkit's errors and sets the exit code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+import typer
+
+from nemo_gym_cli.errors import ConfigError, NemoGymError
+
+__all__ = ["app", "collect_main", "emulator_main", "run_main"]
+
+RUN_HELP = """Start every server named by the config, then supervise them until Ctrl-C.
+
+Arguments are Hydra overrides: +key=value, ++key=value, key=value, ~key; lists as
+"+config_paths=[a.yaml,b.yaml]"; nested keys as +a.b=c.
+
+\b
+Keys:
+  config_paths        YAML files to compose (followed recursively). Required.
+  head_server.host    head server host (default 127.0.0.1)
+  head_server.port    head server port (default 11000)
+\b
+Precedence (later wins): config_paths files, ./env.yaml, the command line.
+\b
+Example (offline, no API key):
+  ng_run "+config_paths=[configs/offline.yaml]"
+"""
+
+COLLECT_HELP = """Run tasks from an input JSONL through an agent; write scored rollouts to JSONL.
+
+Arguments are Hydra overrides (+key=value). Uses the servers of a running ng_run; given
++config_paths and no running head server, starts them itself and stops them at the end.
+
+\b
+Keys (default):
+  agent_name               agent instance to use; rows may name their own in agent_ref.name
+  input_jsonl_fpath        tasks, one JSON object per line (required)
+  output_jsonl_fpath       output rows (default results/<input stem>_rollouts.jsonl)
+  limit                    first N tasks only (default: all)
+  concurrency              rollouts in flight (default 10; alias num_samples_in_parallel)
+  num_repeats              rollouts per task (default 1)
+  responses_create_params  merged into every row's responses_create_params (default {})
+  resume                   continue an existing output, skipping rows already there (false)
+  max_attempts             attempts per rollout before it is a failure (default 3)
+  max_failures             failed rollouts allowed before exit code 1 (default 0)
+  min_mean_reward          exit 1 when the mean reward is lower (default: no gate)
+  pass_threshold           reward that counts as a pass for pass@k (default 1.0)
+  rollout_timeout_s        timeout of one rollout (default 3600)
+  config_paths             YAML files: start the servers if no head server runs
+  head_server.host/.port   where the running head server is (127.0.0.1:11000)
+\b
+Writes <output stem>_metrics.json and, for failed rollouts, <output stem>_failures.jsonl.
+\b
+Example:
+  ng_collect_rollouts +agent_name=simple_weather_simple_agent \\
+    +input_jsonl_fpath=resources_servers/simple_weather/data/example.jsonl \\
+    +output_jsonl_fpath=results/example_rollouts.jsonl +limit=100 +concurrency=10
+"""
+
+app = typer.Typer(
+    name="ng",
+    help="Collect scored RL rollouts from LLM agents (NeMo Gym compatible).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,  # help texts show Hydra lists like [a,b], not Rich markup
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_OVERRIDES = typer.Argument(None, help="Hydra overrides, e.g. +key=value", show_default=False)
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _guarded(fn: Callable[[list[str]], int], overrides: list[str] | None) -> None:
+    _setup_logging()
+    try:
+        code = fn(list(overrides or []))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except NemoGymError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+@app.command("run", help=RUN_HELP)
+def run_command(overrides: list[str] | None = _OVERRIDES) -> None:
+    from nemo_gym_cli.run import run
+
+    _guarded(run, overrides)
+
+
+@app.command("collect", help=COLLECT_HELP)
+def collect_command(overrides: list[str] | None = _OVERRIDES) -> None:
+    from nemo_gym_cli.collect import collect
+
+    _guarded(collect, overrides)
+
+
+@app.command(
+    "emulator",
+    help="Start the local OpenRouter-compatible provider emulator (see ng_emulator --help).",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def emulator_command(ctx: typer.Context) -> None:
+    from nemo_gym_cli.emulator import main
+
+    main(list(ctx.args))
+
+
+def _single_app(command: Callable[..., None], help_text: str) -> typer.Typer:
+    single = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+    single.command(help=help_text)(command)
+    return single
+
+
+def run_main() -> None:
+    _single_app(run_command, RUN_HELP)(prog_name="ng_run")
+
+
+def collect_main() -> None:
+    _single_app(collect_command, COLLECT_HELP)(prog_name="ng_collect_rollouts")
+
+
+def emulator_main() -> None:
+    from nemo_gym_cli.emulator import main
+
+    main(sys.argv[1:])

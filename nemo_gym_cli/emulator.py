@@ -1,0 +1,814 @@
+"""The provider emulator: a local server that answers like OpenRouter, offline.
+
+Same wire format as ``https://openrouter.ai/api/v1`` (routes under ``/api/v1`` and ``/v1``):
+``POST /chat/completions`` (also streamed), ``POST /responses`` (stateless, converted to
+chat and back with ``nemo_gym_cli.conversion``), ``GET /models``; usage with ``cost``,
+OpenRouter's error shapes, ``models`` fallback lists, and injectable faults (rate limits,
+5xx, 200-with-error bodies, stalls, malformed bodies). Answers come from the deterministic
+scripted policy in ``emulator_policy``. ``GET /emulator/stats`` reports what happened.
+
+Built for tests and benchmarks, so a request is cheap: plain Starlette routes, orjson, no
+per-request validation or logging, precomputed bodies where possible.
+
+    build_app(EmulatorConfig(...))   an ASGI app, for tests
+    create_app(spec)                 the same from a ServerSpec (run under ``ng_run``)
+    main(argv)                       the ``ng_emulator`` command
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import secrets
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from nemo_gym_cli import emulator_policy as policy
+from nemo_gym_cli.conversion import chat_to_responses_response, responses_to_chat_request
+from nemo_gym_cli.errors import ConfigError, NemoGymError
+from nemo_gym_cli.servers import ServerSpec, create_server_app
+from nemo_gym_cli.wire import JSONResponse, dumps, loads
+
+__all__ = ["FAULT_KINDS", "EmulatorConfig", "EmulatorModel", "build_app", "create_app", "main"]
+
+FaultKind = Literal[
+    "429", "429_bare", "500", "502", "503", "524", "529", "error_200", "stall", "malformed"
+]
+FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
+_NO_FAULT = ("", "none", "ok")
+API_PREFIXES = ("/api/v1", "/v1")
+
+
+class EmulatorModel(BaseModel):
+    """One model the emulator serves, with OpenRouter-like metadata."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="model id as clients send it, e.g. 'openai/gpt-4o-mini'")
+    name: str = Field("", description="display name in /models (defaults to the id)")
+    prompt_price: float = Field(0.0, ge=0, description="USD per prompt token")
+    completion_price: float = Field(0.0, ge=0, description="USD per completion token")
+    context_length: int = Field(131072, gt=0, description="max prompt + max_tokens, in tokens")
+    supports_tools: bool = Field(True, description="False: requests with tools get a 404")
+    provider: str = Field("Emulator", description="the `provider` named in answers")
+    created: int = Field(1700000000, description="`created` timestamp in /models")
+
+
+# fmt: off
+DEFAULT_MODELS = tuple(
+    EmulatorModel(id=i, name=n, prompt_price=p, completion_price=c, context_length=ctx,
+                  supports_tools=tools, provider=provider)
+    for i, n, p, c, ctx, tools, provider in (
+        ("emulator/scripted-tool-caller", "Emulator: Scripted Tool Caller",
+         1e-7, 4e-7, 131072, True, "Emulator"),
+        ("openai/gpt-4o-mini", "OpenAI: GPT-4o-mini", 1.5e-7, 6e-7, 128000, True, "OpenAI"),
+        ("anthropic/claude-3.5-sonnet", "Anthropic: Claude 3.5 Sonnet",
+         3e-6, 1.5e-5, 200000, True, "Anthropic"),
+        ("meta-llama/llama-3.3-70b-instruct:free", "Meta: Llama 3.3 70B Instruct (free)",
+         0.0, 0.0, 65536, True, "Together"),
+        # no tool support and a small context: for the 404-tools and 400-context paths
+        ("gryphe/mythomax-l2-13b", "MythoMax 13B", 6.5e-8, 6.5e-8, 4096, False, "DeepInfra"),
+    )
+)
+# fmt: on
+
+
+def _int_values(value: Any) -> Any:
+    """{k: "402"} -> {k: 402}: status codes may come from YAML or the CLI as strings."""
+    if not isinstance(value, dict):
+        return value
+    return {
+        k: int(v) if isinstance(v, str) and v.strip().isdigit() else v for k, v in value.items()
+    }
+
+
+class EmulatorConfig(BaseModel):
+    """The emulator's switches; every field has a default (see docs/emulator.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float = Field(0.0, ge=0, description="delay added to every completion answer")
+    models: list[EmulatorModel] = Field(
+        default_factory=lambda: list(DEFAULT_MODELS), description="the models served"
+    )
+    down_models: dict[str, Literal[502, 503]] = Field(
+        default_factory=dict,
+        description="models that are 'down': a list (answer 502) or {model: 502|503}",
+    )
+    fault_rate: float = Field(0.0, ge=0, le=1, description="share of completions given a fault")
+    fault_kinds: list[FaultKind] = Field(
+        default_factory=lambda: ["429", "500", "502", "503"],
+        description="faults fault_rate draws from, uniformly",
+    )
+    fault_seed: int = Field(0, description="seed of the fault draws: the same seed repeats a run")
+    fault_schedule: dict[int, FaultKind | Literal["", "none", "ok"]] = Field(
+        default_factory=dict,
+        description="{n: kind} or [kind, ...]: fault of the n-th completion request (1-based);"
+        " overrides fault_rate for those requests",
+    )
+    retry_after_seconds: float = Field(1.0, ge=0, description="Retry-After of injected 429s")
+    stall_seconds: float = Field(3600.0, ge=0, description="how long a 'stall' fault sleeps")
+    reject_keys: dict[str, Literal[401, 402]] = Field(
+        default_factory=dict, repr=False, description="API keys answered 401 or 402"
+    )
+
+    @field_validator("down_models", mode="before")
+    @classmethod
+    def _down_list(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return dict.fromkeys(value, 502)
+        return _int_values(value)
+
+    @field_validator("reject_keys", mode="before")
+    @classmethod
+    def _reject_codes(cls, value: Any) -> Any:
+        return _int_values(value)
+
+    @field_validator("fault_kinds", mode="before")
+    @classmethod
+    def _kinds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        return [str(v).strip() for v in value] if isinstance(value, list | tuple) else value
+
+    @field_validator("fault_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, list | tuple):
+            value = {i: kind for i, kind in enumerate(value, start=1)}
+        if isinstance(value, dict):
+            return {k: ("" if v is None else str(v)) for k, v in value.items()}
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _unique(cls, value: list[EmulatorModel]) -> list[EmulatorModel]:
+        if not value:
+            raise ValueError("at least one model is needed")
+        ids = [m.id for m in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"model ids must be unique, got {ids!r}")
+        return value
+
+
+# --- error bodies (OpenRouter's shape) -----------------------------------------------------
+
+
+def _error(
+    status: int, message: str, http_headers: dict[str, str] | None = None, **metadata: Any
+) -> Response:
+    body: dict[str, Any] = {"code": status, "message": message}
+    if metadata:
+        body["metadata"] = metadata
+    return JSONResponse({"error": body}, status_code=status, headers=http_headers)
+
+
+_CREDITS_MESSAGE = "Insufficient credits. Add more using https://openrouter.ai/settings/credits"
+_TOOLS_MESSAGE = (
+    "No endpoints found that support tool use. To learn more about provider routing, visit: "
+    "https://openrouter.ai/docs/provider-routing"
+)
+_DOWN_MESSAGES = {
+    502: "Your chosen model is down or we received an invalid response from it.",
+    503: "There is no available model provider that meets your routing requirements.",
+}
+# kind -> (status, message, error_type); the 429s are built per request (time-dependent).
+_STATUS_FAULTS = {
+    "500": (500, "Internal Server Error", "server_error"),
+    "502": (502, "Provider returned error", "provider_unavailable"),
+    "503": (503, _DOWN_MESSAGES[503], "provider_unavailable"),
+    "524": (524, "Provider timed out before sending a response", "timeout"),
+    "529": (529, "Provider returned error: overloaded", "provider_overloaded"),
+}
+_ROUTING_VARIANTS = frozenset(("nitro", "floor", "online", "thinking"))
+_IMMEDIATE_FAULTS = frozenset(("429", "429_bare", *_STATUS_FAULTS))
+_DONE = b"data: [DONE]\n\n"
+_KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
+
+
+def _price_string(price: float) -> str:
+    return format(Decimal(repr(price)), "f")
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One answer, decided: which model serves, what it says, what it costs."""
+
+    gen_id: str
+    model: EmulatorModel
+    message: dict[str, Any]
+    finish: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+
+    def usage(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "cost": self.cost,
+            "is_byok": False,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "cost_details": {"upstream_inference_cost": None},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.by_endpoint: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.errors: Counter[int] = Counter()
+        self.served: Counter[str] = Counter()
+        self.completion_requests = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost = 0.0
+
+    def bill(self, plan: _Plan) -> None:
+        self.served[plan.model.id] += 1
+        self.prompt_tokens += plan.prompt_tokens
+        self.completion_tokens += plan.completion_tokens
+        self.cost += plan.cost
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": sum(self.by_endpoint.values()),
+            "by_endpoint": dict(self.by_endpoint),
+            "completion_requests": self.completion_requests,
+            "completions": sum(self.served.values()),
+            "served_by_model": dict(self.served),
+            "faults": dict(self.faults),
+            "errors_by_status": {str(k): v for k, v in self.errors.items()},
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost": self.cost,
+        }
+
+
+class _Emulator:
+    """The routes and their state; one per app."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.models = {m.id: m for m in config.models}
+        self.default_model = config.models[0]
+        self.latency = config.latency_ms / 1000
+        self.models_body = dumps({"data": [_model_entry(m) for m in config.models]})
+        self._nonce = secrets.token_hex(4)
+        self.reset()
+
+    def reset(self) -> None:
+        self.stats = _Stats()
+        self._rng = random.Random(self.config.fault_seed)
+        self._generations = 0
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _fail(
+        self, status: int, message: str, http_headers: dict[str, str] | None = None, **meta: Any
+    ) -> Response:
+        self.stats.errors[status] += 1
+        return _error(status, message, http_headers, **meta)
+
+    def _auth(self, request: Request) -> Response | None:
+        scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            return self._fail(401, "No auth credentials found")
+        code = self.config.reject_keys.get(key) if self.config.reject_keys else None
+        if code == 401:
+            return self._fail(401, "User not found.")
+        if code == 402:
+            return self._fail(402, _CREDITS_MESSAGE)
+        return None
+
+    async def _body(self, request: Request) -> dict[str, Any] | Response:
+        try:
+            body = loads(await request.body())
+        except ValueError as exc:
+            return self._fail(400, f"Request body is not valid JSON: {exc}")
+        if not isinstance(body, dict):
+            return self._fail(400, f"Request body must be a JSON object, got {type(body).__name__}")
+        return body
+
+    def _next_fault(self) -> str | None:
+        """The fault for the next completion request (counted 1-based), if any."""
+        stats = self.stats
+        stats.completion_requests += 1
+        scheduled = self.config.fault_schedule.get(stats.completion_requests)
+        if scheduled is not None:
+            return None if scheduled in _NO_FAULT else scheduled
+        config = self.config
+        if config.fault_rate and config.fault_kinds and self._rng.random() < config.fault_rate:
+            return self._rng.choice(config.fault_kinds)
+        return None
+
+    def _status_fault(self, kind: str) -> Response:
+        self.stats.faults[kind] += 1
+        if kind == "429":
+            retry_after = self.config.retry_after_seconds
+            reset_ms = int((time.time() + retry_after) * 1000)
+            headers = {
+                "Retry-After": _seconds(retry_after),
+                "X-RateLimit-Limit": "20",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(reset_ms),
+            }
+            return self._fail(
+                429,
+                "Rate limit exceeded: free-models-per-min. ",
+                headers,
+                headers=headers,
+                error_type="rate_limit_exceeded",
+            )
+        if kind == "429_bare":
+            return self._fail(
+                429,
+                "Provider returned error",
+                provider_name="Emulator",
+                raw="The model is temporarily rate-limited upstream. Please retry shortly.",
+                error_type="rate_limit_exceeded",
+            )
+        status, message, error_type = _STATUS_FAULTS[kind]
+        return self._fail(status, message, provider_name="Emulator", error_type=error_type)
+
+    def _error_200(self, plan: _Plan) -> dict[str, Any]:
+        self.stats.faults["error_200"] += 1
+        return {
+            "id": plan.gen_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": plan.model.id,
+            "provider": plan.model.provider,
+            "error": {
+                "code": 502,
+                "message": "Provider returned error",
+                "metadata": {
+                    "provider_name": plan.model.provider,
+                    "raw": "upstream connection reset mid-generation (emulated)",
+                    "error_type": "provider_unavailable",
+                },
+            },
+        }
+
+    # -- the chat path ---------------------------------------------------------------------
+
+    def _plan(self, body: dict[str, Any]) -> _Plan | Response:
+        """Route the request (model, ``models`` fallbacks) and decide the answer."""
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self._fail(400, 'Input required: specify "prompt" or "messages"')
+        if not all(isinstance(m, dict) for m in messages):
+            return self._fail(400, "Every entry of messages must be an object")
+        tools = body.get("tools") or None
+        if tools is not None and not isinstance(tools, list):
+            return self._fail(400, f"tools must be a list, got {type(tools).__name__}")
+        max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
+        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
+            return self._fail(400, f"max_tokens must be a positive integer, got {max_tokens!r}")
+        candidates = self._candidates(body)
+        if isinstance(candidates, Response):
+            return candidates
+        prompt_tokens = policy.prompt_tokens(messages, tools)
+        failure: Response | None = None
+        for requested in candidates:
+            model = self._lookup(requested)
+            if model is None:
+                failure = self._fail(404, f"{requested} is not a valid model ID")
+            elif model.id in self.config.down_models:
+                status = self.config.down_models[model.id]
+                failure = self._fail(
+                    status,
+                    _DOWN_MESSAGES[status],
+                    model=model.id,
+                    error_type="provider_unavailable",
+                )
+            elif tools and not model.supports_tools:
+                failure = self._fail(404, _TOOLS_MESSAGE)
+            elif prompt_tokens + (max_tokens or 0) > model.context_length:
+                failure = self._fail(
+                    400,
+                    _context_message(model.context_length, prompt_tokens, max_tokens),
+                    error_type="context_length_exceeded",
+                )
+            else:
+                return self._answer(
+                    model, messages, tools, body.get("tool_choice"), prompt_tokens, max_tokens
+                )
+        assert failure is not None
+        return failure
+
+    def _candidates(self, body: dict[str, Any]) -> list[str] | Response:
+        model, fallbacks = body.get("model"), body.get("models")
+        if fallbacks is not None and (
+            not isinstance(fallbacks, list) or not all(isinstance(m, str) for m in fallbacks)
+        ):
+            return self._fail(400, f"models must be a list of model ids, got {fallbacks!r}")
+        if model is not None and not isinstance(model, str):
+            return self._fail(400, f"model must be a string, got {model!r}")
+        if fallbacks:
+            return [model, *(m for m in fallbacks if m != model)] if model else fallbacks
+        return [model or self.default_model.id]
+
+    def _lookup(self, requested: str) -> EmulatorModel | None:
+        model = self.models.get(requested)
+        if model is None:
+            # a gateway's provider prefix, OpenRouter's routing-variant suffixes
+            base = requested.removeprefix("openrouter:")
+            model = self.models.get(base)
+            if model is None:
+                head, sep, suffix = base.rpartition(":")
+                if sep and suffix in _ROUTING_VARIANTS:
+                    model = self.models.get(head)
+        return model
+
+    def _answer(
+        self,
+        model: EmulatorModel,
+        messages: list[dict[str, Any]],
+        tools: list[Any] | None,
+        tool_choice: Any,
+        prompt_tokens: int,
+        max_tokens: int | None,
+    ) -> _Plan:
+        message = policy.respond(messages, tools, tool_choice)
+        completion_tokens = policy.completion_tokens(message)
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+        if max_tokens is not None and completion_tokens > max_tokens:
+            message = policy.truncate(message, max_tokens)
+            completion_tokens, finish = max_tokens, "length"
+        self._generations += 1
+        return _Plan(
+            gen_id=f"gen-{self._nonce}{self._generations:08d}",
+            model=model,
+            message=message,
+            finish=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=prompt_tokens * model.prompt_price + completion_tokens * model.completion_price,
+        )
+
+    def _completion(self, plan: _Plan) -> dict[str, Any]:
+        self.stats.bill(plan)
+        message = {
+            "role": "assistant",
+            "content": plan.message["content"],
+            "refusal": None,
+            "reasoning": None,
+        }
+        if "tool_calls" in plan.message:
+            message["tool_calls"] = plan.message["tool_calls"]
+        return {
+            "id": plan.gen_id,
+            "provider": plan.model.provider,
+            "model": plan.model.id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "choices": [
+                {
+                    "logprobs": None,
+                    "finish_reason": plan.finish,
+                    "native_finish_reason": plan.finish,
+                    "index": 0,
+                    "message": message,
+                }
+            ],
+            "usage": plan.usage(),
+        }
+
+    async def chat(self, request: Request) -> Response:
+        return await self._handle(request, "chat.completions", None)
+
+    async def responses(self, request: Request) -> Response:
+        return await self._handle(request, "responses", self._responses_to_chat)
+
+    def _responses_to_chat(self, params: dict[str, Any]) -> dict[str, Any] | Response:
+        """Stateless like OpenRouter's: no stored responses, no server-side history."""
+        if params.get("previous_response_id") is not None:
+            return self._fail(
+                400,
+                "previous_response_id is not supported: the Responses API is stateless"
+                " here; send the full conversation in input",
+            )
+        if params.get("store") is True:
+            return self._fail(400, "store: true is not supported: the Responses API is stateless")
+        if params.get("stream") is True:
+            return self._fail(400, "stream: true is not supported by the emulator's /responses")
+        try:
+            return responses_to_chat_request(params)
+        except NemoGymError as exc:
+            return self._fail(400, str(exc))
+
+    async def _handle(
+        self,
+        request: Request,
+        endpoint: str,
+        to_chat: Callable[[dict[str, Any]], dict[str, Any] | Response] | None,
+    ) -> Response:
+        """One completion request: auth, faults, routing, the answer, in that order."""
+        self.stats.by_endpoint[endpoint] += 1
+        denied = self._auth(request)
+        if denied is not None:
+            return denied
+        params = await self._body(request)
+        if isinstance(params, Response):
+            return params
+        body = params if to_chat is None else to_chat(params)
+        if isinstance(body, Response):
+            return body
+        fault = self._next_fault()
+        if fault in _IMMEDIATE_FAULTS:
+            return self._status_fault(fault)  # type: ignore[arg-type]
+        if fault == "stall":
+            self.stats.faults["stall"] += 1
+            await asyncio.sleep(self.config.stall_seconds)
+        plan = self._plan(body)
+        if isinstance(plan, Response):
+            return plan
+        if to_chat is None and body.get("stream") is True:
+            return StreamingResponse(
+                self._stream(plan, fault),
+                media_type="text/event-stream",
+                headers={"X-Generation-Id": plan.gen_id, "Cache-Control": "no-cache"},
+            )
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if fault == "error_200":
+            error_body = self._error_200(plan)
+            return JSONResponse(error_body if to_chat is None else {"error": error_body["error"]})
+        answer: dict[str, Any] = self._completion(plan)
+        if to_chat is not None:
+            answer = chat_to_responses_response(answer, request=params)
+        raw = dumps(answer)
+        if fault == "malformed":
+            self.stats.faults["malformed"] += 1
+            raw = raw[: len(raw) // 2]
+        headers = {"X-Generation-Id": plan.gen_id}
+        return Response(raw, media_type="application/json", headers=headers)
+
+    async def _stream(self, plan: _Plan, fault: str | None) -> AsyncIterator[bytes]:
+        yield _KEEPALIVE
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        head = {
+            "id": plan.gen_id,
+            "provider": plan.model.provider,
+            "model": plan.model.id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            choice = {
+                "index": 0,
+                "delta": delta,
+                "finish_reason": finish,
+                "native_finish_reason": finish,
+                "logprobs": None,
+            }
+            return b"data: " + dumps({**head, "choices": [choice], **extra}) + b"\n\n"
+
+        if fault == "error_200":
+            error = self._error_200(plan)["error"]
+            yield chunk({"role": "assistant", "content": ""}, "error", error=error) + _DONE
+            return
+        message = plan.message
+        parts = [chunk({"role": "assistant", "content": ""})]
+        words = message["content"].split(" ") if message["content"] else []
+        for i, word in enumerate(words):
+            parts.append(chunk({"content": word if i == 0 else " " + word}))
+        for i, call in enumerate(message.get("tool_calls") or ()):
+            fn = call["function"]
+            start = {
+                "index": i,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": fn["name"], "arguments": ""},
+            }
+            parts.append(chunk({"tool_calls": [start]}))
+            parts.append(
+                chunk({"tool_calls": [{"index": i, "function": {"arguments": fn["arguments"]}}]})
+            )
+        if fault == "malformed":
+            self.stats.faults["malformed"] += 1
+            yield b"".join(parts) + b'data: {"id":"' + plan.gen_id.encode() + b'","choi\n\n' + _DONE
+            return
+        parts.append(chunk({}, plan.finish))
+        self.stats.bill(plan)
+        parts.append(b"data: " + dumps({**head, "choices": [], "usage": plan.usage()}) + b"\n\n")
+        parts.append(_DONE)
+        yield b"".join(parts)
+
+    # -- other routes ----------------------------------------------------------------------
+
+    async def list_models(self, request: Request) -> Response:
+        self.stats.by_endpoint["models"] += 1
+        return Response(self.models_body, media_type="application/json")
+
+    async def get_stats(self, request: Request) -> Response:
+        return JSONResponse(self.stats.as_dict())
+
+    async def reset_stats(self, request: Request) -> Response:
+        self.reset()
+        return JSONResponse({"status": "reset"})
+
+
+def _seconds(value: float) -> str:
+    """A Retry-After value: whole seconds as an integer, else the float ("0.5")."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _context_message(context_length: int, prompt_tokens: int, max_tokens: int | None) -> str:
+    output = max_tokens or 0
+    return (
+        f"This endpoint's maximum context length is {context_length} tokens. However, you "
+        f"requested about {prompt_tokens + output} tokens ({prompt_tokens} of text input, "
+        f"{output} in the output). Please reduce the length of either one, or use the "
+        '"middle-out" transform to compress your prompt automatically.'
+    )
+
+
+def _model_entry(model: EmulatorModel) -> dict[str, Any]:
+    params = ["max_tokens", "temperature", "top_p", "stop", "seed", "response_format"]
+    if model.supports_tools:
+        params += ["tools", "tool_choice", "parallel_tool_calls"]
+    return {
+        "id": model.id,
+        "canonical_slug": model.id,
+        "name": model.name or model.id,
+        "created": model.created,
+        "description": f"{model.name or model.id}, served by the local OpenRouter emulator.",
+        "context_length": model.context_length,
+        "architecture": {
+            "modality": "text->text",
+            "input_modalities": ["text"],
+            "output_modalities": ["text"],
+            "tokenizer": "Other",
+            "instruct_type": None,
+        },
+        "pricing": {
+            "prompt": _price_string(model.prompt_price),
+            "completion": _price_string(model.completion_price),
+            "request": "0",
+            "image": "0",
+        },
+        "top_provider": {
+            "context_length": model.context_length,
+            "max_completion_tokens": None,
+            "is_moderated": False,
+        },
+        "supported_parameters": params,
+    }
+
+
+# --- app factories --------------------------------------------------------------------------
+
+
+def build_app(config: EmulatorConfig | None = None, *, spec: ServerSpec | None = None) -> FastAPI:
+    """The emulator as an ASGI app. State lives on the app (``app.state.emulator``)."""
+    config = config or EmulatorConfig()
+    spec = spec or ServerSpec(
+        name="emulator",
+        server_type="provider_emulators",
+        implementation="openrouter",
+        host="127.0.0.1",
+        port=0,
+    )
+    app = create_server_app(spec, title="OpenRouter emulator")
+    emulator = _Emulator(config)
+    app.state.emulator = emulator
+    # Plain Starlette routes: no FastAPI dependency resolution or validation per request.
+    for prefix in API_PREFIXES:
+        app.add_route(f"{prefix}/chat/completions", emulator.chat, methods=["POST"])
+        app.add_route(f"{prefix}/responses", emulator.responses, methods=["POST"])
+        app.add_route(f"{prefix}/models", emulator.list_models, methods=["GET"])
+    app.add_route("/emulator/stats", emulator.get_stats, methods=["GET"])
+    app.add_route("/emulator/reset", emulator.reset_stats, methods=["POST"])
+    return app
+
+
+def _problems(exc: ValidationError) -> str:
+    """The validation errors on one line, without input values or reject_keys' keys."""
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        if loc[:1] == ["reject_keys"] and len(loc) > 1:
+            loc[1] = "<key>"  # the key is a secret
+        problems.append(f"{'.'.join(loc) or '(root)'}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def create_app(spec: ServerSpec) -> FastAPI:
+    """The emulator as a server instance: its config is ``spec.fields``."""
+    try:
+        config = EmulatorConfig.model_validate(spec.fields)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"instance {spec.name!r}: invalid emulator config: {_problems(exc)}"
+            " (see docs/emulator.md)"
+        ) from None
+    return build_app(config, spec=spec)
+
+
+# --- the ng_emulator command ---------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ng_emulator",
+        description="A local OpenRouter-compatible server (no API key needed): scripted "
+        "tool-calling answers, usage with cost, OpenRouter's errors, injectable faults. "
+        "Serves /api/v1 and /v1 (chat/completions, responses, models), /health and "
+        "/emulator/stats.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay added to every completion"
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="share of completion requests (0..1) given a fault",
+    )
+    parser.add_argument(
+        "--fault-kinds",
+        default="429,500,502,503",
+        help=f"comma-separated faults --fault-rate draws from; any of {','.join(FAULT_KINDS)}",
+    )
+    parser.add_argument(
+        "--fault-seed", type=int, default=0, help="seed of the fault draws (same seed, same faults)"
+    )
+    parser.add_argument(
+        "--retry-after-seconds", type=float, default=1.0, help="Retry-After header of injected 429s"
+    )
+    parser.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=3600.0,
+        help="how long a 'stall' fault waits before answering",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``ng_emulator``: run the emulator with uvicorn until Ctrl-C."""
+    args = _parser().parse_args(argv)
+    try:
+        config = EmulatorConfig(
+            latency_ms=args.latency_ms,
+            fault_rate=args.fault_rate,
+            fault_kinds=args.fault_kinds,
+            fault_seed=args.fault_seed,
+            retry_after_seconds=args.retry_after_seconds,
+            stall_seconds=args.stall_seconds,
+        )
+    except ValidationError as exc:
+        print(f"ng_emulator: error: {_problems(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    import uvicorn
+
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover - uvloop builds everywhere but Windows
+        loop = "asyncio"
+    print(
+        f"ng_emulator: OpenRouter-compatible API at http://{args.host}:{args.port}/api/v1 "
+        f"(models: {', '.join(m.id for m in config.models)})",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        build_app(config),
+        host=args.host,
+        port=args.port,
+        loop=loop,
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        backlog=4096,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Rollout files: lazy task input, crash-safe JSONL output with resume, the failures file.
+
+Memory stays flat in the input size: input is read line by line; the set of rollouts already
+written (for resume) is a bitset indexed by ``task * num_repeats + rollout``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from nemo_gym_cli.errors import InputError
+from nemo_gym_cli.wire import dumps_line, loads
+
+__all__ = ["DoneSet", "InputRow", "OutputFile", "count_tasks", "failures_path", "metrics_path", "read_tasks"]
+
+
+@dataclass(frozen=True, slots=True)
+class InputRow:
+    task_index: int
+    line_number: int
+    row: dict[str, Any] | None  # None when the line is not a JSON object
+    error: str = ""
+
+
+def read_tasks(path: Path, limit: int | None = None) -> Iterator[InputRow]:
+    """Yield the input's tasks lazily: the n-th non-blank line is task n (0-based).
+
+    A line that is not a JSON object is yielded with ``row=None`` and an ``error`` naming its
+    line number, so the caller can report it and go on."""
+    task_index = 0
+    with path.open("rb") as f:
+        for line_number, line in enumerate(f, start=1):
+            if limit is not None and task_index >= limit:
+                return
+            if not line.strip():
+                continue
+            try:
+                row = loads(line)
+            except ValueError as exc:
+                yield InputRow(task_index, line_number, None, f"{path}:{line_number}: not valid JSON ({exc})")
+            else:
+                if isinstance(row, dict):
+                    yield InputRow(task_index, line_number, row)
+                else:
+                    yield InputRow(
+                        task_index, line_number, None, f"{path}:{line_number}: a row must be a JSON object, got {type(row).__name__}"
+                    )
+            task_index += 1
+
+
+def count_tasks(path: Path, limit: int | None = None) -> int:
+    """Number of non-blank lines (capped at ``limit``), counted without parsing."""
+    n = 0
+    with path.open("rb") as f:
+        for line in f:
+            if line.strip():
+                n += 1
+                if limit is not None and n >= limit:
+                    break
+    return n
+
+
+class DoneSet:
+    """Which ``(task, rollout)`` pairs are already in the output: one bit each."""
+
+    def __init__(self, num_repeats: int) -> None:
+        self.k = num_repeats
+        self.bits = bytearray()
+        self.count = 0
+
+    def _pos(self, task: int, rollout: int) -> int:
+        return task * self.k + rollout
+
+    def add(self, task: int, rollout: int) -> bool:
+        """Mark a pair done; False if it already was (a duplicate)."""
+        if not (0 <= rollout < self.k) or task < 0:
+            return True  # from a run with other num_repeats: not ours to track
+        pos = self._pos(task, rollout)
+        byte, bit = divmod(pos, 8)
+        if byte >= len(self.bits):
+            self.bits.extend(bytes(max(byte + 1 - len(self.bits), len(self.bits) // 2 + 64)))
+        if self.bits[byte] >> bit & 1:
+            return False
+        self.bits[byte] |= 1 << bit
+        self.count += 1
+        return True
+
+    def __contains__(self, pair: tuple[int, int]) -> bool:
+        task, rollout = pair
+        byte, bit = divmod(self._pos(task, rollout), 8)
+        return byte < len(self.bits) and bool(self.bits[byte] >> bit & 1)
+
+
+def metrics_path(output: Path) -> Path:
+    return output.with_name(output.stem + "_metrics.json")
+
+
+def failures_path(output: Path) -> Path:
+    return output.with_name(output.stem + "_failures.jsonl")
+
+
+class OutputFile:
+    """The output JSONL: each row written with one ``write`` and flushed before it counts.
+
+    On resume, a torn last line (a crash mid-write) is cut off, and the rows already there
+    are read back once so they are neither redone nor written twice.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f: IO[bytes] | None = None
+
+    def existing_rows(self) -> Iterator[dict[str, Any]]:
+        """Rows already in the file, after truncating a torn or unparsable last line."""
+        if not self.path.exists():
+            return
+        self._truncate_torn_tail()
+        with self.path.open("rb") as f:
+            for line_number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = loads(line)
+                except ValueError:
+                    raise InputError(
+                        f"{self.path}:{line_number}: existing output line is not valid JSON; fix or remove "
+                        "that line, then resume"
+                    ) from None
+                if isinstance(row, dict):
+                    yield row
+
+    def _truncate_torn_tail(self) -> None:
+        size = self.path.stat().st_size
+        if size == 0:
+            return
+        with self.path.open("rb+") as f:
+            # Find the last newline; anything after it is a torn row.
+            pos, chunk = size, 65536
+            tail_start = 0
+            while pos > 0:
+                start = max(0, pos - chunk)
+                f.seek(start)
+                data = f.read(pos - start)
+                idx = data.rfind(b"\n")
+                if idx >= 0:
+                    tail_start = start + idx + 1
+                    break
+                pos = start
+            if tail_start < size:
+                f.seek(tail_start)
+                tail = f.read()
+                try:
+                    loads(tail)  # a complete row that only lacks its newline: keep it
+                    f.seek(size)
+                    f.write(b"\n")
+                except ValueError:
+                    f.truncate(tail_start)
+
+    def open(self, *, append: bool) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = self.path.open("ab" if append else "wb")
+
+    def write(self, row: dict[str, Any]) -> None:
+        assert self._f is not None
+        self._f.write(dumps_line(row))
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            self._f = None

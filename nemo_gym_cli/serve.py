@@ -1,0 +1,78 @@
+"""The process that runs one server: ``python -m nemo_gym_cli.serve`` with its spec on stdin.
+
+The spec (JSON) travels over stdin, not the command line or the environment, because it may
+hold API keys: ``ps`` shows command lines to every user.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from nemo_gym_cli.errors import NemoGymError
+from nemo_gym_cli.servers import ServerSpec
+from nemo_gym_cli.wire import loads
+
+__all__ = ["load_app", "run_server"]
+
+
+def load_app(entrypoint: str, spec: ServerSpec) -> Any:
+    """Import the implementation (a file ``app.py`` or a module name) and call ``create_app``."""
+    if entrypoint.endswith(".py"):
+        path = Path(entrypoint)
+        sys.path.insert(0, str(path.parent))  # let app.py import its sibling modules
+        module_name = f"_ng_app_{spec.server_type}_{spec.implementation}"
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        assert module_spec and module_spec.loader
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(entrypoint)
+    factory = getattr(module, "create_app", None)
+    if factory is None:
+        raise NemoGymError(f"{entrypoint} has no create_app(spec) function")
+    return factory(spec)
+
+
+def run_server(app: Any, host: str, port: int) -> None:
+    """Serve ``app`` with uvicorn on the fastest loop and parser available, quietly."""
+    import uvicorn
+
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        loop = "asyncio"
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop=loop,
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=3,
+        backlog=4096,
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    raw = loads(sys.stdin.buffer.read())
+    spec = ServerSpec(**raw["spec"])
+    try:
+        app = load_app(raw["entrypoint"], spec)
+    except NemoGymError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run_server(app, spec.host, spec.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Generate simple_weather tasks: ``python resources_servers/simple_weather/generate_tasks.py -n 10000``.
+
+Writes ``data/generated_<n>.jsonl`` beside this file (git-ignored) unless ``--out`` is given.
+Rows are deterministic for a given ``--seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import orjson
+
+CITIES = [
+    ("San Francisco", ["sf", "San Francisco", "san fran"]),
+    ("New York", ["nyc", "New York", "new york city"]),
+    ("Los Angeles", ["la", "Los Angeles"]),
+    ("London", ["London"]),
+    ("Paris", ["Paris"]),
+    ("Tokyo", ["Tokyo"]),
+    ("Berlin", ["Berlin"]),
+    ("Sydney", ["Sydney"]),
+    ("Chicago", ["Chicago"]),
+    ("Seattle", ["Seattle"]),
+    ("Madrid", ["Madrid"]),
+    ("Rome", ["Rome"]),
+    ("Toronto", ["Toronto"]),
+    ("Boston", ["Boston"]),
+]
+TEMPLATES = [
+    "what's it like in {}?",
+    "What is the weather in {} today?",
+    "Do I need an umbrella in {}?",
+    "how warm is it in {} right now?",
+    "Should I pack a jacket for {}?",
+    "Is it sunny in {}?",
+]
+TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Get the current weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string", "description": "The city name."}},
+        "required": ["city"],
+    },
+}
+
+
+def generate(n: int, seed: int = 0):
+    rng = random.Random(seed)
+    for _ in range(n):
+        city, aliases = rng.choice(CITIES)
+        text = rng.choice(TEMPLATES).format(rng.choice(aliases))
+        yield {
+            "responses_create_params": {"input": [{"role": "user", "content": text}], "tools": [TOOL]},
+            "expected_city": city,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=10_000, help="number of tasks (default 10000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default data/generated_<n>.jsonl)")
+    args = parser.parse_args()
+    out = args.out or Path(__file__).parent / "data" / f"generated_{args.n}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("wb") as f:
+        for row in generate(args.n, args.seed):
+            f.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+    print(f"wrote {args.n} tasks to {out}")
+
+
+if __name__ == "__main__":
+    main()

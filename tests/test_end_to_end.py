@@ -1,0 +1,164 @@
+"""ng_run + ng_collect_rollouts as real processes, real servers, the real emulator."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import orjson
+
+from harness import ROOT, NgRun, alive, descendants, free_port, run_cli
+
+EXAMPLE = "resources_servers/simple_weather/data/example.jsonl"
+AGENT = "simple_weather_simple_agent"
+
+
+def read_rows(path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def test_ng_run_serves_all_instances_and_collects_the_example_rollouts(ng_run, tmp_path):
+    out = tmp_path / "rollouts.jsonl"
+    result = run_cli(
+        "ng_collect_rollouts",
+        f"+head_server.port={ng_run.head_port}",
+        f"+agent_name={AGENT}",
+        f"+input_jsonl_fpath={EXAMPLE}",
+        f"+output_jsonl_fpath={out}",
+        "+concurrency=3",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    assert len(rows) == 5
+    assert sorted(r["_ng_task_index"] for r in rows) == [0, 1, 2, 3, 4]
+    for row in rows:
+        assert row["reward"] == 1.0
+        types = [item["type"] for item in row["response"]["output"]]
+        assert types == ["function_call", "function_call_output", "message"]
+        assert row["response"]["output"][0]["name"] == "get_weather"
+        assert orjson.loads(row["response"]["output"][0]["arguments"])["city"] == row["expected_city"]
+    metrics = orjson.loads((tmp_path / "rollouts_metrics.json").read_bytes())
+    assert metrics["succeeded"] == 5 and metrics["metrics"]["reward"]["mean"] == 1.0
+    assert "reward" in result.stdout
+
+
+def test_head_server_lists_instances_without_secrets(ng_run):
+    import httpx
+
+    body = httpx.get(ng_run.head_url + "/instances").text
+    rows = orjson.loads(body)["instances"]
+    assert {r["name"] for r in rows} == {"policy_model", "simple_weather", AGENT, "provider_emulator"}
+    assert all(r["pid"] and r["url"].startswith("http://127.0.0.1:") for r in rows)
+    assert "sk-or-emulator-offline-key" not in body
+
+
+def test_ctrl_c_stops_ng_run_and_every_child_within_seconds():
+    run = NgRun()
+    try:
+        run.wait_ready()
+        children = descendants(run.proc.pid)
+        assert len(children) >= 4
+        started = time.monotonic()
+        code = run.stop(signal.SIGINT)
+        assert time.monotonic() - started < 8
+        assert code == 0
+        time.sleep(0.2)
+        assert [pid for pid in children if alive(pid)] == []
+    finally:
+        run.stop()
+
+
+def test_ctrl_c_during_start_up_leaves_no_server_behind():
+    run = NgRun()
+    try:
+        time.sleep(0.4)  # children are being spawned and are importing
+        children = descendants(run.proc.pid)
+        run.proc.send_signal(signal.SIGINT)
+        run.proc.wait(15)
+        time.sleep(0.3)
+        assert [pid for pid in children + descendants(run.proc.pid) if alive(pid)] == []
+    finally:
+        run.stop()
+
+
+def test_a_dying_server_stops_ng_run_with_its_last_output():
+    run = NgRun()
+    try:
+        rows = run.wait_ready()
+        victim = next(r for r in rows if r["name"] == "simple_weather")
+        import os
+
+        os.kill(victim["pid"], signal.SIGKILL)
+        code = run.proc.wait(15)
+        output = run.proc.stdout.read()
+        assert code != 0
+        assert "simple_weather" in output and "exited" in output
+    finally:
+        run.stop()
+
+
+def test_collect_200_of_a_generated_set_at_concurrency_50_writes_200_distinct_rows(ng_run, tmp_path):
+    data = tmp_path / "tasks.jsonl"
+    gen = subprocess.run(
+        [".venv/bin/python" if (ROOT / ".venv").exists() else "python", "resources_servers/simple_weather/generate_tasks.py", "-n", "1000", "--out", str(data)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert gen.returncode == 0, gen.stderr
+    out = tmp_path / "out.jsonl"
+    result = run_cli(
+        "ng_collect_rollouts",
+        f"+head_server.port={ng_run.head_port}",
+        f"+agent_name={AGENT}",
+        f"+input_jsonl_fpath={data}",
+        f"+output_jsonl_fpath={out}",
+        "+limit=200",
+        "+concurrency=50",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(out)
+    assert len(rows) == 200
+    assert len({(r["_ng_task_index"], r["_ng_rollout_index"]) for r in rows}) == 200
+    assert sum(r["reward"] for r in rows) == 200
+
+
+def test_one_command_mode_starts_and_stops_the_servers(tmp_path):
+    out = tmp_path / "one.jsonl"
+    head_port = free_port()  # nothing listens here: the collector starts the servers itself
+    proc = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/ng_collect_rollouts") if (ROOT / ".venv/bin/ng_collect_rollouts").exists() else "ng_collect_rollouts",
+            "+config_paths=[configs/offline.yaml]",
+            f"+head_server.port={head_port}",
+            f"+agent_name={AGENT}",
+            f"+input_jsonl_fpath={EXAMPLE}",
+            f"+output_jsonl_fpath={out}",
+            "+num_repeats=2",
+        ],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seen: set[int] = set()
+    while proc.poll() is None:
+        seen.update(descendants(proc.pid))
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert len(read_rows(out)) == 10
+    assert "pass@2 1.0000" in stdout
+    assert len(seen) >= 4
+    assert [pid for pid in seen if alive(pid)] == []
+
+
+def test_collect_without_servers_fails_fast_naming_the_head_server(tmp_path):
+    port = free_port()
+    started = time.monotonic()
+    result = run_cli(
+        "ng_collect_rollouts",
+        f"+head_server.port={port}",
+        f"+agent_name={AGENT}",
+        f"+input_jsonl_fpath={EXAMPLE}",
+        f"+output_jsonl_fpath={tmp_path / 'x.jsonl'}",
+    )
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}" in result.stderr and "ng_run" in result.stderr
+    assert time.monotonic() - started < 20
