@@ -1,6 +1,12 @@
-"""nemo_gym_cli: collect scored RL rollouts from LLM agents through small HTTP servers."""
+"""nemo_gym_cli: collect scored RL rollouts from LLM agents through small HTTP servers.
 
-from nemo_gym_cli.config import GlobalConfig, ServerInstance, load_config
+Kept light on purpose: every server process imports this package, and start-up time counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
 from nemo_gym_cli.errors import ConfigError, InputError, NemoGymError, ServerError, UpstreamError
 
 __all__ = [
@@ -13,3 +19,11 @@ __all__ = [
     "UpstreamError",
     "load_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("GlobalConfig", "ServerInstance", "load_config"):
+        from nemo_gym_cli import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module 'nemo_gym_cli' has no attribute {name!r}")

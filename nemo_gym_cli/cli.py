@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import typer
 
-from nemo_gym_cli.errors import ConfigError, NemoGymError
+from nemo_gym_cli.errors import NemoGymError
 
-__all__ = ["app", "collect_main", "emulator_main", "run_main"]
+__all__ = ["app", "collect_main", "emulator_main", "models_main", "run_main"]
 
 RUN_HELP = """Start every server named by the config, then supervise them until Ctrl-C.
 
@@ -51,6 +51,7 @@ Keys (default):
   min_mean_reward          exit 1 when the mean reward is lower (default: no gate)
   pass_threshold           reward that counts as a pass for pass@k (default 1.0)
   rollout_timeout_s        timeout of one rollout (default 3600)
+  progress_interval_s      seconds between progress lines when not on a terminal (10)
   config_paths             YAML files: start the servers if no head server runs
   head_server.host/.port   where the running head server is (127.0.0.1:11000)
 \b
@@ -60,6 +61,27 @@ Example:
   ng_collect_rollouts +agent_name=simple_weather_simple_agent \\
     +input_jsonl_fpath=resources_servers/simple_weather/data/example.jsonl \\
     +output_jsonl_fpath=results/example_rollouts.jsonl +limit=100 +concurrency=10
+"""
+
+MODELS_HELP = """List the models the configured upstream offers: context length, price, tool support.
+
+Arguments are Hydra overrides. The upstream is the model server of the config (its
+openai_base_url, openai_api_key and default_headers), or +base_url (and +api_key) directly.
+
+\b
+Keys:
+  config_paths    YAML files to compose, as for ng_run (default: ./env.yaml's policy_base_url)
+  base_url        ask this OpenAI-compatible base URL instead
+  api_key         its key (OpenRouter lists models without one)
+  model_server    which openai_model instance (default policy_model, or the only one)
+  tools           true: only models that support tool calls
+  max_price       only models whose prompt and completion prices are at most this (USD/M tokens)
+  search          only models whose id or name contains this text
+  json            true: one JSON object per model instead of the table
+\b
+Examples:
+  ng models "+config_paths=[responses_api_models/openai_model/configs/openrouter.yaml]" +tools=true
+  ng models +base_url=https://openrouter.ai/api/v1 +max_price=1 +search=llama
 """
 
 app = typer.Typer(
@@ -82,12 +104,9 @@ def _guarded(fn: Callable[[list[str]], int], overrides: list[str] | None) -> Non
     _setup_logging()
     try:
         code = fn(list(overrides or []))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
     except NemoGymError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     raise typer.Exit(code)
@@ -105,6 +124,13 @@ def collect_command(overrides: list[str] | None = _OVERRIDES) -> None:
     from nemo_gym_cli.collect import collect
 
     _guarded(collect, overrides)
+
+
+@app.command("models", help=MODELS_HELP)
+def models_command(overrides: list[str] | None = _OVERRIDES) -> None:
+    from nemo_gym_cli.models_list import models
+
+    _guarded(models, overrides)
 
 
 @app.command(
@@ -131,6 +157,10 @@ def run_main() -> None:
 
 def collect_main() -> None:
     _single_app(collect_command, COLLECT_HELP)(prog_name="ng_collect_rollouts")
+
+
+def models_main() -> None:
+    _single_app(models_command, MODELS_HELP)(prog_name="ng_models")
 
 
 def emulator_main() -> None:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nemo_gym_cli.errors import ConfigError
-from nemo_gym_cli.servers import ServerRef, ServerSpec
+from nemo_gym_cli.spec import ServerRef, ServerSpec
 
 __all__ = [
     "EMULATOR_MODULES",

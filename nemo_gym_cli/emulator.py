@@ -2,7 +2,7 @@
 
 Same wire format as ``https://openrouter.ai/api/v1`` (routes under ``/api/v1`` and ``/v1``):
 ``POST /chat/completions`` (also streamed), ``POST /responses`` (stateless, converted to
-chat and back with ``nemo_gym_cli.conversion``), ``GET /models``; usage with ``cost``,
+chat and back with ``nemo_gym_cli.conversion``), ``GET /models``, ``GET /key``; usage with ``cost``,
 OpenRouter's error shapes, ``models`` fallback lists, and injectable faults (rate limits,
 5xx, 200-with-error bodies, stalls, malformed bodies). Answers come from the deterministic
 scripted policy in ``emulator_policy``. ``GET /emulator/stats`` reports what happened.
@@ -620,6 +620,29 @@ class _Emulator:
         self.stats.by_endpoint["models"] += 1
         return Response(self.models_body, media_type="application/json")
 
+    async def key_info(self, request: Request) -> Response:
+        """OpenRouter's ``GET /key``: 401 for a missing or rejected key; a key in
+        ``reject_keys`` as 402 is valid but its credit limit is used up."""
+        self.stats.by_endpoint["key"] += 1
+        scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            return self._fail(401, "No auth credentials found")
+        code = self.config.reject_keys.get(key) if self.config.reject_keys else None
+        if code == 401:
+            return self._fail(401, "User not found.")
+        broke = code == 402
+        info = {
+            "label": "emulator key",  # OpenRouter shows a redacted key here; we show none
+            "limit": 1.0 if broke else None,
+            "usage": 1.0 if broke else self.stats.cost,
+            "limit_remaining": 0.0 if broke else None,
+            "is_free_tier": False,
+            "is_provisioning_key": False,
+            "rate_limit": {"requests": -1, "interval": "10s"},
+        }
+        return JSONResponse({"data": info})
+
     async def get_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats.as_dict())
 
@@ -698,6 +721,7 @@ def build_app(config: EmulatorConfig | None = None, *, spec: ServerSpec | None =
         app.add_route(f"{prefix}/chat/completions", emulator.chat, methods=["POST"])
         app.add_route(f"{prefix}/responses", emulator.responses, methods=["POST"])
         app.add_route(f"{prefix}/models", emulator.list_models, methods=["GET"])
+        app.add_route(f"{prefix}/key", emulator.key_info, methods=["GET"])
     app.add_route("/emulator/stats", emulator.get_stats, methods=["GET"])
     app.add_route("/emulator/reset", emulator.reset_stats, methods=["POST"])
     return app
@@ -734,7 +758,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="ng_emulator",
         description="A local OpenRouter-compatible server (no API key needed): scripted "
         "tool-calling answers, usage with cost, OpenRouter's errors, injectable faults. "
-        "Serves /api/v1 and /v1 (chat/completions, responses, models), /health and "
+        "Serves /api/v1 and /v1 (chat/completions, responses, models, key), /health and "
         "/emulator/stats.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -8,22 +8,34 @@ traceback.
     ├── ConfigError        bad or missing configuration (file, key, value, server reference)
     ├── InputError         a bad input row (JSONL line), or an output file that can't be used
     ├── ServerError        a server of ours is unreachable, not ready, or answered an error
-    └── UpstreamError      the model provider answered with an error (carries status, kind)
+    ├── UpstreamError      the model provider answered with an error (carries status, kind)
+    └── Interrupted        Ctrl-C / SIGTERM arrived; what was done is kept (exit code 130)
 
 Messages name what failed, show the bad value and say what to do.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "NemoGymError", "ServerError", "UpstreamError"]
+__all__ = ["ConfigError", "InputError", "Interrupted", "NemoGymError", "ServerError", "UpstreamError"]
 
 
 class NemoGymError(Exception):
     """Base class of every error the toolkit raises on purpose."""
 
+    #: the CLI's exit code for this error
+    exit_code = 1
+
 
 class ConfigError(NemoGymError):
     """The composed configuration is wrong: what, where and what to do."""
+
+    exit_code = 2
+
+
+class Interrupted(NemoGymError):
+    """Stopped by Ctrl-C or SIGTERM."""
+
+    exit_code = 130
 
 
 class InputError(NemoGymError):

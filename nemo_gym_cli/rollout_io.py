@@ -15,7 +15,16 @@ from typing import IO, Any
 from nemo_gym_cli.errors import InputError
 from nemo_gym_cli.wire import dumps_line, loads
 
-__all__ = ["DoneSet", "InputRow", "OutputFile", "count_tasks", "failures_path", "metrics_path", "read_tasks"]
+__all__ = [
+    "DoneSet",
+    "FailuresFile",
+    "InputRow",
+    "OutputFile",
+    "count_tasks",
+    "failures_path",
+    "metrics_path",
+    "read_tasks",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,20 +50,24 @@ def read_tasks(path: Path, limit: int | None = None) -> Iterator[InputRow]:
             try:
                 row = loads(line)
             except ValueError as exc:
-                yield InputRow(task_index, line_number, None, f"{path}:{line_number}: not valid JSON ({exc})")
+                yield InputRow(
+                    task_index, line_number, None, f"{path}:{line_number}: not valid JSON ({exc})"
+                )
             else:
                 if isinstance(row, dict):
                     yield InputRow(task_index, line_number, row)
                 else:
-                    yield InputRow(
-                        task_index, line_number, None, f"{path}:{line_number}: a row must be a JSON object, got {type(row).__name__}"
-                    )
+                    kind = type(row).__name__
+                    error = f"{path}:{line_number}: a row must be a JSON object, got {kind}"
+                    yield InputRow(task_index, line_number, None, error)
             task_index += 1
 
 
 def count_tasks(path: Path, limit: int | None = None) -> int:
     """Number of non-blank lines (capped at ``limit``), counted without parsing."""
     n = 0
+    if limit is not None and limit <= 0:
+        return 0
     with path.open("rb") as f:
         for line in f:
             if line.strip():
@@ -65,7 +78,11 @@ def count_tasks(path: Path, limit: int | None = None) -> int:
 
 
 class DoneSet:
-    """Which ``(task, rollout)`` pairs are already in the output: one bit each."""
+    """Which ``(task, rollout)`` pairs are already in the output: one bit each.
+
+    Only pairs of this run are tracked (``0 <= rollout < num_repeats``, ``task >= 0``);
+    others are never "in" the set and ``add`` refuses them.
+    """
 
     def __init__(self, num_repeats: int) -> None:
         self.k = num_repeats
@@ -73,13 +90,15 @@ class DoneSet:
         self.count = 0
 
     def _pos(self, task: int, rollout: int) -> int:
+        if task < 0 or not 0 <= rollout < self.k:
+            return -1
         return task * self.k + rollout
 
     def add(self, task: int, rollout: int) -> bool:
-        """Mark a pair done; False if it already was (a duplicate)."""
-        if not (0 <= rollout < self.k) or task < 0:
-            return True  # from a run with other num_repeats: not ours to track
+        """Mark a pair done; False if it already was (a duplicate) or is not of this run."""
         pos = self._pos(task, rollout)
+        if pos < 0:
+            return False
         byte, bit = divmod(pos, 8)
         if byte >= len(self.bits):
             self.bits.extend(bytes(max(byte + 1 - len(self.bits), len(self.bits) // 2 + 64)))
@@ -90,16 +109,23 @@ class DoneSet:
         return True
 
     def __contains__(self, pair: tuple[int, int]) -> bool:
-        task, rollout = pair
-        byte, bit = divmod(self._pos(task, rollout), 8)
+        pos = self._pos(*pair)
+        if pos < 0:
+            return False
+        byte, bit = divmod(pos, 8)
         return byte < len(self.bits) and bool(self.bits[byte] >> bit & 1)
+
+    def __len__(self) -> int:
+        return self.count
 
 
 def metrics_path(output: Path) -> Path:
+    """``<output stem>_metrics.json`` beside the output."""
     return output.with_name(output.stem + "_metrics.json")
 
 
 def failures_path(output: Path) -> Path:
+    """``<output stem>_failures.jsonl`` beside the output."""
     return output.with_name(output.stem + "_failures.jsonl")
 
 
@@ -127,8 +153,8 @@ class OutputFile:
                     row = loads(line)
                 except ValueError:
                     raise InputError(
-                        f"{self.path}:{line_number}: existing output line is not valid JSON; fix or remove "
-                        "that line, then resume"
+                        f"{self.path}:{line_number}: existing output line is not valid JSON; "
+                        "fix or remove that line, then resume"
                     ) from None
                 if isinstance(row, dict):
                     yield row
@@ -173,5 +199,32 @@ class OutputFile:
         if self._f is not None:
             self._f.flush()
             os.fsync(self._f.fileno())
+            self._f.close()
+            self._f = None
+
+
+class FailuresFile:
+    """``<output stem>_failures.jsonl``: one line per rollout that failed for good.
+
+    Created on the first failure. A new run (or a resume) starts by removing the previous
+    one: its rollouts are not in the output, so this run tries them again.
+    """
+
+    def __init__(self, output: Path) -> None:
+        self.path = failures_path(output)
+        self._f: IO[bytes] | None = None
+
+    def reset(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._f is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = self.path.open("ab")
+        self._f.write(dumps_line(record))
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
             self._f.close()
             self._f = None

@@ -28,16 +28,19 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def _check_port_free(host: str, port: int, what: str) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            raise ConfigError(
-                f"{what} port {host}:{port} is already in use (is another ng_run running?); "
-                f"stop it or choose another port, e.g. +head_server.port={port + 1}"
-            ) from None
+def _head_socket(host: str, port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host, port))
+        s.listen(512)
+    except OSError:
+        s.close()
+        raise ConfigError(
+            f"head server port {host}:{port} is already in use (is another ng_run running?); "
+            f"stop it or choose another port, e.g. +head_server.port={port + 1}"
+        ) from None
+    return s
 
 
 @contextlib.contextmanager
@@ -71,7 +74,7 @@ async def running_servers(
     head: _QuietServer | None = None
     head_task: asyncio.Task[None] | None = None
     if with_head:
-        _check_port_free(config.head_host, config.head_port, "head server")
+        head_sock = _head_socket(config.head_host, config.head_port)
         head = _QuietServer(
             uvicorn.Config(
                 create_head_app(supervisor.describe),
@@ -82,7 +85,7 @@ async def running_servers(
                 lifespan="off",
             )
         )
-        head_task = asyncio.create_task(head.serve())
+        head_task = asyncio.create_task(head.serve(sockets=[head_sock]))
     try:
         await supervisor.start(timeout=timeout, stop_event=stop_event)
         yield supervisor

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_gym_cli.errors import NemoGymError
-from nemo_gym_cli.servers import ServerSpec
+from nemo_gym_cli.spec import ServerSpec
 from nemo_gym_cli.wire import loads
 
 __all__ = ["load_app", "run_server"]
@@ -39,8 +39,9 @@ def load_app(entrypoint: str, spec: ServerSpec) -> Any:
     return factory(spec)
 
 
-def run_server(app: Any, host: str, port: int) -> None:
-    """Serve ``app`` with uvicorn on the fastest loop and parser available, quietly."""
+def run_server(app: Any, host: str, port: int, fd: int | None = None) -> None:
+    """Serve ``app`` with uvicorn on the fastest loop and parser available, quietly; on the
+    listening socket ``fd`` when the supervisor handed one over."""
     import uvicorn
 
     try:
@@ -49,10 +50,10 @@ def run_server(app: Any, host: str, port: int) -> None:
         loop = "uvloop"
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
         loop = "asyncio"
+    where: dict[str, Any] = {"fd": fd} if fd is not None else {"host": host, "port": port}
     uvicorn.run(
         app,
-        host=host,
-        port=port,
+        **where,
         loop=loop,
         http="httptools",
         access_log=False,
@@ -71,7 +72,7 @@ def main() -> None:
     except NemoGymError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    run_server(app, spec.host, spec.port)
+    run_server(app, spec.host, spec.port, raw.get("fd"))
 
 
 if __name__ == "__main__":

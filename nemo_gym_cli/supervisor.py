@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -24,12 +25,27 @@ from typing import Any
 import httpx
 
 from nemo_gym_cli.config import GlobalConfig, ServerInstance
-from nemo_gym_cli.errors import ServerError
+from nemo_gym_cli.errors import Interrupted, ServerError
 from nemo_gym_cli.wire import dumps
 
 __all__ = ["Supervisor"]
 
 _TAIL_LINES = 40
+
+
+def _listen(inst: ServerInstance) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in inst.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((inst.host, inst.port))
+        sock.listen(4096)
+    except OSError as exc:
+        sock.close()
+        raise ServerError(
+            f"instance {inst.name!r} cannot listen on {inst.host}:{inst.port} ({exc.strerror}); "
+            "free that port or set another one in its config (port: ...)"
+        ) from None
+    return sock
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -69,22 +85,20 @@ class Supervisor:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
             for inst in self.config.instances.values():
-                proc = await asyncio.create_subprocess_exec(
-                    python,
-                    "-m",
-                    "nemo_gym_cli.serve",
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-                    env=env,
-                )
+                # We bind the socket and hand it over, so no other process can take the port
+                # between choosing it and the child's start, and a busy port is one clear error.
+                sock = _listen(inst)
+                fd = sock.fileno()  # pass_fds keeps the number in the child
+                try:
+                    proc = await self._spawn(python, env, sock)
+                finally:
+                    sock.close()
                 child = _Child(inst, proc)
                 self.children[inst.name] = child
                 assert proc.stdin is not None
                 spec = inst.spec(urls)
-                proc.stdin.write(dumps({"entrypoint": inst.entrypoint, "spec": spec.__dict__}))
+                payload = {"entrypoint": inst.entrypoint, "fd": fd, "spec": spec.__dict__}
+                proc.stdin.write(dumps(payload))
                 await proc.stdin.drain()
                 proc.stdin.close()
                 child.pump = asyncio.create_task(self._pump(child))
@@ -92,6 +106,20 @@ class Supervisor:
         except BaseException:
             await self.stop()
             raise
+
+    async def _spawn(self, python: str, env: dict[str, str], sock: socket.socket) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            python,
+            "-m",
+            "nemo_gym_cli.serve",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            env=env,
+            pass_fds=(sock.fileno(),),
+        )
 
     async def _pump(self, child: _Child) -> None:
         assert child.process.stdout is not None
@@ -115,7 +143,7 @@ class Supervisor:
                 if dead is not None:
                     raise ServerError(self._death_message(dead, "while starting"))
                 if stop_event is not None and stop_event.is_set():
-                    raise ServerError("interrupted while starting servers; all stopped")
+                    raise Interrupted("interrupted while starting servers; all stopped")
                 pending = [c for c in self.children.values() if not c.ready]
                 if not pending:
                     return

@@ -8,9 +8,21 @@ with a message the user can act on. On the way it:
   thousands of simultaneous provider calls;
 - retries 408, 429, 5xx, connection errors, timeouts, malformed bodies and errors reported
   inside a 200 body, with exponential backoff and full jitter, honouring ``Retry-After``
-  (seconds or an HTTP date), up to ``max_attempts`` in all; never retries 400/401/402/403/404;
-- moves to the next alternative upstream when one is down (connection error or 5xx);
-- logs each retry with attempt number, target and reason, never the key.
+  (seconds or an HTTP date; else ``X-RateLimit-Reset``), up to ``max_attempts`` in all;
+  never retries 400/401/402/403/404;
+- moves to the next alternative upstream when one is down (connection error or 5xx), at
+  once (no backoff for an upstream not tried yet);
+- logs each retry with attempt number, target and reason; never the key (upstream error
+  messages are scrubbed of it, too). Nothing is logged on the success path.
+
+The provider's catalogue (``GET /models``, ``GET /key``) and the start-up check built on it
+are in ``models_list``.
+
+The bytes travel over a ``Wire``: ``AiohttpWire`` in the server (an aiohttp session's pool
+stays cheap with many requests in flight: measured 0.24 ms of client CPU per upstream call
+at 64 in flight, against 3.1 ms for an httpx 0.28 client) and ``HttpxWire`` over any httpx
+client (tests use ``httpx.ASGITransport`` to reach the emulator in-process). Each wire
+translates its library's exceptions into ``WireTimeout`` / ``WireUnreachable`` at the edge.
 """
 
 from __future__ import annotations
@@ -20,42 +32,231 @@ import email.utils
 import logging
 import random
 import time
-from dataclasses import dataclass
-from collections.abc import Callable
-from typing import Any
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+import aiohttp
 import httpx
 
 from nemo_gym_cli.errors import UpstreamError
 from nemo_gym_cli.wire import dumps, loads
 
-__all__ = ["Upstream", "UpstreamClient", "classify_error", "parse_retry_after"]
+__all__ = [
+    "AiohttpWire",
+    "HttpxWire",
+    "Reply",
+    "Upstream",
+    "UpstreamClient",
+    "Wire",
+    "WireTimeout",
+    "WireUnreachable",
+    "as_wire",
+    "auth_headers",
+    "classify_error",
+    "model_unavailable",
+    "parse_retry_after",
+]
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+# OpenRouter's error.metadata.error_type values (and OpenAI's string codes) worth a retry.
+_RETRYABLE_TYPES = frozenset(
+    (
+        "rate_limit_exceeded",
+        "provider_overloaded",
+        "provider_unavailable",
+        "timeout",
+        "server_error",
+    )
+)
 _KIND_BY_STATUS = {
     400: "bad_request",
-    401: "auth",
-    402: "credits",
     403: "forbidden",
-    404: "model_not_found",
     408: "timeout",
     413: "context_length",
     429: "rate_limit",
 }
 
 
+# --- the wire: bytes out, bytes in --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Reply:
+    """An HTTP answer, whatever library fetched it. ``headers`` is case-insensitive."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    url: str
+
+    def json(self) -> Any:
+        """The body decoded, or ``None`` when it is not JSON."""
+        try:
+            return loads(self.content)
+        except ValueError:
+            return None
+
+    def text(self, limit: int = 300) -> str:
+        return self.content[:limit].decode("utf-8", "replace")
+
+
+class WireTimeout(Exception):
+    """No answer (or no more bytes of it) within the timeout."""
+
+
+class WireUnreachable(Exception):
+    """No connection, or it broke; ``refused``: nothing listens there (yet)."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+class Wire(Protocol):
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Reply: ...
+
+
+class AiohttpWire:
+    """A ``Wire`` over one ``aiohttp.ClientSession`` (the server's, opened in its lifespan).
+
+    Proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``...), looked up once per
+    origin: aiohttp's own ``trust_env`` does that, and a netrc lookup, in a thread on every
+    request.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, *, env_proxies: bool = True) -> None:
+        self.session = session
+        self._env_proxies = env_proxies
+        self._proxies: dict[str, str | None] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, *, pool_size: int, connect_timeout_s: float, read_timeout_s: float
+    ) -> AsyncIterator[AiohttpWire]:
+        """A wire with its own session: at most ``pool_size`` connections; ``read_timeout_s``
+        is the longest silence while waiting for an answer (a stall ends there)."""
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout_s, sock_read=read_timeout_s
+        )
+        connector = aiohttp.TCPConnector(limit=pool_size, limit_per_host=0)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, trust_env=False
+        ) as session:
+            yield cls(session)
+
+    def _proxy(self, url: str) -> str | None:
+        scheme, _, rest = url.partition("://")
+        origin = f"{scheme}://{rest.split('/', 1)[0]}"
+        if origin not in self._proxies:
+            proxy = None
+            if self._env_proxies:
+                host = urllib.parse.urlsplit(url).hostname or ""
+                if not urllib.request.proxy_bypass(host):
+                    proxy = urllib.request.getproxies().get(scheme)
+            self._proxies[origin] = proxy
+        return self._proxies[origin]
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        extra: dict[str, Any] = {}
+        if timeout is not None:
+            extra["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        if proxy := self._proxy(url):
+            extra["proxy"] = proxy
+        try:
+            async with self.session.request(
+                method, url, data=content, headers=headers, **extra
+            ) as resp:
+                return Reply(resp.status, resp.headers, await resp.read(), url)
+        except TimeoutError as exc:  # before ClientError: aiohttp's timeouts are both
+            raise WireTimeout(type(exc).__name__) from None
+        except aiohttp.ClientConnectorError as exc:
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            raise WireUnreachable(f"{type(exc).__name__}: {exc}", refused=refused) from None
+        except aiohttp.ClientError as exc:
+            raise WireUnreachable(f"{type(exc).__name__}: {exc}") from None
+
+
+class HttpxWire:
+    """A ``Wire`` over an ``httpx.AsyncClient`` (tests: ``httpx.ASGITransport``)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        extra = {} if timeout is None else {"timeout": timeout}
+        try:
+            resp = await self.client.request(method, url, content=content, headers=headers, **extra)
+        except httpx.TimeoutException as exc:
+            raise WireTimeout(type(exc).__name__) from None
+        except httpx.ConnectError as exc:
+            raise WireUnreachable(
+                f"ConnectError: {exc}", refused="refused" in str(exc).lower()
+            ) from None
+        except httpx.TransportError as exc:
+            raise WireUnreachable(f"{type(exc).__name__}: {exc}") from None
+        return Reply(resp.status_code, resp.headers, resp.content, url)
+
+
+def as_wire(http: Wire | httpx.AsyncClient | aiohttp.ClientSession) -> Wire:
+    """``http`` as a ``Wire`` (an httpx client or aiohttp session is wrapped)."""
+    if isinstance(http, httpx.AsyncClient):
+        return HttpxWire(http)
+    if isinstance(http, aiohttp.ClientSession):
+        return AiohttpWire(http)
+    return http
+
+
 @dataclass(frozen=True)
 class Upstream:
-    """One OpenAI-compatible endpoint: base URL, key and model name (passed through as is)."""
+    """One OpenAI-compatible endpoint: base URL, key and model name (passed through as is).
+
+    ``fallback_models`` go out as OpenRouter's ``models`` list, after ``model``.
+    """
 
     base_url: str
-    api_key: str
+    api_key: str = field(repr=False)
     model: str
+    fallback_models: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never show the key
         return f"Upstream(base_url={self.base_url!r}, model={self.model!r})"
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the key (some providers echo it in error messages)."""
+        return (
+            text.replace(self.api_key, "<key>") if self.api_key and len(self.api_key) > 3 else text
+        )
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -76,70 +277,136 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def classify_error(status: int | None, error: Any, upstream: Upstream, *, tools_sent: bool = False) -> UpstreamError:
+def _retry_after(resp: Reply, error: Any) -> float | None:
+    """The wait the provider asked for: ``Retry-After``, else ``X-RateLimit-Reset`` (epoch ms)
+    of a 429, else the error body's ``availability.retry_after`` / ``metadata.headers``."""
+    wait = parse_retry_after(resp.headers.get("retry-after"))
+    if wait is not None:
+        return wait
+    reset = resp.headers.get("x-ratelimit-reset")
+    if reset and resp.status == 429:
+        try:
+            return max(0.0, float(reset) / 1000 - time.time())
+        except ValueError:
+            pass
+    if isinstance(error, dict):
+        hint = (error.get("availability") or {}).get("retry_after")
+        if isinstance(hint, (int, float)) and not isinstance(hint, bool):
+            return max(0.0, float(hint))
+        headers = (error.get("metadata") or {}).get("headers")
+        if isinstance(headers, dict):
+            return parse_retry_after(headers.get("Retry-After") or headers.get("retry-after"))
+    return None
+
+
+def model_unavailable(upstream: Upstream, detail: str = "") -> UpstreamError:
+    return UpstreamError(
+        f"model {upstream.model!r} is not available at {upstream.base_url}; list the models it "
+        f"offers with `ng models`, then set +policy_model_name=<id>{detail}",
+        status=404,
+        kind="model_not_found",
+    )
+
+
+def classify_error(
+    status: int | None, error: Any, upstream: Upstream, *, tools_sent: bool = False
+) -> UpstreamError:
     """Turn a provider error (HTTP status and/or OpenRouter error object) into an UpstreamError
     whose message says what to do."""
     err = error if isinstance(error, dict) else {}
-    message = str(err.get("message") or error or "no error message")[:500]
-    code = err.get("code")
-    code = code if isinstance(code, int) else status
+    message = upstream.scrub(str(err.get("message") or error or "no error message")[:500])
+    raw_code = err.get("code")
     meta = err.get("metadata") if isinstance(err.get("metadata"), dict) else {}
-    error_type = str(meta.get("error_type") or err.get("type") or "")
     availability = err.get("availability") if isinstance(err.get("availability"), dict) else {}
+    code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
+    if code is None and isinstance(availability.get("code"), int):
+        code = availability["code"]
+    code = code or status
+    names = (meta.get("error_type"), raw_code, err.get("type"))
+    error_type = next((n for n in names if isinstance(n, str) and not n.isdigit()), "")
     base, model = upstream.base_url, upstream.model
     low = message.lower()
+    said = f" (it answered: {message!r})"
 
     if code == 401 or error_type in ("authentication_error", "invalid_api_key"):
+        hint = "" if upstream.api_key else " (no key is set)"
         return UpstreamError(
-            f"the API key was rejected by {base} ({message}): set policy_api_key in env.yaml "
-            "(or the model server's openai_api_key)",
+            f"the API key was rejected: set policy_api_key in env.yaml (or openai_api_key of the "
+            f"model server) to a key {base} accepts{hint}{said}",
             status=401,
             kind="auth",
         )
-    if code == 402:
+    if code == 402 or error_type == "insufficient_quota":
         return UpstreamError(
-            f"out of credits at {base} ({message}): add credits to the account or use a :free model",
+            f"out of credits at {base}: add credits to the account (OpenRouter: "
+            "https://openrouter.ai/settings/credits) or pick a free model "
+            f"(`ng models +max_price=0`){said}",
             status=402,
             kind="credits",
         )
     if "context length" in low or "context_length" in error_type or "maximum context" in low:
         return UpstreamError(
-            f"the request exceeds the context length of model {model!r} ({message}): shorten the "
-            "input, lower max_output_tokens or max_steps, or pick a model with a longer context",
-            status=code or 400,
+            f"the request exceeds the context length of model {model!r} at {base}: shorten the "
+            "input, lower max_output_tokens or max_steps, or pick a model with a longer context "
+            f"(`ng models` lists them){said}",
+            status=code if code and 400 <= code < 500 else 400,
             kind="context_length",
         )
-    if code == 404 and ("tool use" in low or "tools" in low) and tools_sent:
+    if "tool" in low and "support" in low:
+        sends = ", and this request sends tools" if tools_sent else ""
         return UpstreamError(
-            f"model {model!r} at {base} does not support tool calls ({message}): pick one that does; "
-            "list them with `ng models --tools`",
+            f"model {model!r} at {base} does not support tool calls{sends}: pick one that does "
+            f"(`ng models +tools=true`){said}",
             status=404,
             kind="tools_unsupported",
         )
-    if code == 404 or "not a valid model" in low:
+    if code == 404 and "no endpoints found" in low:
         return UpstreamError(
-            f"model {model!r} is not available at {base} ({message}); list the models it offers "
-            "with `ng models`, then set +policy_model_name=<id>",
+            f"no provider of model {model!r} at {base} can serve this request{said}: check the "
+            "routing preferences (extra_body.provider) and the account's privacy settings, or "
+            "pick another model (`ng models`)",
             status=404,
             kind="model_not_found",
         )
-    retryable = bool(
-        code is None and availability.get("retryable", True) or (code is not None and (code in RETRYABLE_STATUS or code >= 500))
+    if code == 404 or "not a valid model" in low or error_type == "model_not_found":
+        return model_unavailable(upstream, said)
+    if code == 403:
+        return UpstreamError(
+            f"{base} refused the request (403){said}: moderation flagged the input, or the key "
+            "lacks a permission or hit its limit; retrying will not help",
+            status=403,
+            kind="forbidden",
+        )
+    if code is None:
+        retryable = bool(
+            availability.get("retryable", error_type in _RETRYABLE_TYPES or not error_type)
+        )
+    else:
+        retryable = code in RETRYABLE_STATUS or code >= 500
+    kind = _KIND_BY_STATUS.get(code or 0) or (
+        "rate_limit" if "rate" in error_type else "server" if retryable else "bad_request"
     )
-    kind = _KIND_BY_STATUS.get(code or 0) or ("rate_limit" if "rate" in error_type else "server" if retryable else "bad_request")
-    return UpstreamError(f"{base} answered {code or 'an error'}: {message}", status=code, kind=kind, retryable=retryable)
+    if status is None:  # the error came in a 200 answer
+        what = f"reported {code} in a 200 answer" if code else "reported an error in a 200 answer"
+    else:
+        what = f"answered {code}"
+    return UpstreamError(f"{base} {what}: {message}", status=code, kind=kind, retryable=retryable)
 
 
 class UpstreamClient:
-    """Posts JSON to a provider with retries, failover and a concurrency cap."""
+    """Posts JSON to a provider with retries, failover and a concurrency cap.
+
+    ``http`` is the server's one shared client (a ``Wire``, an ``aiohttp.ClientSession`` or
+    an ``httpx.AsyncClient``); its timeouts apply to every attempt.
+    """
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: Wire | httpx.AsyncClient | aiohttp.ClientSession,
         upstreams: list[Upstream],
         *,
         max_attempts: int = 6,
-        max_concurrency: int = 64,
+        max_concurrency: int = 256,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
         max_retry_after_s: float = 120.0,
@@ -147,17 +414,14 @@ class UpstreamClient:
     ) -> None:
         if not upstreams:
             raise ValueError("at least one upstream is needed")
-        self.http = http
+        self.wire = as_wire(http)
         self.upstreams = upstreams
         self.max_attempts = max(1, max_attempts)
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.max_retry_after_s = max_retry_after_s
         self._gate = asyncio.Semaphore(max_concurrency)
-        self._headers = [
-            {**(headers or {}), "authorization": f"Bearer {u.api_key}", "content-type": "application/json"}
-            for u in upstreams
-        ]
+        self._headers = [_headers(u, headers) for u in upstreams]
         self._current = 0  # index of the upstream in use; moves on when one is down
         self.retries = 0  # total retries made (for stats)
 
@@ -173,10 +437,12 @@ class UpstreamClient:
         tools_sent: bool = False,
         parse: Callable[[dict[str, Any]], Any] | None = None,
     ) -> tuple[Any, Upstream]:
-        """POST ``body`` (``model`` filled per upstream) to ``<base>/<path>``; returns the answer
-        (passed through ``parse``, whose retryable ``UpstreamError`` is retried like any other)
-        and the upstream that gave it. Raises ``UpstreamError``."""
+        """POST ``body`` (``model``, and ``models`` when there are fallbacks, set per upstream)
+        to ``<base>/<path>``; returns the answer (passed through ``parse``, whose retryable
+        ``UpstreamError`` is retried like any other) and the upstream that gave it.
+        Raises ``UpstreamError``."""
         last: UpstreamError | None = None
+        tried = {self._current}
         for attempt in range(1, self.max_attempts + 1):
             index = self._current
             upstream = self.upstreams[index]
@@ -190,21 +456,37 @@ class UpstreamClient:
                 except UpstreamError as exc:
                     if not exc.retryable:
                         raise
-                    raise _Retry(exc) from None
+                    last = exc
             except _Retry as retry:
                 last, wait = retry.error, retry.wait
                 if retry.down and len(self.upstreams) > 1 and self._current == index:
                     self._current = (index + 1) % len(self.upstreams)
             if attempt == self.max_attempts:
                 break
-            delay = wait if wait is not None else random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
-            delay = min(delay, self.max_retry_after_s)
+            if self._current not in tried:  # failing over: no reason to wait
+                delay = 0.0
+                tried.add(self._current)
+            elif wait is not None and wait > self.max_retry_after_s:
+                raise UpstreamError(
+                    f"{last} (the provider asks to wait {wait:.0f} s before retrying, more than "
+                    f"max_retry_after_s={self.max_retry_after_s:g}: lower the request rate, "
+                    "raise max_retry_after_s, or add fallback_models)",
+                    status=last.status,
+                    kind=last.kind,
+                    retryable=True,
+                )
+            elif wait is not None:
+                delay = wait
+            else:
+                ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+                delay = random.uniform(0, ceiling)
             self.retries += 1
             log.warning(
-                "upstream %s attempt %d/%d failed: %s; retrying in %.2f s%s",
+                "upstream %s attempt %d/%d failed (%s): %s; retrying in %.2f s%s",
                 upstream.base_url,
                 attempt,
                 self.max_attempts,
+                last.kind,
                 last,
                 delay,
                 f" via {self.upstream.base_url}" if self.upstream is not upstream else "",
@@ -212,53 +494,92 @@ class UpstreamClient:
             await asyncio.sleep(delay)
         assert last is not None
         raise UpstreamError(
-            f"{last} (gave up after {self.max_attempts} attempts)", status=last.status, kind=last.kind, retryable=True
+            f"{last} (gave up after {self.max_attempts} attempts)",
+            status=last.status,
+            kind=last.kind,
+            retryable=True,
         )
 
-    async def _once(self, index: int, upstream: Upstream, path: str, body: dict[str, Any], tools_sent: bool) -> dict[str, Any]:
+    async def _once(
+        self, index: int, upstream: Upstream, path: str, body: dict[str, Any], tools_sent: bool
+    ) -> dict[str, Any]:
         url = f"{upstream.base_url.rstrip('/')}/{path}"
+        if upstream.fallback_models:
+            body = {**body, "models": [upstream.model, *upstream.fallback_models]}
         payload = dumps({**body, "model": upstream.model})
         async with self._gate:
             try:
-                resp = await self.http.post(url, content=payload, headers=self._headers[index])
-            except httpx.TimeoutException as exc:
-                raise _Retry(
-                    UpstreamError(f"{url} timed out ({type(exc).__name__})", kind="timeout", retryable=True)
-                ) from None
-            except httpx.TransportError as exc:
-                raise _Retry(
-                    UpstreamError(f"cannot reach {url}: {exc!r}", kind="connection", retryable=True), down=True
-                ) from None
-        status = resp.status_code
-        try:
-            data = loads(resp.content)
-        except ValueError:
-            data = None
-        if status >= 400 or data is None or (isinstance(data, dict) and "error" in data and not data.get("choices") and not data.get("output")):
-            if data is None and status < 400:
+                resp = await self.wire.request(
+                    "POST", url, content=payload, headers=self._headers[index]
+                )
+            except WireTimeout as exc:
                 error = UpstreamError(
-                    f"{url} answered {status} with a body that is not JSON: {resp.content[:200]!r}",
-                    status=status,
-                    kind="bad_response",
+                    f"{url} timed out ({exc}); raise read_timeout_s if generations are this long",
+                    kind="timeout",
                     retryable=True,
                 )
-            else:
-                err_obj = data.get("error") if isinstance(data, dict) else resp.text[:300]
-                error = classify_error(status if status >= 400 else None, err_obj, upstream, tools_sent=tools_sent)
-            if not error.retryable:
-                raise error
-            retry_after = parse_retry_after(resp.headers.get("retry-after"))
-            if retry_after is None and isinstance(data, dict) and isinstance(data.get("error"), dict):
-                hint = (data["error"].get("availability") or {}).get("retry_after")
-                retry_after = float(hint) if isinstance(hint, (int, float)) else None
-            raise _Retry(error, wait=retry_after, down=status >= 500 and status != 529)
-        if not isinstance(data, dict):
-            raise _Retry(UpstreamError(f"{url} answered with {type(data).__name__}, not an object", kind="bad_response", retryable=True))
-        return data
+                raise _Retry(error) from None
+            except WireUnreachable as exc:
+                error = UpstreamError(
+                    f"cannot reach {url}: {upstream.scrub(str(exc))}",
+                    kind="connection",
+                    retryable=True,
+                )
+                raise _Retry(error, down=True) from None
+        status = resp.status
+        data = resp.json()
+        err = data.get("error") if isinstance(data, dict) else None
+        if status < 400 and isinstance(data, dict):
+            # OpenRouter reports some errors in a 200: an error body without choices, or a
+            # choice that finished with "error".
+            choices = data.get("choices")
+            if choices and isinstance(choices, list) and isinstance(choices[0], dict):
+                if choices[0].get("finish_reason") != "error":
+                    return data
+                err = err or {"message": "the generation stopped with finish_reason 'error'"}
+            elif not err or data.get("output"):
+                return data
+            error = classify_error(None, err, upstream, tools_sent=tools_sent)
+        elif data is None and status < 400:
+            error = UpstreamError(
+                f"{url} answered {status} with a body that is not JSON: "
+                f"{upstream.scrub(repr(resp.content[:200]))}",
+                status=status,
+                kind="bad_response",
+                retryable=True,
+            )
+        elif status < 400:
+            error = UpstreamError(
+                f"{url} answered {status} with {type(data).__name__}, not an object",
+                status=status,
+                kind="bad_response",
+                retryable=True,
+            )
+        else:
+            if not err:  # vLLM's flat {"object": "error", "message": ...}, or not JSON at all
+                err = data if isinstance(data, dict) and "message" in data else resp.text()
+            error = classify_error(status, err, upstream, tools_sent=tools_sent)
+        if not error.retryable:
+            raise error
+        raise _Retry(error, wait=_retry_after(resp, err), down=status >= 500 and status != 529)
 
 
 class _Retry(Exception):
-    def __init__(self, error: UpstreamError, *, wait: float | None = None, down: bool = False) -> None:
+    def __init__(
+        self, error: UpstreamError, *, wait: float | None = None, down: bool = False
+    ) -> None:
         self.error = error
         self.wait = wait
         self.down = down
+
+
+def auth_headers(upstream: Upstream, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """``extra`` plus the key as ``Authorization: Bearer`` (when there is one)."""
+    headers = dict(extra or {})
+    if upstream.api_key:
+        headers["authorization"] = f"Bearer {upstream.api_key}"
+    return headers
+
+
+def _headers(upstream: Upstream, extra: dict[str, str] | None) -> dict[str, str]:
+    return {**auth_headers(upstream, extra), "content-type": "application/json"}

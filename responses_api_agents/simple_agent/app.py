@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from nemo_gym_cli.client import ServerClient, make_http_client
+from nemo_gym_cli.client import JSONClient, open_json_client
 from nemo_gym_cli.errors import NemoGymError, ServerError
 from nemo_gym_cli.servers import SESSION_HEADER, ServerRef, ServerSpec, create_server_app, new_session_id, read_json
 from nemo_gym_cli.wire import JSONResponse, dumps, loads
@@ -30,12 +30,12 @@ class SimpleAgentConfig(BaseModel):
     resources_server: dict[str, str] = Field(description="{type: resources_servers, name: ...}: the environment")
     model_server: dict[str, str] = Field(description="{type: responses_api_models, name: ...}: the policy")
     max_steps: int = Field(8, ge=1, description="most model calls in one rollout")
-    max_in_flight: int = Field(256, ge=1, description="most concurrent HTTP requests this agent makes")
+    max_in_flight: int = Field(1024, ge=1, description="most concurrent HTTP connections this agent opens")
     timeout_s: float = Field(600.0, gt=0, description="timeout of one call to the model or resources server")
 
 
 class SimpleAgent:
-    def __init__(self, config: SimpleAgentConfig, spec: ServerSpec, client: ServerClient) -> None:
+    def __init__(self, config: SimpleAgentConfig, spec: ServerSpec, client: JSONClient) -> None:
         self.max_steps = config.max_steps
         self.client = client
         self.resources_url = spec.url_for(ServerRef.parse(config.resources_server, "resources_server"))
@@ -112,8 +112,8 @@ def create_app(spec: ServerSpec) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with make_http_client(pool_size=config.max_in_flight, timeout=config.timeout_s) as http:
-            app.state.agent = SimpleAgent(config, spec, ServerClient(http, max_in_flight=config.max_in_flight))
+        async with open_json_client(pool_size=config.max_in_flight, timeout=config.timeout_s) as client:
+            app.state.agent = SimpleAgent(config, spec, client)
             yield
 
     app = create_server_app(spec, lifespan=lifespan)

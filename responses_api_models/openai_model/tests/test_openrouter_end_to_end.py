@@ -1,0 +1,118 @@
+"""ng_run + ng_collect_rollouts as real processes against the real emulator with faults: every
+rollout completes, retries are logged, costs add up, the key shows up nowhere; a rejected key
+stops the servers at start-up with the message."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import httpx
+import orjson
+from harness import NgRun, run_cli
+
+EXAMPLE = "resources_servers/simple_weather/data/example.jsonl"
+AGENT = "simple_weather_simple_agent"
+EMULATOR = "++provider_emulator.provider_emulators.openrouter"
+ADAPTER = "++policy_model.responses_api_models.openai_model"
+
+
+def distinctive_key() -> str:
+    return f"sk-or-v1-LEAKCHECK{secrets.token_hex(8)}"
+
+
+def test_a_run_with_30_percent_upstream_faults_completes_every_rollout_and_costs_add_up(
+    tmp_path,
+) -> None:
+    key = distinctive_key()
+    run = NgRun(
+        f"++policy_api_key={key}",
+        f"{EMULATOR}.fault_rate=0.3",
+        f"{EMULATOR}.fault_kinds=[429,429_bare,500,502,503,529,error_200]",
+        f"{EMULATOR}.fault_seed=4",
+        f"{EMULATOR}.retry_after_seconds=0.05",
+        f"{ADAPTER}.backoff_base_s=0.02",
+        f"{ADAPTER}.backoff_max_s=0.2",
+        f"{ADAPTER}.max_attempts=10",
+    )
+    out = tmp_path / "rollouts.jsonl"
+    try:
+        instances = run.wait_ready()
+        emulator_url = next(r["url"] for r in instances if r["name"] == "provider_emulator")
+        collect = run_cli(
+            "ng_collect_rollouts",
+            f"+head_server.port={run.head_port}",
+            f"+agent_name={AGENT}",
+            f"+input_jsonl_fpath={EXAMPLE}",
+            f"+output_jsonl_fpath={out}",
+            "+num_repeats=8",
+            "+concurrency=8",
+        )
+        stats = httpx.get(emulator_url + "/emulator/stats").json()
+        head_body = httpx.get(run.head_url + "/instances").text
+    finally:
+        run.stop()
+    server_log = run.proc.stdout.read()
+    assert collect.returncode == 0, collect.stderr
+
+    rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert len(rows) == 40
+    assert sorted((r["_ng_task_index"], r["_ng_rollout_index"]) for r in rows) == [
+        (t, k) for t in range(5) for k in range(8)
+    ]
+    for row in rows:
+        assert row["reward"] == 1.0
+        response = row["response"]
+        assert (
+            response["model"] == "emulator/scripted-tool-caller"
+            and response["provider"] == "Emulator"
+        )
+        assert [item["type"] for item in response["output"]] == [
+            "function_call",
+            "function_call_output",
+            "message",
+        ]
+        assert response["usage"]["cost"] > 0
+
+    # Faults happened (errors in 200 bodies too), each was retried, and each retry is a log
+    # line with attempt and reason.
+    faults = sum(stats["faults"].values())
+    assert faults >= 10 and stats["faults"].get("error_200"), stats
+    assert stats["completion_requests"] == stats["completions"] + faults
+    retries = re.findall(r"attempt (\d+)/10 failed \((\w+)\)", server_log)
+    assert len(retries) == faults
+    assert {reason for _, reason in retries} <= {"rate_limit", "server"}
+    assert "rate_limit" in {reason for _, reason in retries}
+
+    # The summary carries what the emulator billed: same tokens, same cost, who served.
+    metrics = orjson.loads((tmp_path / "rollouts_metrics.json").read_bytes())
+    assert metrics["succeeded"] == 40 and metrics["failed"] == 0
+    assert metrics["tokens"] == {
+        "input": stats["prompt_tokens"],
+        "output": stats["completion_tokens"],
+    }
+    assert abs(metrics["cost_usd"] - stats["cost"]) < 1e-10
+    assert round(stats["cost"], 10) == metrics["cost_usd"]
+    assert metrics["models"] == {"emulator/scripted-tool-caller": 40}
+    assert metrics["providers"] == {"Emulator": 40}
+    assert f"cost ${stats['cost']:.6f}" in collect.stdout
+
+    # The key is in no log line, output, file or response of ours.
+    files = [p.read_text() for p in tmp_path.iterdir()]
+    for text in (server_log, collect.stdout, collect.stderr, head_body, *files):
+        assert key not in text
+
+
+def test_a_rejected_key_stops_ng_run_at_start_up_with_the_message() -> None:
+    key = distinctive_key()
+    run = NgRun(f"++policy_api_key={key}", f"{EMULATOR}.reject_keys={{{key}:401}}")
+    try:
+        code = run.proc.wait(60)
+        output = run.proc.stdout.read()
+    finally:
+        run.stop()
+    assert code != 0
+    assert "the API key was rejected: set policy_api_key in env.yaml" in output
+    assert "policy_model" in output and "exited" in output
+    assert "Traceback" not in output
+    assert key not in output
