@@ -808,30 +808,16 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as exc:
         print(f"ng_emulator: error: {_problems(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
-    import uvicorn
+    from nemo_gym_cli.serve import run_server
+    from nemo_gym_cli.servers import DirectRoutes
 
-    try:
-        import uvloop  # noqa: F401
-
-        loop = "uvloop"
-    except ImportError:  # pragma: no cover - uvloop builds everywhere but Windows
-        loop = "asyncio"
     print(
         f"ng_emulator: OpenRouter-compatible API at http://{args.host}:{args.port}/api/v1 "
         f"(models: {', '.join(m.id for m in config.models)})",
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(
-        build_app(config),
-        host=args.host,
-        port=args.port,
-        loop=loop,
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        backlog=4096,
-    )
+    run_server(DirectRoutes(build_app(config)), args.host, args.port)
 
 
 if __name__ == "__main__":

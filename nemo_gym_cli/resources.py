@@ -68,14 +68,12 @@ def create_resources_app(spec: ServerSpec, server: ResourcesServer) -> FastAPI:
     app = create_server_app(spec)
     app.state.resources = server
 
-    @app.post("/seed_session")
     async def seed_session(request: Request) -> JSONResponse:
         row = await read_json(request)
         session = server.session(request.headers.get(SESSION_HEADER, ""))
         await server.seed_session(session, row)
         return JSONResponse({})
 
-    @app.post("/verify")
     async def verify(request: Request) -> JSONResponse:
         body = await read_json(request)
         session_id = request.headers.get(SESSION_HEADER, "")
@@ -83,8 +81,11 @@ def create_resources_app(spec: ServerSpec, server: ResourcesServer) -> FastAPI:
         metrics = await server.verify(session, body)
         return JSONResponse({**body, **metrics})
 
+    # Plain routes: served by DirectRoutes without FastAPI's per-request stack (hot path).
+    app.add_route("/seed_session", seed_session, methods=["POST"])
+    app.add_route("/verify", verify, methods=["POST"])
     for name, method in server.tools().items():
-        app.add_api_route(f"/{name}", _tool_endpoint(server, method), methods=["POST"], name=name)
+        app.add_route(f"/{name}", _tool_endpoint(server, method), methods=["POST"], name=name)
     return app
 
 

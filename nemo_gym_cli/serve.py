@@ -42,6 +42,8 @@ def load_app(entrypoint: str, spec: ServerSpec) -> Any:
 def run_server(app: Any, host: str, port: int, fd: int | None = None) -> None:
     """Serve ``app`` with uvicorn on the fastest loop and parser available, quietly; on the
     listening socket ``fd`` when the supervisor handed one over."""
+    import socket
+
     import uvicorn
 
     try:
@@ -50,10 +52,10 @@ def run_server(app: Any, host: str, port: int, fd: int | None = None) -> None:
         loop = "uvloop"
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
         loop = "asyncio"
-    where: dict[str, Any] = {"fd": fd} if fd is not None else {"host": host, "port": port}
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
-        **where,
+        host=host,
+        port=port,
         loop=loop,
         http="httptools",
         access_log=False,
@@ -61,6 +63,10 @@ def run_server(app: Any, host: str, port: int, fd: int | None = None) -> None:
         timeout_graceful_shutdown=3,
         backlog=4096,
     )
+    # Not uvicorn's own fd= option: it takes every inherited fd for a Unix socket, so accepted
+    # connections would miss TCP_NODELAY and small responses would wait ~40 ms on Nagle.
+    sockets = [socket.socket(fileno=fd)] if fd is not None else None
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 def main() -> None:
@@ -72,7 +78,9 @@ def main() -> None:
     except NemoGymError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    run_server(app, spec.host, spec.port, raw.get("fd"))
+    from nemo_gym_cli.servers import DirectRoutes
+
+    run_server(DirectRoutes(app), spec.host, spec.port, raw.get("fd"))
 
 
 if __name__ == "__main__":

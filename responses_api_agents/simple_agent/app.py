@@ -118,7 +118,6 @@ def create_app(spec: ServerSpec) -> FastAPI:
 
     app = create_server_app(spec, lifespan=lifespan)
 
-    @app.post("/v1/responses")
     async def responses(request: Request) -> JSONResponse:
         params = await read_json(request)
         try:
@@ -126,7 +125,6 @@ def create_app(spec: ServerSpec) -> FastAPI:
         except NemoGymError as exc:
             return _error(exc)
 
-    @app.post("/run")
     async def run(request: Request) -> JSONResponse:
         row = await read_json(request)
         try:
@@ -134,4 +132,7 @@ def create_app(spec: ServerSpec) -> FastAPI:
         except NemoGymError as exc:
             return _error(exc)
 
+    # Plain routes: served by DirectRoutes without FastAPI's per-request stack (hot path).
+    app.add_route("/v1/responses", responses, methods=["POST"])
+    app.add_route("/run", run, methods=["POST"])
     return app
