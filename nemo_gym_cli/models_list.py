@@ -16,12 +16,10 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import httpx
 
-from nemo_gym_cli.config import GlobalConfig, load_config
 from nemo_gym_cli.errors import ConfigError, UpstreamError
 from nemo_gym_cli.upstream import (
     Reply,
@@ -35,6 +33,11 @@ from nemo_gym_cli.upstream import (
     model_unavailable,
 )
 from nemo_gym_cli.wire import dumps
+
+if TYPE_CHECKING:  # the model server imports this module: keep config and httpx out of it
+    import httpx
+
+    from nemo_gym_cli.config import GlobalConfig
 
 __all__ = ["ModelInfo", "fetch_models", "model_listed", "models", "preflight", "select"]
 
@@ -421,6 +424,8 @@ def _flag(opts: dict[str, Any], key: str) -> bool:
 
 def models(args: list[str]) -> int:
     """``ng models``: print the models the configured upstream offers; returns the exit code."""
+    from nemo_gym_cli.config import load_config
+
     config = load_config(args)
     opts = config.options
     target = _target(config)
@@ -459,5 +464,7 @@ def models(args: list[str]) -> int:
 
 
 async def _fetch(target: _Target) -> list[dict[str, Any]]:
+    import httpx
+
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
         return await fetch_models(http, target.upstream, headers=target.headers)

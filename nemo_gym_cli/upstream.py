@@ -37,13 +37,15 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
-import httpx
 
 from nemo_gym_cli.errors import UpstreamError
 from nemo_gym_cli.wire import dumps, loads
+
+if TYPE_CHECKING:  # httpx is for tests and cold paths: servers don't pay its import
+    import httpx
 
 __all__ = [
     "AiohttpWire",
@@ -214,6 +216,8 @@ class HttpxWire:
         content: bytes | None = None,
         timeout: float | None = None,
     ) -> Reply:
+        import httpx
+
         extra = {} if timeout is None else {"timeout": timeout}
         try:
             resp = await self.client.request(method, url, content=content, headers=headers, **extra)
@@ -230,10 +234,10 @@ class HttpxWire:
 
 def as_wire(http: Wire | httpx.AsyncClient | aiohttp.ClientSession) -> Wire:
     """``http`` as a ``Wire`` (an httpx client or aiohttp session is wrapped)."""
-    if isinstance(http, httpx.AsyncClient):
-        return HttpxWire(http)
     if isinstance(http, aiohttp.ClientSession):
         return AiohttpWire(http)
+    if type(http).__module__.startswith("httpx"):
+        return HttpxWire(http)  # type: ignore[arg-type]
     return http
 
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -32,6 +31,9 @@ from nemo_gym_cli.models_list import preflight
 from nemo_gym_cli.servers import ServerSpec, create_server_app, read_json
 from nemo_gym_cli.upstream import AiohttpWire, HttpxWire, Upstream, UpstreamClient, Wire
 from nemo_gym_cli.wire import JSONResponse
+
+if TYPE_CHECKING:  # only tests hand in an httpx transport
+    import httpx
 
 log = logging.getLogger("openai_model")
 
@@ -269,6 +271,8 @@ async def _open_wire(
 ) -> AsyncIterator[Wire]:
     """The server's one client for the upstream, with its timeouts and pool size."""
     if transport is not None:
+        import httpx
+
         timeout = httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s)
         async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
             yield HttpxWire(http)
