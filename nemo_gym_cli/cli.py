@@ -1,5 +1,5 @@
 """Command-line entry points: ``ng`` (typer, with subcommands) and the console scripts
-``ng_run``, ``ng_collect_rollouts``, ``ng_emulator``. Each command's logic lives in its own
+``ng_run``, ``ng_collect_rollouts``, ``ng_models``, ``ng_emulator``. Each command's logic lives in its own
 module; this file only parses, catches the toolkit's errors and sets the exit code."""
 
 from __future__ import annotations

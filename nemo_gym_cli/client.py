@@ -34,26 +34,21 @@ class JSONClient:
 
     async def post(self, url: str, payload: Any, *, headers: dict[str, str] | None = None) -> Any:
         hdrs = _JSON_HEADERS if headers is None else {**_JSON_HEADERS, **headers}
-        try:
-            async with self.session.post(url, data=dumps(payload), headers=hdrs) as resp:
-                body = await resp.read()
-                status = resp.status
-        except asyncio.TimeoutError:
-            raise ServerError(f"POST {url} timed out", url=url) from None
-        except aiohttp.ClientError as exc:
-            raise ServerError(f"cannot reach {url}: {exc}; is the server running (ng_run)?", url=url) from None
-        return _decode_body(status, body, "POST", url)
+        return await self._request("POST", url, dumps(payload), hdrs)
 
     async def get(self, url: str) -> Any:
+        return await self._request("GET", url, None, None)
+
+    async def _request(self, method: str, url: str, data: bytes | None, headers: dict[str, str] | None) -> Any:
         try:
-            async with self.session.get(url) as resp:
+            async with self.session.request(method, url, data=data, headers=headers) as resp:
                 body = await resp.read()
                 status = resp.status
         except asyncio.TimeoutError:
-            raise ServerError(f"GET {url} timed out", url=url) from None
+            raise ServerError(f"{method} {url} timed out", url=url) from None
         except aiohttp.ClientError as exc:
             raise ServerError(f"cannot reach {url}: {exc}; is the server running (ng_run)?", url=url) from None
-        return _decode_body(status, body, "GET", url)
+        return _decode_body(status, body, method, url)
 
 
 @asynccontextmanager

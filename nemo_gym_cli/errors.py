@@ -57,7 +57,8 @@ class UpstreamError(NemoGymError):
     ``status`` is the HTTP status (or the code inside a 200 error body), ``kind`` a short
     machine-readable tag (``auth``, ``credits``, ``model_not_found``, ``rate_limit``,
     ``context_length``, ``tools_unsupported``, ``timeout``, ``connection``, ``server``,
-    ``bad_request``, ``bad_response``) and ``retryable`` whether trying again may help.
+    ``bad_request``, ``bad_response``, ``forbidden``, ``bad_base_url``) and ``retryable``
+    whether trying again may help.
     """
 
     def __init__(

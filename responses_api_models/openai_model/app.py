@@ -17,7 +17,7 @@ failing every rollout later. Provider errors reach the agent as a structured err
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -239,27 +239,21 @@ def create_app(spec: ServerSpec, *, transport: httpx.AsyncBaseTransport | None =
 
     app = create_server_app(spec, lifespan=lifespan)
 
-    # Plain Starlette routes: no FastAPI dependency resolution per request (hot path).
-    async def responses(request: Request) -> JSONResponse:
-        model: OpenAIModel = request.app.state.model
-        try:
-            return JSONResponse(await model.responses(await read_json(request)))
-        except UpstreamError as exc:
-            model.report(exc)
-            return _error_response(exc)
-        except InputError as exc:
-            return _error_response(exc)
+    # Plain Starlette routes, served by DirectRoutes without FastAPI's stack (hot path).
+    def route(method: str) -> Callable[[Request], Awaitable[JSONResponse]]:
+        async def endpoint(request: Request) -> JSONResponse:
+            model: OpenAIModel = request.app.state.model
+            try:
+                return JSONResponse(await getattr(model, method)(await read_json(request)))
+            except UpstreamError as exc:
+                model.report(exc)
+                return _error_response(exc)
+            except InputError as exc:
+                return _error_response(exc)
 
-    async def chat_completions(request: Request) -> JSONResponse:
-        model: OpenAIModel = request.app.state.model
-        try:
-            return JSONResponse(await model.chat_completions(await read_json(request)))
-        except UpstreamError as exc:
-            model.report(exc)
-            return _error_response(exc)
-        except InputError as exc:
-            return _error_response(exc)
+        return endpoint
 
+    responses, chat_completions = route("responses"), route("chat_completions")
     app.add_route("/v1/responses", responses, methods=["POST"])
     app.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
     return app
