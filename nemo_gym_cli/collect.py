@@ -27,6 +27,7 @@ from nemo_gym_cli.config import GlobalConfig, load_config
 from nemo_gym_cli.errors import ConfigError, ServerError
 from nemo_gym_cli.rollout_io import count_tasks, metrics_path
 from nemo_gym_cli.rollout_metrics import Progress, format_summary
+from nemo_gym_cli.serve import run_async, tune_gc
 from nemo_gym_cli.run import running_servers, stop_on_signals
 from nemo_gym_cli.supervisor import Supervisor
 from nemo_gym_cli.wire import dumps
@@ -191,7 +192,8 @@ def collect(args: list[str]) -> int:
     """Run a collection from Hydra-syntax ``args``; returns the exit code."""
     config = load_config(args)
     opts = CollectOptions.from_config(config.options)
-    doc, code, message = asyncio.run(_collect(config, opts))
+    tune_gc()
+    doc, code, message = run_async(_collect(config, opts))
     print(format_summary(doc))
     new_rows = doc["succeeded"] - doc["resumed_from_output"]
     print(

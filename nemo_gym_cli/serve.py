@@ -6,6 +6,7 @@ hold API keys: ``ps`` shows command lines to every user.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import logging
@@ -37,6 +38,30 @@ def load_app(entrypoint: str, spec: ServerSpec) -> Any:
     if factory is None:
         raise NemoGymError(f"{entrypoint} has no create_app(spec) function")
     return factory(spec)
+
+
+def run_async(coro: Any) -> Any:
+    """``asyncio.run`` on uvloop where it is installed (less CPU per I/O event)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a long-running, allocation-heavy server.
+
+    Everything imported so far is frozen out of collection, and the youngest generation is
+    collected every 50,000 allocations instead of 700: with thousands of requests in flight
+    the default collects so often that its scans of the live heap grow with concurrency.
+    Reference counting still frees almost everything at once; only cycles wait longer.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def run_server(app: Any, host: str, port: int, fd: int | None = None) -> None:
@@ -80,6 +105,7 @@ def main() -> None:
         raise SystemExit(2) from None
     from nemo_gym_cli.servers import DirectRoutes
 
+    tune_gc()
     run_server(DirectRoutes(app), spec.host, spec.port, raw.get("fd"))
 
 
