@@ -53,7 +53,14 @@ def tasks_file(n: int) -> Path:
     if not path.exists():
         DATA.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, str(ROOT / "resources_servers/simple_weather/generate_tasks.py"), "-n", str(n), "--out", str(path)],
+            [
+                sys.executable,
+                str(ROOT / "resources_servers/simple_weather/generate_tasks.py"),
+                "-n",
+                str(n),
+                "--out",
+                str(path),
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -67,7 +74,12 @@ class Servers:
         self.head_port = free_port()
         started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [str(BIN / "ng_run"), f"+config_paths=[{config}]", f"+head_server.port={self.head_port}", *overrides],
+            [
+                str(BIN / "ng_run"),
+                f"+config_paths=[{config}]",
+                f"+head_server.port={self.head_port}",
+                *overrides,
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -111,7 +123,14 @@ class Result:
     failed: int
 
 
-def collect(servers: Servers, data: Path, concurrency: int, limit: int | None, *, stop_after: float | None = None) -> tuple[dict, float, float]:
+def collect(
+    servers: Servers,
+    data: Path,
+    concurrency: int,
+    limit: int | None,
+    *,
+    stop_after: float | None = None,
+) -> tuple[dict, float, float]:
     """Run the collector; returns (metrics, its CPU seconds, its peak RSS in MiB)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.jsonl"
@@ -126,7 +145,13 @@ def collect(servers: Servers, data: Path, concurrency: int, limit: int | None, *
         ]
         if limit is not None:
             args.append(f"+limit={limit}")
-        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         if stop_after is not None:
             time.sleep(stop_after)
             proc.send_signal(signal.SIGINT)
@@ -162,7 +187,9 @@ def three_server_startup(runs: int) -> float:
     """Start-up of the three NeMo Gym servers, the emulator already running elsewhere."""
     port = free_port()
     emulator = subprocess.Popen(
-        [str(BIN / "ng_emulator"), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [str(BIN / "ng_emulator"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         while True:
@@ -194,7 +221,10 @@ def three_server_startup(runs: int) -> float:
 
 def print_table(results: list[Result]) -> None:
     print()
-    print("| run | concurrency | rollouts | rollouts/s | CPU ms/rollout (all processes) | collector peak RSS MiB | p50 ms | p95 ms | failed |")
+    print(
+        "| run | concurrency | rollouts | rollouts/s | CPU ms/rollout (all processes) "
+        "| collector peak RSS MiB | p50 ms | p95 ms | failed |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
@@ -206,7 +236,11 @@ def print_table(results: list[Result]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer levels and shorter runs")
-    parser.add_argument("--levels", default="1,64,256,512,2048,4096", help="concurrency levels (default 1,64,256,512,2048,4096)")
+    parser.add_argument(
+        "--levels",
+        default="1,64,256,512,2048,4096",
+        help="concurrency levels (default 1,64,256,512,2048,4096)",
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="target duration of each run (default 8)")
     parser.add_argument("--skip-latency", action="store_true", help="skip the 200 ms latency run")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 1k vs 1M rows memory runs")
@@ -241,7 +275,7 @@ def main() -> None:
         rate = 500.0
         for c in levels:
             # Long enough that the collector's own start-up (~0.5 s of CPU) is a small share.
-            limit = max(int(rate * seconds), c * 4, 1000)
+            limit = max(int(max(rate, 500.0) * seconds), c * 4, 2000)
             r = measure(servers, data, c, limit)
             results.append(r)
             rate = max(r.rate, 50.0)
@@ -256,7 +290,10 @@ def main() -> None:
             # Long enough that the first and last 0.4 s (filling and draining 512 slots) are small.
             r = measure(servers, data, 512, 10_000, label="c=512, 200 ms upstream latency")
             results.append(r)
-            print(f"  200 ms latency, c=512: {r.rate:.0f} rollouts/s (bound by latency: {512 / (2 * 0.2):.0f})", flush=True)
+            print(
+                f"  200 ms latency, c=512: {r.rate:.0f} rollouts/s (bound by latency: {512 / (2 * 0.2):.0f})",
+                flush=True,
+            )
         finally:
             servers.stop()
 

@@ -140,13 +140,17 @@ def models_command(overrides: list[str] | None = _OVERRIDES) -> None:
     add_help_option=False,
 )
 def emulator_command(ctx: typer.Context) -> None:
-    from nemo_gym_cli.emulator import main
+    from nemo_gym_cli.emulator_cli import main
 
     main(list(ctx.args))
 
 
 def _single_app(command: Callable[..., None], help_text: str) -> typer.Typer:
-    single = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+    single = typer.Typer(
+        add_completion=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
     single.command(help=help_text)(command)
     return single
 
@@ -164,6 +168,6 @@ def models_main() -> None:
 
 
 def emulator_main() -> None:
-    from nemo_gym_cli.emulator import main
+    from nemo_gym_cli.emulator_cli import main
 
     main(sys.argv[1:])

@@ -10,7 +10,6 @@ aiohttp transport. One session per process, opened in the app's lifespan.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -44,7 +43,7 @@ class JSONClient:
             async with self.session.request(method, url, data=data, headers=headers) as resp:
                 body = await resp.read()
                 status = resp.status
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ServerError(f"{method} {url} timed out", url=url) from None
         except aiohttp.ClientError as exc:
             raise ServerError(f"cannot reach {url}: {exc}; is the server running (ng_run)?", url=url) from None

@@ -27,8 +27,8 @@ from nemo_gym_cli.config import GlobalConfig, load_config
 from nemo_gym_cli.errors import ConfigError, ServerError
 from nemo_gym_cli.rollout_io import count_tasks, metrics_path
 from nemo_gym_cli.rollout_metrics import Progress, format_summary
-from nemo_gym_cli.serve import run_async, tune_gc
 from nemo_gym_cli.run import running_servers, stop_on_signals
+from nemo_gym_cli.serve import run_async, tune_gc
 from nemo_gym_cli.supervisor import Supervisor
 from nemo_gym_cli.wire import dumps
 
@@ -82,9 +82,7 @@ _HINT_NG_RUN = (
     "start the servers again (ng_run with the same +config_paths), then re-run with "
     "+resume=true to continue where this run stopped"
 )
-_HINT_ONE_COMMAND = (
-    "its output is above; re-run this command with +resume=true to continue where it stopped"
-)
+_HINT_ONE_COMMAND = "its output is above; re-run this command with +resume=true to continue where it stopped"
 
 
 async def _collect(config: GlobalConfig, opts: CollectOptions) -> tuple[dict[str, Any], int, str]:
@@ -104,18 +102,14 @@ async def _collect(config: GlobalConfig, opts: CollectOptions) -> tuple[dict[str
                     "+config_paths to start them itself",
                     url=config.head_url,
                 )
-            servers = running_servers(
-                config, stop_event=stop_event, write=print_err, with_head=False
-            )
+            servers = running_servers(config, stop_event=stop_event, write=print_err, with_head=False)
             async with servers as supervisor:
                 agents = {
                     name: inst.url
                     for name, inst in config.instances.items()
                     if inst.server_type == "responses_api_agents"
                 }
-                return await _collect_with(
-                    agents, client, opts, stop_event, _HINT_ONE_COMMAND, supervisor
-                )
+                return await _collect_with(agents, client, opts, stop_event, _HINT_ONE_COMMAND, supervisor)
 
 
 async def _collect_with(
@@ -128,9 +122,7 @@ async def _collect_with(
 ) -> tuple[dict[str, Any], int, str]:
     if opts.agent_name and opts.agent_name not in agents:
         known = ", ".join(sorted(agents)) or "none"
-        raise ConfigError(
-            f"+agent_name={opts.agent_name!r} is not a running agent; agents: {known}"
-        )
+        raise ConfigError(f"+agent_name={opts.agent_name!r} is not a running agent; agents: {known}")
     num_tasks = count_tasks(opts.input_jsonl_fpath, opts.limit)
     progress = Progress(opts.progress_interval_s)
     collector = Collector(
@@ -196,10 +188,7 @@ def collect(args: list[str]) -> int:
     doc, code, message = run_async(_collect(config, opts))
     print(format_summary(doc))
     new_rows = doc["succeeded"] - doc["resumed_from_output"]
-    print(
-        f"wrote {new_rows} new rows to {opts.output_jsonl_fpath}; "
-        f"metrics in {metrics_path(opts.output_jsonl_fpath)}"
-    )
+    print(f"wrote {new_rows} new rows to {opts.output_jsonl_fpath}; metrics in {metrics_path(opts.output_jsonl_fpath)}")
     if doc["failed"]:
         print(f"{doc['failed']} failed rollouts are listed in {doc['failures_file']}")
     if message:

@@ -91,10 +91,7 @@ class CollectOptions:
         if options.get("input_jsonl_fpath") in (None, ""):
             raise ConfigError("+input_jsonl_fpath=... is required (see ng_collect_rollouts --help)")
         input_path = Path(str(options["input_jsonl_fpath"])).expanduser()
-        output = (
-            options.get("output_jsonl_fpath")
-            or Path("results") / f"{input_path.stem}_rollouts.jsonl"
-        )
+        output = options.get("output_jsonl_fpath") or Path("results") / f"{input_path.stem}_rollouts.jsonl"
         concurrency = options.get("concurrency", options.get("num_samples_in_parallel", 10))
         rcp = options.get("responses_create_params") or {}
         if not isinstance(rcp, dict):
@@ -164,9 +161,7 @@ class Collector:
         self._gate = asyncio.Semaphore(max_in_flight or opts.concurrency)
         self.out = OutputFile(opts.output_jsonl_fpath)
         self.failures = FailuresFile(opts.output_jsonl_fpath)
-        self.metrics = CollectionMetrics(
-            num_repeats=opts.num_repeats, pass_threshold=opts.pass_threshold
-        )
+        self.metrics = CollectionMetrics(num_repeats=opts.num_repeats, pass_threshold=opts.pass_threshold)
         self.done = DoneSet(opts.num_repeats)
         self.fatal: NemoGymError | None = None
         self.dispatched = 0
@@ -177,11 +172,7 @@ class Collector:
     @property
     def complete(self) -> bool:
         """Every rollout of the input is now in the output or in the failures file."""
-        return (
-            self.exhausted
-            and self.fatal is None
-            and self.new_rollouts + self.failed == self.dispatched
-        )
+        return self.exhausted and self.fatal is None and self.new_rollouts + self.failed == self.dispatched
 
     # ------------------------------------------------------------------ setup
 
@@ -236,9 +227,7 @@ class Collector:
         ref = row.get("agent_ref")
         name = (ref.get("name") if isinstance(ref, dict) else None) or self.opts.agent_name
         if not name:
-            raise InputError(
-                "the row names no agent (agent_ref: {name: ...}) and no +agent_name was given"
-            )
+            raise InputError("the row names no agent (agent_ref: {name: ...}) and no +agent_name was given")
         url = self.agent_urls.get(name)
         if url is None:
             known = ", ".join(sorted(self.agent_urls)) or "none"
@@ -320,9 +309,7 @@ class Collector:
             async with self._gate, asyncio.timeout(timeout):
                 result = await self.client.post(url, row)
         except TimeoutError:
-            raise ServerError(
-                f"POST {url}: no answer in {timeout} s (+rollout_timeout_s)", url=url
-            ) from None
+            raise ServerError(f"POST {url}: no answer in {timeout} s (+rollout_timeout_s)", url=url) from None
         if not isinstance(result, dict):
             kind = type(result).__name__
             raise ServerError(f"POST {url} answered a JSON {kind}, not a row (object)", url=url)
@@ -331,9 +318,7 @@ class Collector:
     async def _backoff(self, attempt: int, url: str, error: Exception) -> bool:
         """Wait before the next attempt (jittered exponential); True if stopping meanwhile."""
         delay = min(MAX_BACKOFF_S, 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-        log.info(
-            "attempt %d of POST %s failed (%s); retrying in %.1f s", attempt, url, error, delay
-        )
+        log.info("attempt %d of POST %s failed (%s); retrying in %.1f s", attempt, url, error, delay)
         try:
             async with asyncio.timeout(delay):
                 await self.stop_event.wait()
@@ -379,9 +364,7 @@ class Collector:
         self.metrics.add_failure(error_type, job.task_index)
         self.progress.add(0, 1)
         what = f"failed after {attempts} attempt(s)" if attempts else "not run"
-        log.warning(
-            "rollout (task %d, rollout %d) %s: %s", job.task_index, job.rollout_index, what, message
-        )
+        log.warning("rollout (task %d, rollout %d) %s: %s", job.task_index, job.rollout_index, what, message)
 
 
 def _rejected(status: int | None) -> bool:

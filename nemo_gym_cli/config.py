@@ -122,7 +122,7 @@ def parse_overrides(args: list[str]) -> tuple[DictConfig, list[str]]:
             first = str(exc).strip().splitlines()[0]
             raise ConfigError(
                 f"command-line argument {arg!r} is not an override: {first}. Use +key=value "
-                "(lists as \"+key=[a,b]\", nested keys as +a.b=c)"
+                '(lists as "+key=[a,b]", nested keys as +a.b=c)'
             ) from None
         key = override.key_or_group
         if override.type == OverrideType.DEL:
@@ -254,9 +254,7 @@ def _instance_shape(value: Any) -> tuple[str, str, Any] | None:
 
 def _entrypoint(name: str, server_type: str, impl: str, fields: DictConfig, cwd: Path) -> str:
     if server_type not in _ALL_TYPES:
-        raise ConfigError(
-            f"instance {name!r}: unknown server type {server_type!r}; use one of {', '.join(_ALL_TYPES)}"
-        )
+        raise ConfigError(f"instance {name!r}: unknown server type {server_type!r}; use one of {', '.join(_ALL_TYPES)}")
     if server_type == "provider_emulators":
         if impl not in EMULATOR_MODULES:
             raise ConfigError(
@@ -272,7 +270,15 @@ def _entrypoint(name: str, server_type: str, impl: str, fields: DictConfig, cwd:
             if not app.is_file():
                 raise ConfigError(f"instance {name!r}: entrypoint {str(app)!r} does not exist; check 'entrypoint'")
             return str(app)
-    known = sorted({p.name for r in roots if (r / server_type).is_dir() for p in (r / server_type).iterdir() if p.is_dir() and not p.name.startswith(("_", "."))})
+    known = sorted(
+        {
+            p.name
+            for r in roots
+            if (r / server_type).is_dir()
+            for p in (r / server_type).iterdir()
+            if p.is_dir() and not p.name.startswith(("_", "."))
+        }
+    )
     raise ConfigError(
         f"instance {name!r}: implementation folder {server_type}/{impl} not found "
         f"(looked in {' and '.join(str(r) for r in roots)}); known: {', '.join(known) or 'none'}"
@@ -414,10 +420,7 @@ def load_config(args: list[str], *, cwd: Path | None = None) -> GlobalConfig:
                     f"defined instances: {', '.join(sorted(instances)) or 'none'}"
                 )
             if target.server_type != ref.type:
-                raise ConfigError(
-                    f"{where} refers to {ref.name!r} as a {ref.type}, but it is a {target.server_type}"
-                )
+                raise ConfigError(f"{where} refers to {ref.name!r} as a {ref.type}, but it is a {target.server_type}")
 
     options = {k: v for k, v in resolved.items() if k not in instances}
     return GlobalConfig(instances=instances, head_host=head_host, head_port=head_port, options=options)
-

@@ -46,8 +46,7 @@ _CHAT_CONVERTED = frozenset(
 _CHAT_ONLY = frozenset(("stream", "stream_options", "logprobs"))
 # OpenRouter's error.metadata.error_type values (and OpenAI's error codes) worth a retry.
 _RETRYABLE_TYPES = frozenset(
-    ("rate_limit_exceeded", "provider_overloaded", "provider_unavailable", "timeout")
-    + ("server_error",)
+    ("rate_limit_exceeded", "provider_overloaded", "provider_unavailable", "timeout") + ("server_error",)
 )
 _KIND_BY_CODE = {
     401: "auth",
@@ -88,8 +87,7 @@ def responses_to_chat_request(params: dict, *, model: str | None = None) -> dict
     for key in ("previous_response_id", "conversation"):
         if params.get(key) is not None:
             raise InputError(
-                f"{key}={params[key]!r} is not supported: the upstream is stateless: "
-                "send the full history in input"
+                f"{key}={params[key]!r} is not supported: the upstream is stateless: send the full history in input"
             )
     body: dict[str, Any] = {}
     if (model := model or params.get("model")) is not None:
@@ -145,9 +143,7 @@ def _input_to_messages(items: Any, instructions: Any) -> list[dict]:
                 # the `developer` role; `system` means the same to them.
                 role = "system"
             elif role not in ("user", "system", "assistant"):
-                raise InputError(
-                    f"input[{i}] has role {role!r}: use user, system, developer or assistant"
-                )
+                raise InputError(f"input[{i}] has role {role!r}: use user, system, developer or assistant")
             message = {"role": role, "content": _content_to_chat(item.get("content"), i)}
             messages.append(message)
             turn = message if role == "assistant" else None
@@ -197,8 +193,7 @@ def _content_to_chat(content: Any, index: int) -> Any:
             parts.append({"type": "image_url", "image_url": image})
         else:
             raise InputError(
-                f"input[{index}] has a content part of type {kind!r}: use input_text, "
-                "output_text or input_image"
+                f"input[{index}] has a content part of type {kind!r}: use input_text, output_text or input_image"
             )
     return parts
 
@@ -238,8 +233,7 @@ def chat_to_responses_response(completion: dict, *, request: dict | None = None)
     if finish == "error":
         native = choices[0].get("native_finish_reason")
         raise UpstreamError(
-            f"the upstream stopped the generation with an error (native reason {native!r}); "
-            "retry the request",
+            f"the upstream stopped the generation with an error (native reason {native!r}); retry the request",
             kind="server",
             retryable=True,
         )
@@ -374,9 +368,7 @@ def _message_to_items(message: Any, index: int) -> list[dict]:
         call_id = message.get("tool_call_id")
         return [{"type": "function_call_output", "call_id": call_id, "output": output}]
     if role not in ("user", "system", "developer", "assistant"):
-        raise InputError(
-            f"messages[{index}] has role {role!r}: use system, developer, user, assistant or tool"
-        )
+        raise InputError(f"messages[{index}] has role {role!r}: use system, developer, user, assistant or tool")
     items: list[dict] = []
     # Past reasoning (message.reasoning) is dropped, as in the other direction.
     if content or not message.get("tool_calls"):
@@ -413,9 +405,7 @@ def _content_to_responses(content: Any, text_type: str) -> Any:
 def _tool_to_responses(tool: dict, index: int) -> dict:
     function = tool.get("function")
     if tool.get("type") != "function" or not isinstance(function, dict):
-        raise InputError(
-            f"tools[{index}] has type {tool.get('type')!r}: only function tools are supported"
-        )
+        raise InputError(f"tools[{index}] has type {tool.get('type')!r}: only function tools are supported")
     flat = {"type": "function", "name": function.get("name")}
     for key in ("description", "parameters", "strict"):
         if function.get(key) is not None:
@@ -444,11 +434,7 @@ def responses_to_chat_response(response: dict) -> dict:
     for item in output:
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "message":
-            texts.extend(
-                part.get("text", "")
-                for part in item.get("content") or []
-                if part.get("type") in _TEXT_PARTS
-            )
+            texts.extend(part.get("text", "") for part in item.get("content") or [] if part.get("type") in _TEXT_PARTS)
         elif kind == "function_call":
             function = {"name": item.get("name"), "arguments": _arguments(item)}
             calls.append({"id": item.get("call_id"), "type": "function", "function": function})
@@ -531,8 +517,7 @@ def _raise_if_error_body(body: dict) -> None:
     where = f" from {metadata['provider_name']}" if metadata.get("provider_name") else ""
     hint = _HINT_BY_KIND.get(kind) or ("retry the request" if retryable else "fix the request")
     raise UpstreamError(
-        f"upstream error {status if status is not None else error_type!r}{where}: "
-        f"{error.get('message')!r}; {hint}",
+        f"upstream error {status if status is not None else error_type!r}{where}: {error.get('message')!r}; {hint}",
         status=status,
         kind=kind,
         retryable=retryable,
@@ -556,9 +541,7 @@ def _arguments(holder: dict) -> str:
 
 
 def _is_text_parts(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(part, dict) and part.get("type") in _TEXT_PARTS for part in value
-    )
+    return isinstance(value, list) and all(isinstance(part, dict) and part.get("type") in _TEXT_PARTS for part in value)
 
 
 def _joined_text(parts: list) -> str:

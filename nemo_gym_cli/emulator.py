@@ -12,164 +12,47 @@ per-request validation or logging, precomputed bodies where possible.
 
     build_app(EmulatorConfig(...))   an ASGI app, for tests
     create_app(spec)                 the same from a ServerSpec (run under ``ng_run``)
-    main(argv)                       the ``ng_emulator`` command
+
+The config lives in ``emulator_config.py``, the ``ng_emulator`` command in ``emulator_cli.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import secrets
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from nemo_gym_cli import emulator_policy as policy
 from nemo_gym_cli.conversion import chat_to_responses_response, responses_to_chat_request
+from nemo_gym_cli.emulator_config import (
+    _NO_FAULT,
+    API_PREFIXES,
+    FAULT_KINDS,
+    EmulatorConfig,
+    EmulatorModel,
+    config_problems,
+)
 from nemo_gym_cli.errors import ConfigError, NemoGymError
 from nemo_gym_cli.servers import ServerSpec, create_server_app
 from nemo_gym_cli.wire import JSONResponse, dumps, loads
 
-__all__ = ["FAULT_KINDS", "EmulatorConfig", "EmulatorModel", "build_app", "create_app", "main"]
-
-FaultKind = Literal[
-    "429", "429_bare", "500", "502", "503", "524", "529", "error_200", "stall", "malformed"
-]
-FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
-_NO_FAULT = ("", "none", "ok")
-API_PREFIXES = ("/api/v1", "/v1")
-
-
-class EmulatorModel(BaseModel):
-    """One model the emulator serves, with OpenRouter-like metadata."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(description="model id as clients send it, e.g. 'openai/gpt-4o-mini'")
-    name: str = Field("", description="display name in /models (defaults to the id)")
-    prompt_price: float = Field(0.0, ge=0, description="USD per prompt token")
-    completion_price: float = Field(0.0, ge=0, description="USD per completion token")
-    context_length: int = Field(131072, gt=0, description="max prompt + max_tokens, in tokens")
-    supports_tools: bool = Field(True, description="False: requests with tools get a 404")
-    provider: str = Field("Emulator", description="the `provider` named in answers")
-    created: int = Field(1700000000, description="`created` timestamp in /models")
-
-
-# fmt: off
-DEFAULT_MODELS = tuple(
-    EmulatorModel(id=i, name=n, prompt_price=p, completion_price=c, context_length=ctx,
-                  supports_tools=tools, provider=provider)
-    for i, n, p, c, ctx, tools, provider in (
-        ("emulator/scripted-tool-caller", "Emulator: Scripted Tool Caller",
-         1e-7, 4e-7, 131072, True, "Emulator"),
-        ("openai/gpt-4o-mini", "OpenAI: GPT-4o-mini", 1.5e-7, 6e-7, 128000, True, "OpenAI"),
-        ("anthropic/claude-3.5-sonnet", "Anthropic: Claude 3.5 Sonnet",
-         3e-6, 1.5e-5, 200000, True, "Anthropic"),
-        ("meta-llama/llama-3.3-70b-instruct:free", "Meta: Llama 3.3 70B Instruct (free)",
-         0.0, 0.0, 65536, True, "Together"),
-        # no tool support and a small context: for the 404-tools and 400-context paths
-        ("gryphe/mythomax-l2-13b", "MythoMax 13B", 6.5e-8, 6.5e-8, 4096, False, "DeepInfra"),
-    )
-)
-# fmt: on
-
-
-def _int_values(value: Any) -> Any:
-    """{k: "402"} -> {k: 402}: status codes may come from YAML or the CLI as strings."""
-    if not isinstance(value, dict):
-        return value
-    return {
-        k: int(v) if isinstance(v, str) and v.strip().isdigit() else v for k, v in value.items()
-    }
-
-
-class EmulatorConfig(BaseModel):
-    """The emulator's switches; every field has a default (see docs/emulator.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    latency_ms: float = Field(0.0, ge=0, description="delay added to every completion answer")
-    models: list[EmulatorModel] = Field(
-        default_factory=lambda: list(DEFAULT_MODELS), description="the models served"
-    )
-    down_models: dict[str, Literal[502, 503]] = Field(
-        default_factory=dict,
-        description="models that are 'down': a list (answer 502) or {model: 502|503}",
-    )
-    fault_rate: float = Field(0.0, ge=0, le=1, description="share of completions given a fault")
-    fault_kinds: list[FaultKind] = Field(
-        default_factory=lambda: ["429", "500", "502", "503"],
-        description="faults fault_rate draws from, uniformly",
-    )
-    fault_seed: int = Field(0, description="seed of the fault draws: the same seed repeats a run")
-    fault_schedule: dict[int, FaultKind | Literal["", "none", "ok"]] = Field(
-        default_factory=dict,
-        description="{n: kind} or [kind, ...]: fault of the n-th completion request (1-based);"
-        " overrides fault_rate for those requests",
-    )
-    retry_after_seconds: float = Field(1.0, ge=0, description="Retry-After of injected 429s")
-    stall_seconds: float = Field(3600.0, ge=0, description="how long a 'stall' fault sleeps")
-    reject_keys: dict[str, Literal[401, 402]] = Field(
-        default_factory=dict, repr=False, description="API keys answered 401 or 402"
-    )
-
-    @field_validator("down_models", mode="before")
-    @classmethod
-    def _down_list(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            return dict.fromkeys(value, 502)
-        return _int_values(value)
-
-    @field_validator("reject_keys", mode="before")
-    @classmethod
-    def _reject_codes(cls, value: Any) -> Any:
-        return _int_values(value)
-
-    @field_validator("fault_kinds", mode="before")
-    @classmethod
-    def _kinds(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
-        return [str(v).strip() for v in value] if isinstance(value, list | tuple) else value
-
-    @field_validator("fault_schedule", mode="before")
-    @classmethod
-    def _schedule(cls, value: Any) -> Any:
-        if value is None:
-            return {}
-        if isinstance(value, list | tuple):
-            value = {i: kind for i, kind in enumerate(value, start=1)}
-        if isinstance(value, dict):
-            return {k: ("" if v is None else str(v)) for k, v in value.items()}
-        return value
-
-    @field_validator("models")
-    @classmethod
-    def _unique(cls, value: list[EmulatorModel]) -> list[EmulatorModel]:
-        if not value:
-            raise ValueError("at least one model is needed")
-        ids = [m.id for m in value]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"model ids must be unique, got {ids!r}")
-        return value
-
+__all__ = ["FAULT_KINDS", "EmulatorConfig", "EmulatorModel", "build_app", "create_app"]
 
 # --- error bodies (OpenRouter's shape) -----------------------------------------------------
 
 
-def _error(
-    status: int, message: str, http_headers: dict[str, str] | None = None, **metadata: Any
-) -> Response:
+def _error(status: int, message: str, http_headers: dict[str, str] | None = None, **metadata: Any) -> Response:
     body: dict[str, Any] = {"code": status, "message": message}
     if metadata:
         body["metadata"] = metadata
@@ -279,9 +162,7 @@ class _Emulator:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _fail(
-        self, status: int, message: str, http_headers: dict[str, str] | None = None, **meta: Any
-    ) -> Response:
+    def _fail(self, status: int, message: str, http_headers: dict[str, str] | None = None, **meta: Any) -> Response:
         self.stats.errors[status] += 1
         return _error(status, message, http_headers, **meta)
 
@@ -407,9 +288,7 @@ class _Emulator:
                     error_type="context_length_exceeded",
                 )
             else:
-                return self._answer(
-                    model, messages, tools, body.get("tool_choice"), prompt_tokens, max_tokens
-                )
+                return self._answer(model, messages, tools, body.get("tool_choice"), prompt_tokens, max_tokens)
         assert failure is not None
         return failure
 
@@ -601,9 +480,7 @@ class _Emulator:
                 "function": {"name": fn["name"], "arguments": ""},
             }
             parts.append(chunk({"tool_calls": [start]}))
-            parts.append(
-                chunk({"tool_calls": [{"index": i, "function": {"arguments": fn["arguments"]}}]})
-            )
+            parts.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": fn["arguments"]}}]}))
         if fault == "malformed":
             self.stats.faults["malformed"] += 1
             yield b"".join(parts) + b'data: {"id":"' + plan.gen_id.encode() + b'","choi\n\n' + _DONE
@@ -727,98 +604,12 @@ def build_app(config: EmulatorConfig | None = None, *, spec: ServerSpec | None =
     return app
 
 
-def _problems(exc: ValidationError) -> str:
-    """The validation errors on one line, without input values or reject_keys' keys."""
-    problems = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(p) for p in err["loc"]]
-        if loc[:1] == ["reject_keys"] and len(loc) > 1:
-            loc[1] = "<key>"  # the key is a secret
-        problems.append(f"{'.'.join(loc) or '(root)'}: {err['msg']}")
-    return "; ".join(problems)
-
-
 def create_app(spec: ServerSpec) -> FastAPI:
     """The emulator as a server instance: its config is ``spec.fields``."""
     try:
         config = EmulatorConfig.model_validate(spec.fields)
     except ValidationError as exc:
         raise ConfigError(
-            f"instance {spec.name!r}: invalid emulator config: {_problems(exc)}"
-            " (see docs/emulator.md)"
+            f"instance {spec.name!r}: invalid emulator config: {config_problems(exc)} (see docs/emulator.md)"
         ) from None
     return build_app(config, spec=spec)
-
-
-# --- the ng_emulator command ---------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ng_emulator",
-        description="A local OpenRouter-compatible server (no API key needed): scripted "
-        "tool-calling answers, usage with cost, OpenRouter's errors, injectable faults. "
-        "Serves /api/v1 and /v1 (chat/completions, responses, models, key), /health and "
-        "/emulator/stats.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
-    parser.add_argument(
-        "--latency-ms", type=float, default=0.0, help="delay added to every completion"
-    )
-    parser.add_argument(
-        "--fault-rate",
-        type=float,
-        default=0.0,
-        help="share of completion requests (0..1) given a fault",
-    )
-    parser.add_argument(
-        "--fault-kinds",
-        default="429,500,502,503",
-        help=f"comma-separated faults --fault-rate draws from; any of {','.join(FAULT_KINDS)}",
-    )
-    parser.add_argument(
-        "--fault-seed", type=int, default=0, help="seed of the fault draws (same seed, same faults)"
-    )
-    parser.add_argument(
-        "--retry-after-seconds", type=float, default=1.0, help="Retry-After header of injected 429s"
-    )
-    parser.add_argument(
-        "--stall-seconds",
-        type=float,
-        default=3600.0,
-        help="how long a 'stall' fault waits before answering",
-    )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``ng_emulator``: run the emulator with uvicorn until Ctrl-C."""
-    args = _parser().parse_args(argv)
-    try:
-        config = EmulatorConfig(
-            latency_ms=args.latency_ms,
-            fault_rate=args.fault_rate,
-            fault_kinds=args.fault_kinds,
-            fault_seed=args.fault_seed,
-            retry_after_seconds=args.retry_after_seconds,
-            stall_seconds=args.stall_seconds,
-        )
-    except ValidationError as exc:
-        print(f"ng_emulator: error: {_problems(exc)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    from nemo_gym_cli.serve import run_server
-    from nemo_gym_cli.servers import DirectRoutes
-
-    print(
-        f"ng_emulator: OpenRouter-compatible API at http://{args.host}:{args.port}/api/v1 "
-        f"(models: {', '.join(m.id for m in config.models)})",
-        file=sys.stderr,
-        flush=True,
-    )
-    run_server(DirectRoutes(build_app(config)), args.host, args.port)
-
-
-if __name__ == "__main__":
-    main()

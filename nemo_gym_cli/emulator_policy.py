@@ -58,22 +58,16 @@ _CITY_ALIASES: dict[str, str] = {
 }
 # fmt: on
 _ALIAS_RE = re.compile(
-    r"(?<![\w.])("
-    + "|".join(re.escape(a) for a in sorted(_CITY_ALIASES, key=len, reverse=True))
-    + r")(?![\w])"
+    r"(?<![\w.])(" + "|".join(re.escape(a) for a in sorted(_CITY_ALIASES, key=len, reverse=True)) + r")(?![\w])"
 )
-_PLACE_PREPOSITION_RE = re.compile(
-    r"\b(?:in|at|for|near|to|from|of)\s+((?:[A-Z][\w'.-]*)(?:\s+[A-Z][\w'.-]*)*)"
-)
+_PLACE_PREPOSITION_RE = re.compile(r"\b(?:in|at|for|near|to|from|of)\s+((?:[A-Z][\w'.-]*)(?:\s+[A-Z][\w'.-]*)*)")
 _LOWER_IN_RE = re.compile(r"\bin\s+([a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)")
 _PLACE_PROPS = frozenset(
     "city location place town destination region country address where locale area"
     " city_name location_name place_name".split()
 )
 _QUERY_PROPS = frozenset("query q question search text prompt input message topic".split())
-_FILLER = frozenset(
-    "please today now tomorrow tonight right currently thanks thank you pls this week".split()
-)
+_FILLER = frozenset("please today now tomorrow tonight right currently thanks thank you pls this week".split())
 _STOPWORDS = frozenset(
     "a an the is it its it's what what's whats how how's like in on at for to of and or"
     " me my i you your please can could would will do does be with about tell get give"
@@ -271,9 +265,7 @@ def _summarise_output(text: str) -> str:
         )
         temp = next((data[k] for k in ("temperature", "temp", "temperature_c") if k in data), None)
         if place and (cond or temp is not None):
-            facts = ", ".join(
-                str(f) for f in (cond, f"{temp} °C" if temp is not None else None) if f
-            )
+            facts = ", ".join(str(f) for f in (cond, f"{temp} °C" if temp is not None else None) if f)
             return f"In {place} it is {facts}."
         facts = "; ".join(f"{k}: {v}" for k, v in data.items())
         return f"Here is what I found: {facts}."

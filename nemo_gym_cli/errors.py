@@ -16,7 +16,14 @@ Messages name what failed, show the bad value and say what to do.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "Interrupted", "NemoGymError", "ServerError", "UpstreamError"]
+__all__ = [
+    "ConfigError",
+    "InputError",
+    "Interrupted",
+    "NemoGymError",
+    "ServerError",
+    "UpstreamError",
+]
 
 
 class NemoGymError(Exception):
@@ -62,7 +69,12 @@ class UpstreamError(NemoGymError):
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, kind: str = "server", retryable: bool = False
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        kind: str = "server",
+        retryable: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -71,4 +83,11 @@ class UpstreamError(NemoGymError):
 
     def to_body(self) -> dict:
         """The error as a JSON body our servers return (OpenAI/OpenRouter error shape)."""
-        return {"error": {"message": str(self), "code": self.status, "type": self.kind, "retryable": self.retryable}}
+        return {
+            "error": {
+                "message": str(self),
+                "code": self.status,
+                "type": self.kind,
+                "retryable": self.retryable,
+            }
+        }

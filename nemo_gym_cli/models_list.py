@@ -59,17 +59,13 @@ class ModelInfo:
 
     @classmethod
     def parse(cls, entry: dict[str, Any]) -> ModelInfo:
-        context = entry.get("context_length") or (entry.get("top_provider") or {}).get(
-            "context_length"
-        )
+        context = entry.get("context_length") or (entry.get("top_provider") or {}).get("context_length")
         pricing = entry.get("pricing") if isinstance(entry.get("pricing"), dict) else {}
         params = entry.get("supported_parameters")
         return cls(
             id=str(entry.get("id")),
             name=str(entry.get("name") or ""),
-            context_length=context
-            if isinstance(context, int) and not isinstance(context, bool)
-            else None,
+            context_length=context if isinstance(context, int) and not isinstance(context, bool) else None,
             prompt_price=_per_million(pricing.get("prompt")),
             completion_price=_per_million(pricing.get("completion")),
             tools=("tools" in params) if isinstance(params, list) else None,
@@ -153,9 +149,7 @@ async def fetch_models(
     ``supported_parameters``...). Raises ``UpstreamError`` naming what to do."""
     url = f"{upstream.base_url.rstrip('/')}/models"
     try:
-        resp = await as_wire(http).request(
-            "GET", url, headers=auth_headers(upstream, headers), timeout=timeout
-        )
+        resp = await as_wire(http).request("GET", url, headers=auth_headers(upstream, headers), timeout=timeout)
     except (WireTimeout, WireUnreachable) as exc:
         raise _unreachable(upstream, exc) from None
     return _models_of(resp, upstream)
@@ -204,18 +198,14 @@ class _Unreachable(Exception):
         self.error = error
 
 
-async def _get_when_up(
-    wire: Wire, url: str, headers: dict[str, str], upstream: Upstream, deadline: float
-) -> Reply:
+async def _get_when_up(wire: Wire, url: str, headers: dict[str, str], upstream: Upstream, deadline: float) -> Reply:
     """GET ``url``; a refused connection (a local server still starting) is retried until
     ``deadline`` (loop time)."""
     loop = asyncio.get_running_loop()
     pause = 0.02
     while True:
         try:
-            return await wire.request(
-                "GET", url, headers=headers, timeout=max(0.5, deadline - loop.time())
-            )
+            return await wire.request("GET", url, headers=headers, timeout=max(0.5, deadline - loop.time()))
         except WireUnreachable as exc:
             if not exc.refused or loop.time() + pause >= deadline:
                 raise _Unreachable(_unreachable(upstream, exc)) from None
@@ -225,9 +215,7 @@ async def _get_when_up(
         pause = min(pause * 2, 0.25)
 
 
-async def _check(
-    wire: Wire, upstream: Upstream, deadline: float, extra_headers: dict[str, str]
-) -> list[str]:
+async def _check(wire: Wire, upstream: Upstream, deadline: float, extra_headers: dict[str, str]) -> list[str]:
     """One upstream: its key (``GET /key``, OpenRouter's; 404 elsewhere) and its model list.
     Returns warnings; raises ``UpstreamError`` (a definite problem) or ``_Unreachable``."""
     base = upstream.base_url.rstrip("/")
@@ -307,8 +295,7 @@ async def preflight(
             )
             if not done:  # one passed; the rest had their grace
                 unreachable += [
-                    UpstreamError(f"{upstreams[tasks.index(t)].base_url} did not answer in time")
-                    for t in pending
+                    UpstreamError(f"{upstreams[tasks.index(t)].base_url} did not answer in time") for t in pending
                 ]
                 break
             for task in done:
@@ -326,9 +313,7 @@ async def preflight(
         await asyncio.gather(*tasks, return_exceptions=True)  # retrieve every outcome
     if not passed:
         raise unreachable[0]
-    return warnings + [
-        f"upstream unreachable at start-up (requests fail over past it): {e}" for e in unreachable
-    ]
+    return warnings + [f"upstream unreachable at start-up (requests fail over past it): {e}" for e in unreachable]
 
 
 # --- ng models ---------------------------------------------------------------------------------
@@ -347,9 +332,7 @@ def _target(config: GlobalConfig) -> _Target:
     top-level ``policy_base_url`` / ``policy_api_key``."""
     opts = config.options
     if opts.get("base_url"):
-        return _Target(
-            Upstream(str(opts["base_url"]), str(opts.get("api_key") or ""), ""), {}, "+base_url"
-        )
+        return _Target(Upstream(str(opts["base_url"]), str(opts.get("api_key") or ""), ""), {}, "+base_url")
     name = opts.get("model_server")
     servers = {
         n: i
@@ -410,9 +393,7 @@ def format_table(listed: list[ModelInfo], current: str = "") -> str:
     ]
     rows.insert(0, ("  MODEL", "CONTEXT", "$/M IN", "$/M OUT", "TOOLS"))
     w = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join(
-        f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}  {r[4]}" for r in rows
-    )
+    return "\n".join(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}  {r[3]:>{w[3]}}  {r[4]}" for r in rows)
 
 
 def _flag(opts: dict[str, Any], key: str) -> bool:
@@ -434,9 +415,7 @@ def models(args: list[str]) -> int:
     try:
         max_price = None if max_price is None else float(max_price)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"+max_price must be a number (USD per million tokens), got {max_price!r}"
-        ) from None
+        raise ConfigError(f"+max_price must be a number (USD per million tokens), got {max_price!r}") from None
     search = None if opts.get("search") is None else str(opts["search"])
     entries = asyncio.run(_fetch(target))
     listed = [ModelInfo.parse(e) for e in entries]

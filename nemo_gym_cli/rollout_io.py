@@ -50,9 +50,7 @@ def read_tasks(path: Path, limit: int | None = None) -> Iterator[InputRow]:
             try:
                 row = loads(line)
             except ValueError as exc:
-                yield InputRow(
-                    task_index, line_number, None, f"{path}:{line_number}: not valid JSON ({exc})"
-                )
+                yield InputRow(task_index, line_number, None, f"{path}:{line_number}: not valid JSON ({exc})")
             else:
                 if isinstance(row, dict):
                     yield InputRow(task_index, line_number, row)

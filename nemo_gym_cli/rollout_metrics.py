@@ -151,9 +151,7 @@ class CollectionMetrics:
         if len(self.input_keys) < MAX_INPUT_KEYS:
             self.input_keys.update(keys)
 
-    def add_row(
-        self, row: dict[str, Any], latency_s: float | None = None, *, resumed: bool = False
-    ) -> None:
+    def add_row(self, row: dict[str, Any], latency_s: float | None = None, *, resumed: bool = False) -> None:
         """A finished rollout (its output row); ``resumed`` if it was already in the output."""
         self.succeeded += 1
         if resumed:
@@ -161,11 +159,7 @@ class CollectionMetrics:
         stats = self.stats
         for key, value in row.items():
             # numbers only (a bool is an int subclass: exact type checks leave it out)
-            if (
-                (type(value) is float or type(value) is int)
-                and not key.startswith("_ng_")
-                and math.isfinite(value)
-            ):
+            if (type(value) is float or type(value) is int) and not key.startswith("_ng_") and math.isfinite(value):
                 stat = stats.get(key)
                 if stat is None:
                     stat = stats[key] = RunningStat()
@@ -213,11 +207,7 @@ class CollectionMetrics:
     def summary(self, *, wall_time_s: float, new_rollouts: int) -> dict[str, Any]:
         """The metrics document (what ``<output stem>_metrics.json`` holds)."""
         lat = sorted(self._latencies)
-        metrics = {
-            k: v.summary()
-            for k, v in sorted(self.stats.items())
-            if k == "reward" or k not in self.input_keys
-        }
+        metrics = {k: v.summary() for k, v in sorted(self.stats.items()) if k == "reward" or k not in self.input_keys}
         doc: dict[str, Any] = {
             "rollouts": self.succeeded + self.failed,
             "succeeded": self.succeeded,
@@ -264,9 +254,7 @@ def format_summary(doc: dict[str, Any]) -> str:
         pass_k, mean_k = doc[f"pass@{k}"], doc[f"mean@{k}"]
         lines.append(f"pass@{k} {pass_k:.4f}  mean@{k} {mean_k:.4f}  over {doc['tasks']} tasks")
     tokens = doc["tokens"]
-    lines.append(
-        f"tokens in {tokens['input']}  out {tokens['output']}  cost ${doc['cost_usd']:.6f}"
-    )
+    lines.append(f"tokens in {tokens['input']}  out {tokens['output']}  cost ${doc['cost_usd']:.6f}")
     if doc["models"]:
         lines.append("served by " + ", ".join(f"{m} ({n})" for m, n in doc["models"].items()))
     lat = doc["latency_s"]
@@ -315,10 +303,7 @@ class Progress:
         n = self.done + self.failed
         rate = n / elapsed
         eta = f"{(self.total - n) / rate:.0f} s" if rate > 0 else "?"
-        return (
-            f"progress: {n}/{self.total} done ({self.failed} failed), "
-            f"{rate:.1f} rollouts/s, ETA {eta}"
-        )
+        return f"progress: {n}/{self.total} done ({self.failed} failed), {rate:.1f} rollouts/s, ETA {eta}"
 
     async def _tick(self, stream: TextIO) -> None:
         while True:

@@ -7,11 +7,10 @@ FastAPI app: ``GET /health``, orjson responses, and the lifespan that owns per-a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-
-import logging
 
 from fastapi import FastAPI, HTTPException, Request
 from starlette.routing import Route
@@ -105,11 +104,19 @@ class DirectRoutes:
                 try:
                     response = await endpoint(Request(scope, receive))
                 except HTTPException as exc:
-                    response = JSONResponse({"error": {"message": exc.detail, "code": exc.status_code}}, exc.status_code)
+                    response = JSONResponse(
+                        {"error": {"message": exc.detail, "code": exc.status_code}}, exc.status_code
+                    )
                 except Exception as exc:  # the app's own 500 handler is bypassed: do its job
                     log.exception("%s %s failed", scope["method"], scope["path"])
                     response = JSONResponse(
-                        {"error": {"message": f"internal error: {type(exc).__name__}: {exc}", "code": 500}}, 500
+                        {
+                            "error": {
+                                "message": f"internal error: {type(exc).__name__}: {exc}",
+                                "code": 500,
+                            }
+                        },
+                        500,
                     )
                 await response(scope, receive, send)
                 return

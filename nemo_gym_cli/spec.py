@@ -65,4 +65,6 @@ class ServerSpec:
             return self.server_urls[ref.name]
         except KeyError:
             known = ", ".join(sorted(self.server_urls)) or "none"
-            raise ConfigError(f"{where} names instance {ref.name!r}, which does not exist (instances: {known})") from None
+            raise ConfigError(
+                f"{where} names instance {ref.name!r}, which does not exist (instances: {known})"
+            ) from None

@@ -152,13 +152,9 @@ class AiohttpWire:
     ) -> AsyncIterator[AiohttpWire]:
         """A wire with its own session: at most ``pool_size`` connections; ``read_timeout_s``
         is the longest silence while waiting for an answer (a stall ends there)."""
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout_s, sock_read=read_timeout_s
-        )
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
         connector = aiohttp.TCPConnector(limit=pool_size, limit_per_host=0)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, trust_env=False
-        ) as session:
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
             yield cls(session)
 
     def _proxy(self, url: str) -> str | None:
@@ -188,9 +184,7 @@ class AiohttpWire:
         if proxy := self._proxy(url):
             extra["proxy"] = proxy
         try:
-            async with self.session.request(
-                method, url, data=content, headers=headers, **extra
-            ) as resp:
+            async with self.session.request(method, url, data=content, headers=headers, **extra) as resp:
                 return Reply(resp.status, resp.headers, await resp.read(), url)
         except TimeoutError as exc:  # before ClientError: aiohttp's timeouts are both
             raise WireTimeout(type(exc).__name__) from None
@@ -224,9 +218,7 @@ class HttpxWire:
         except httpx.TimeoutException as exc:
             raise WireTimeout(type(exc).__name__) from None
         except httpx.ConnectError as exc:
-            raise WireUnreachable(
-                f"ConnectError: {exc}", refused="refused" in str(exc).lower()
-            ) from None
+            raise WireUnreachable(f"ConnectError: {exc}", refused="refused" in str(exc).lower()) from None
         except httpx.TransportError as exc:
             raise WireUnreachable(f"{type(exc).__name__}: {exc}") from None
         return Reply(resp.status_code, resp.headers, resp.content, url)
@@ -258,9 +250,7 @@ class Upstream:
 
     def scrub(self, text: str) -> str:
         """``text`` without the key (some providers echo it in error messages)."""
-        return (
-            text.replace(self.api_key, "<key>") if self.api_key and len(self.api_key) > 3 else text
-        )
+        return text.replace(self.api_key, "<key>") if self.api_key and len(self.api_key) > 3 else text
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -312,9 +302,7 @@ def model_unavailable(upstream: Upstream, detail: str = "") -> UpstreamError:
     )
 
 
-def classify_error(
-    status: int | None, error: Any, upstream: Upstream, *, tools_sent: bool = False
-) -> UpstreamError:
+def classify_error(status: int | None, error: Any, upstream: Upstream, *, tools_sent: bool = False) -> UpstreamError:
     """Turn a provider error (HTTP status and/or OpenRouter error object) into an UpstreamError
     whose message says what to do."""
     err = error if isinstance(error, dict) else {}
@@ -382,9 +370,7 @@ def classify_error(
             kind="forbidden",
         )
     if code is None:
-        retryable = bool(
-            availability.get("retryable", error_type in _RETRYABLE_TYPES or not error_type)
-        )
+        retryable = bool(availability.get("retryable", error_type in _RETRYABLE_TYPES or not error_type))
     else:
         retryable = code in RETRYABLE_STATUS or code >= 500
     kind = _KIND_BY_STATUS.get(code or 0) or (
@@ -513,9 +499,7 @@ class UpstreamClient:
         payload = dumps({**body, "model": upstream.model})
         async with self._gate:
             try:
-                resp = await self.wire.request(
-                    "POST", url, content=payload, headers=self._headers[index]
-                )
+                resp = await self.wire.request("POST", url, content=payload, headers=self._headers[index])
             except WireTimeout as exc:
                 error = UpstreamError(
                     f"{url} timed out ({exc}); raise read_timeout_s if generations are this long",
@@ -546,8 +530,7 @@ class UpstreamClient:
             error = classify_error(None, err, upstream, tools_sent=tools_sent)
         elif data is None and status < 400:
             error = UpstreamError(
-                f"{url} answered {status} with a body that is not JSON: "
-                f"{upstream.scrub(repr(resp.content[:200]))}",
+                f"{url} answered {status} with a body that is not JSON: {upstream.scrub(repr(resp.content[:200]))}",
                 status=status,
                 kind="bad_response",
                 retryable=True,
@@ -569,9 +552,7 @@ class UpstreamClient:
 
 
 class _Retry(Exception):
-    def __init__(
-        self, error: UpstreamError, *, wait: float | None = None, down: bool = False
-    ) -> None:
+    def __init__(self, error: UpstreamError, *, wait: float | None = None, down: bool = False) -> None:
         self.error = error
         self.wait = wait
         self.down = down

@@ -59,9 +59,19 @@ class NgRun:
     def __init__(self, *overrides: str, cwd: Path = ROOT) -> None:
         self.head_port = free_port()
         self.head_url = f"http://127.0.0.1:{self.head_port}"
-        self.args = [str(BIN / "ng_run"), "+config_paths=[configs/offline.yaml]", f"+head_server.port={self.head_port}", *overrides]
+        self.args = [
+            str(BIN / "ng_run"),
+            "+config_paths=[configs/offline.yaml]",
+            f"+head_server.port={self.head_port}",
+            *overrides,
+        ]
         self.proc = subprocess.Popen(
-            self.args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
+            self.args,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
         )
         self.children: list[int] = []
 
@@ -108,5 +118,10 @@ def ng_run() -> Iterator[NgRun]:
 
 def run_cli(name: str, *args: str, cwd: Path = ROOT, timeout: float = 120.0) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN / name), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        [str(BIN / name), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )

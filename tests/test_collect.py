@@ -101,9 +101,7 @@ def collect_args(head_port: int, inp: Path, out: Path, *extra: str) -> list[str]
 
 
 def collect(servers: NgRun, inp: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_cli(
-        "ng_collect_rollouts", *collect_args(servers.head_port, inp, out, *extra), cwd=FIXTURES
-    )
+    return run_cli("ng_collect_rollouts", *collect_args(servers.head_port, inp, out, *extra), cwd=FIXTURES)
 
 
 def start_collect(args: list[str]) -> subprocess.Popen:
@@ -156,9 +154,7 @@ def slow_tasks(tmp_path: Path, n: int = 30) -> Path:
 # ---------------------------------------------------------------------- interruption and resume
 
 
-def test_ctrl_c_stops_within_seconds_with_valid_jsonl_and_resume_completes_the_set(
-    servers, tmp_path
-):
+def test_ctrl_c_stops_within_seconds_with_valid_jsonl_and_resume_completes_the_set(servers, tmp_path):
     inp, out = slow_tasks(tmp_path), tmp_path / "out.jsonl"
     args = collect_args(servers.head_port, inp, out, "+num_repeats=2", "+concurrency=4")
     proc = start_collect(args)
@@ -186,9 +182,7 @@ def test_ctrl_c_stops_within_seconds_with_valid_jsonl_and_resume_completes_the_s
     assert metrics["complete"] is True and metrics["interrupted"] is False
 
 
-def test_sigkill_leaves_valid_jsonl_and_resume_cuts_a_torn_line_and_completes_the_set(
-    servers, tmp_path
-):
+def test_sigkill_leaves_valid_jsonl_and_resume_cuts_a_torn_line_and_completes_the_set(servers, tmp_path):
     inp, out = slow_tasks(tmp_path), tmp_path / "out.jsonl"
     proc = start_collect(collect_args(servers.head_port, inp, out, "+concurrency=4"))
     try:
@@ -214,9 +208,7 @@ def test_sigkill_leaves_valid_jsonl_and_resume_cuts_a_torn_line_and_completes_th
 # ---------------------------------------------------------------------- failures
 
 
-def test_a_rollout_that_always_fails_is_retried_with_backoff_then_recorded_while_others_succeed(
-    servers, tmp_path
-):
+def test_a_rollout_that_always_fails_is_retried_with_backoff_then_recorded_while_others_succeed(servers, tmp_path):
     ids = [f"{tmp_path.name}-{i}" for i in range(5)]
     rows: list[dict | str] = [{"id": i} for i in ids]
     rows[2] = {"id": ids[2], "fail_status": 500}
@@ -241,9 +233,7 @@ def test_a_rollout_that_always_fails_is_retried_with_backoff_then_recorded_while
     assert metrics["failure_types"] == {"ServerError": 1}
 
 
-def test_a_4xx_is_not_retried_and_a_bad_input_line_is_reported_with_its_line_number(
-    servers, tmp_path
-):
+def test_a_4xx_is_not_retried_and_a_bad_input_line_is_reported_with_its_line_number(servers, tmp_path):
     ids = [f"{tmp_path.name}-{i}" for i in range(4)]
     rows = [{"id": ids[0]}, {"id": ids[1], "fail_status": 422}, "this is not json", {"id": ids[3]}]
     inp, out = write_jsonl(tmp_path / "tasks.jsonl", rows), tmp_path / "out.jsonl"
@@ -259,9 +249,7 @@ def test_a_4xx_is_not_retried_and_a_bad_input_line_is_reported_with_its_line_num
     assert f"{inp}:3: not valid JSON" in bad_line["message"]
 
 
-def test_an_existing_output_is_refused_untouched_and_resume_retries_the_failed_rollouts(
-    servers, tmp_path
-):
+def test_an_existing_output_is_refused_untouched_and_resume_retries_the_failed_rollouts(servers, tmp_path):
     ids = [f"{tmp_path.name}-{i}" for i in range(3)]
     rows = [{"id": ids[0]}, {"id": ids[1], "fail_times": 2}, {"id": ids[2]}]
     inp, out = write_jsonl(tmp_path / "tasks.jsonl", rows), tmp_path / "out.jsonl"
@@ -428,9 +416,7 @@ def test_progress_lines_appear_periodically_when_stderr_is_not_a_terminal(server
     inp, out = write_jsonl(tmp_path / "tasks.jsonl", rows), tmp_path / "out.jsonl"
     result = collect(servers, inp, out, "+concurrency=1", "+progress_interval_s=0.1")
     assert result.returncode == 0, result.stderr
-    pattern = re.compile(
-        r"progress: (\d+)/8 done \((\d+) failed\), [\d.]+ rollouts/s, ETA (\d+ s|\?)"
-    )
+    pattern = re.compile(r"progress: (\d+)/8 done \((\d+) failed\), [\d.]+ rollouts/s, ETA (\d+ s|\?)")
     lines = [line for line in result.stderr.splitlines() if line.startswith("progress:")]
     assert len(lines) >= 3
     assert all(pattern.fullmatch(line) for line in lines), lines
@@ -457,9 +443,7 @@ class InProcessAgent:
             n = self.calls[payload["id"]] = self.calls.get(payload["id"], 0) + 1
             statuses = payload.get("statuses", [])
             if n <= len(statuses):
-                raise ServerError(
-                    f"POST {url} answered {statuses[n - 1]}", url=url, status=statuses[n - 1]
-                )
+                raise ServerError(f"POST {url} answered {statuses[n - 1]}", url=url, status=statuses[n - 1])
             return {**payload, "reward": 1.0}
         finally:
             self.in_flight -= 1

@@ -19,7 +19,16 @@ def write(path: Path, text: str) -> Path:
 
 def test_overrides_accept_hydra_syntax():
     cfg, deletions = parse_overrides(
-        ["+a=1", "++b=two", "c.d=3", "+lst=[x,y]", "+q='quoted string'", "+n=null", "~gone", "+f=0.5"]
+        [
+            "+a=1",
+            "++b=two",
+            "c.d=3",
+            "+lst=[x,y]",
+            "+q='quoted string'",
+            "+n=null",
+            "~gone",
+            "+f=0.5",
+        ]
     )
     assert cfg.a == 1 and cfg.b == "two" and cfg.c.d == 3
     assert list(cfg.lst) == ["x", "y"] and cfg.q == "quoted string" and cfg.n is None and cfg.f == 0.5
@@ -45,7 +54,12 @@ def test_config_paths_are_followed_recursively_and_each_file_read_once(tmp_path)
 
 def test_built_in_configs_are_found_from_any_working_directory(tmp_path):
     cfg = load_config(["+config_paths=[configs/offline.yaml]"], cwd=tmp_path)
-    assert {"policy_model", "simple_weather", "simple_weather_simple_agent", "provider_emulator"} <= set(cfg.instances)
+    assert {
+        "policy_model",
+        "simple_weather",
+        "simple_weather_simple_agent",
+        "provider_emulator",
+    } <= set(cfg.instances)
 
 
 def test_interpolation_resolves_across_files_env_vars_and_instance_urls(tmp_path, monkeypatch):
@@ -77,7 +91,11 @@ def test_missing_ports_get_distinct_free_ports_and_host_defaults_to_loopback(tmp
 
 
 def test_the_same_explicit_port_on_two_instances_is_an_error(tmp_path):
-    write(tmp_path / "a.yaml", "a:\n  resources_servers:\n    simple_weather: {port: 9000}\nb:\n  resources_servers:\n    simple_weather: {port: 9000}\n")
+    write(
+        tmp_path / "a.yaml",
+        "a:\n  resources_servers:\n    simple_weather: {port: 9000}\n"
+        "b:\n  resources_servers:\n    simple_weather: {port: 9000}\n",
+    )
     with pytest.raises(ConfigError, match="port 9000 is also used by a"):
         load_config(["+config_paths=[a.yaml]"], cwd=tmp_path)
 
@@ -95,20 +113,29 @@ def test_yaml_syntax_error_names_the_file_and_line(tmp_path):
 
 def test_every_required_value_left_unset_is_listed_at_once(tmp_path):
     with pytest.raises(ConfigError) as info:
-        load_config(["+config_paths=[responses_api_models/openai_model/configs/openai_model.yaml]"], cwd=tmp_path)
+        load_config(
+            ["+config_paths=[responses_api_models/openai_model/configs/openai_model.yaml]"],
+            cwd=tmp_path,
+        )
     message = str(info.value)
     assert "policy_base_url" in message and "policy_api_key" in message and "policy_model_name" in message
     assert "env.yaml" in message
 
 
 def test_unknown_server_type_is_an_error_listing_the_known_ones(tmp_path):
-    write(tmp_path / "a.yaml", "x:\n  resource_servers:\n    simple_weather:\n      entrypoint: app.py\n")
+    write(
+        tmp_path / "a.yaml",
+        "x:\n  resource_servers:\n    simple_weather:\n      entrypoint: app.py\n",
+    )
     with pytest.raises(ConfigError, match="unknown server type 'resource_servers'.*resources_servers"):
         load_config(["+config_paths=[a.yaml]"], cwd=tmp_path)
 
 
 def test_implementation_folder_not_found_lists_known_implementations(tmp_path):
-    write(tmp_path / "a.yaml", "x:\n  resources_servers:\n    simple_wether:\n      entrypoint: app.py\n")
+    write(
+        tmp_path / "a.yaml",
+        "x:\n  resources_servers:\n    simple_wether:\n      entrypoint: app.py\n",
+    )
     with pytest.raises(ConfigError, match="resources_servers/simple_wether not found.*known: .*simple_weather"):
         load_config(["+config_paths=[a.yaml]"], cwd=tmp_path)
 
@@ -127,7 +154,10 @@ def test_dangling_server_reference_lists_the_defined_instances(tmp_path):
             simple_weather: {}
         """,
     )
-    with pytest.raises(ConfigError, match=r"refers to instance 'weather', which is not defined; defined instances: agent, simple_weather"):
+    with pytest.raises(
+        ConfigError,
+        match=r"refers to instance 'weather', which is not defined; defined instances: agent, simple_weather",
+    ):
         load_config(["+config_paths=[a.yaml]"], cwd=tmp_path)
 
 
@@ -137,7 +167,10 @@ def test_bad_override_syntax_is_one_clear_error():
 
 
 def test_command_line_plus_switches_a_value_set_in_files(tmp_path):
-    cfg = load_config(["+config_paths=[configs/offline.yaml]", "+policy_model_name=openai/gpt-4o-mini"], cwd=tmp_path)
+    cfg = load_config(
+        ["+config_paths=[configs/offline.yaml]", "+policy_model_name=openai/gpt-4o-mini"],
+        cwd=tmp_path,
+    )
     assert cfg.instances["policy_model"].fields["openai_model"] == "openai/gpt-4o-mini"
 
 

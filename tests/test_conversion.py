@@ -101,9 +101,7 @@ def test_image_parts_are_kept_as_image_url_parts_in_a_content_list():
         {"type": "input_text", "text": "What is this?"},
         {"type": "input_image", "image_url": "https://x/cat.png", "detail": "low"},
     ]
-    body = responses_to_chat_request(
-        {"input": [{"type": "message", "role": "user", "content": content}]}
-    )
+    body = responses_to_chat_request({"input": [{"type": "message", "role": "user", "content": content}]})
     assert body["messages"][0]["content"] == [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "https://x/cat.png", "detail": "low"}},
@@ -218,9 +216,7 @@ def test_a_non_function_tool_raises_an_input_error_naming_its_type():
     ],
 )
 def test_tool_choice_is_passed_or_nested(choice, expected):
-    assert (
-        responses_to_chat_request({"input": "hi", "tool_choice": choice})["tool_choice"] == expected
-    )
+    assert responses_to_chat_request({"input": "hi", "tool_choice": choice})["tool_choice"] == expected
 
 
 def test_an_unsupported_tool_choice_raises_an_input_error():
@@ -556,18 +552,14 @@ def test_a_context_length_error_type_refines_the_kind_of_a_400():
         ({"metadata": {"error_type": "context_length_exceeded"}}, "context_length", False),
     ],
 )
-def test_an_error_body_without_a_code_uses_the_error_type_and_availability_hints(
-    error, kind, retryable
-):
+def test_an_error_body_without_a_code_uses_the_error_type_and_availability_hints(error, kind, retryable):
     with pytest.raises(UpstreamError) as caught:
         chat_to_responses_response({"error": {"message": "no", **error}})
     assert caught.value.status is None
     assert (caught.value.kind, caught.value.retryable) == (kind, retryable)
 
 
-@pytest.mark.parametrize(
-    "body", [None, "<html>502 Bad Gateway</html>", {"choices": []}, {"id": "x"}]
-)
+@pytest.mark.parametrize("body", [None, "<html>502 Bad Gateway</html>", {"choices": []}, {"id": "x"}])
 def test_a_body_that_is_not_a_completion_raises_a_retryable_bad_response(body):
     with pytest.raises(UpstreamError) as caught:
         chat_to_responses_response(body)
@@ -716,9 +708,7 @@ def test_a_response_becomes_one_assistant_message_with_text_tool_calls_and_reaso
 
 
 def test_vllm_reasoning_text_in_content_becomes_the_message_reasoning():
-    output = [
-        {"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "hmm"}]}
-    ]
+    output = [{"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "hmm"}]}]
     message = responses_to_chat_response(_response(output))["choices"][0]["message"]
     assert message == {"role": "assistant", "content": "", "reasoning": "hmm"}
 
@@ -732,9 +722,7 @@ def test_vllm_reasoning_text_in_content_becomes_the_message_reasoning():
     ],
 )
 def test_incomplete_details_map_to_the_finish_reason(details, finish_reason):
-    output = [
-        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "x"}]}
-    ]
+    output = [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "x"}]}]
     response = _response(output, incomplete_details=details)
     assert responses_to_chat_response(response)["choices"][0]["finish_reason"] == finish_reason
 
@@ -801,9 +789,7 @@ def test_a_completion_round_trip_through_responses_keeps_message_finish_reason_a
     message = {
         "role": "assistant",
         "content": "Checking.",
-        "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-        ],
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
         "reasoning": "plan",
     }
     usage = {

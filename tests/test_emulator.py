@@ -15,7 +15,8 @@ import anyio
 import httpx
 import pytest
 
-from nemo_gym_cli.emulator import EmulatorConfig, build_app, create_app, main
+from nemo_gym_cli.emulator import EmulatorConfig, build_app, create_app
+from nemo_gym_cli.emulator_cli import main
 from nemo_gym_cli.errors import ConfigError
 from nemo_gym_cli.servers import ServerSpec
 
@@ -40,9 +41,7 @@ SF = [{"role": "user", "content": "what's it like in sf?"}]
 def _client(config: EmulatorConfig | None = None, *, key: str | None = KEY) -> httpx.AsyncClient:
     app = build_app(config or EmulatorConfig())
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app), base_url="http://emulator", headers=headers
-    )
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://emulator", headers=headers)
 
 
 async def _chat(client: httpx.AsyncClient, prefix: str = "/api/v1", **body) -> httpx.Response:
@@ -207,18 +206,12 @@ async def test_missing_key_is_a_401() -> None:
     assert _error_of(resp) == {"code": 401, "message": "No auth credentials found"}
 
 
-@pytest.mark.parametrize(
-    ("status", "message"), [(401, "User not found."), (402, "Insufficient credits")]
-)
-async def test_rejected_keys_get_401_or_402_without_echoing_the_key(
-    status: int, message: str
-) -> None:
+@pytest.mark.parametrize(("status", "message"), [(401, "User not found."), (402, "Insufficient credits")])
+async def test_rejected_keys_get_401_or_402_without_echoing_the_key(status: int, message: str) -> None:
     bad = f"sk-or-v1-rejected-{status}"
     async with _client(EmulatorConfig(reject_keys={bad: status}), key=bad) as client:
         chat = await _chat(client)
-        responses = await client.post(
-            "/api/v1/responses", json={"model": "openai/gpt-4o-mini", "input": "hi"}
-        )
+        responses = await client.post("/api/v1/responses", json={"model": "openai/gpt-4o-mini", "input": "hi"})
     for resp in (chat, responses):
         assert resp.status_code == status
         assert _error_of(resp)["message"].startswith(message)
@@ -337,10 +330,7 @@ async def test_streaming_sends_keepalive_deltas_final_usage_and_done() -> None:
     assert lines[0] == ": OPENROUTER PROCESSING"
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line.removeprefix("data: ")) for line in lines[1:-1]]
-    assert all(
-        c["object"] == "chat.completion.chunk" and c["id"] == resp.headers["X-Generation-Id"]
-        for c in chunks
-    )
+    assert all(c["object"] == "chat.completion.chunk" and c["id"] == resp.headers["X-Generation-Id"] for c in chunks)
     arguments = "".join(
         call["function"].get("arguments", "")
         for c in chunks
@@ -433,21 +423,15 @@ async def test_responses_endpoint_answers_through_the_chat_path() -> None:
 @pytest.mark.parametrize("stateful", [{"previous_response_id": "resp_1"}, {"store": True}])
 async def test_responses_endpoint_is_stateless(stateful: dict) -> None:
     async with _client() as client:
-        resp = await client.post(
-            "/v1/responses", json={"model": "openai/gpt-4o-mini", "input": "hi", **stateful}
-        )
+        resp = await client.post("/v1/responses", json={"model": "openai/gpt-4o-mini", "input": "hi", **stateful})
     assert resp.status_code == 400
     assert _error_of(resp)["code"] == 400
 
 
 async def test_responses_endpoint_gets_faults_too() -> None:
     async with _client(EmulatorConfig(fault_schedule={1: "503", 2: "error_200"})) as client:
-        first = await client.post(
-            "/v1/responses", json={"model": "openai/gpt-4o-mini", "input": "hi"}
-        )
-        second = await client.post(
-            "/v1/responses", json={"model": "openai/gpt-4o-mini", "input": "hi"}
-        )
+        first = await client.post("/v1/responses", json={"model": "openai/gpt-4o-mini", "input": "hi"})
+        second = await client.post("/v1/responses", json={"model": "openai/gpt-4o-mini", "input": "hi"})
     assert first.status_code == 503
     assert second.status_code == 200
     assert set(second.json()) == {"error"}
@@ -516,7 +500,7 @@ def test_main_serves_on_a_real_loopback_port() -> None:
         [
             sys.executable,
             "-m",
-            "nemo_gym_cli.emulator",
+            "nemo_gym_cli.emulator_cli",
             "--port",
             str(port),
             "--fault-kinds",

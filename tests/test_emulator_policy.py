@@ -26,9 +26,7 @@ def _tool(name: str, description: str = "", properties: dict | None = None, requ
     }
 
 
-WEATHER = _tool(
-    "get_weather", "Get the current weather in a city", {"city": {"type": "string"}}, ["city"]
-)
+WEATHER = _tool("get_weather", "Get the current weather in a city", {"city": {"type": "string"}}, ["city"])
 SEARCH = _tool("web_search", "Search the web for a query", {"query": {"type": "string"}}, ["query"])
 
 
@@ -88,9 +86,7 @@ def test_tool_output_becomes_a_short_answer_quoting_its_facts() -> None:
         {
             "role": "tool",
             "tool_call_id": "call_x",
-            "content": json.dumps(
-                {"city": "San Francisco", "condition": "sunny", "temperature": 18}
-            ),
+            "content": json.dumps({"city": "San Francisco", "condition": "sunny", "temperature": 18}),
         },
     ]
     message = respond(messages, [WEATHER])
@@ -124,9 +120,7 @@ def test_forced_tool_choice_calls_that_tool() -> None:
     assert name == "web_search"
     assert args == {"query": "what's it like in sf"}
     # the Responses API's flat form forces the same way
-    name, _ = _only_call(
-        respond(_user("sf?"), [WEATHER, SEARCH], {"type": "function", "name": "web_search"})
-    )
+    name, _ = _only_call(respond(_user("sf?"), [WEATHER, SEARCH], {"type": "function", "name": "web_search"}))
     assert name == "web_search"
 
 

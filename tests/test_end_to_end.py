@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import orjson
-
 from harness import ROOT, NgRun, alive, descendants, free_port, run_cli
 
 EXAMPLE = "resources_servers/simple_weather/data/example.jsonl"
@@ -48,7 +47,12 @@ def test_head_server_lists_instances_without_secrets(ng_run):
 
     body = httpx.get(ng_run.head_url + "/instances").text
     rows = orjson.loads(body)["instances"]
-    assert {r["name"] for r in rows} == {"policy_model", "simple_weather", AGENT, "provider_emulator"}
+    assert {r["name"] for r in rows} == {
+        "policy_model",
+        "simple_weather",
+        AGENT,
+        "provider_emulator",
+    }
     assert all(r["pid"] and r["url"].startswith("http://127.0.0.1:") for r in rows)
     assert "sk-or-emulator-offline-key" not in body
 
@@ -101,8 +105,17 @@ def test_a_dying_server_stops_ng_run_with_its_last_output():
 def test_collect_200_of_a_generated_set_at_concurrency_50_writes_200_distinct_rows(ng_run, tmp_path):
     data = tmp_path / "tasks.jsonl"
     gen = subprocess.run(
-        [".venv/bin/python" if (ROOT / ".venv").exists() else "python", "resources_servers/simple_weather/generate_tasks.py", "-n", "1000", "--out", str(data)],
-        cwd=ROOT, capture_output=True, text=True,
+        [
+            ".venv/bin/python" if (ROOT / ".venv").exists() else "python",
+            "resources_servers/simple_weather/generate_tasks.py",
+            "-n",
+            "1000",
+            "--out",
+            str(data),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert gen.returncode == 0, gen.stderr
     out = tmp_path / "out.jsonl"
@@ -127,7 +140,9 @@ def test_one_command_mode_starts_and_stops_the_servers(tmp_path):
     head_port = free_port()  # nothing listens here: the collector starts the servers itself
     proc = subprocess.Popen(
         [
-            str(ROOT / ".venv/bin/ng_collect_rollouts") if (ROOT / ".venv/bin/ng_collect_rollouts").exists() else "ng_collect_rollouts",
+            str(ROOT / ".venv/bin/ng_collect_rollouts")
+            if (ROOT / ".venv/bin/ng_collect_rollouts").exists()
+            else "ng_collect_rollouts",
             "+config_paths=[configs/offline.yaml]",
             f"+head_server.port={head_port}",
             f"+agent_name={AGENT}",
@@ -135,7 +150,10 @@ def test_one_command_mode_starts_and_stops_the_servers(tmp_path):
             f"+output_jsonl_fpath={out}",
             "+num_repeats=2",
         ],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     seen: set[int] = set()
     while proc.poll() is None:

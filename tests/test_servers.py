@@ -36,8 +36,6 @@ def make_app():
     return app, calls
 
 
-
-
 def run(coro):
     import asyncio
 

@@ -44,13 +44,15 @@ class SimpleWeather(ResourcesServer):
     async def get_weather(self, session: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
         city = str(args.get("city") or "").strip()
         if not city:
-            return {"error": "get_weather needs a 'city' argument, e.g. {\"city\": \"Paris\"}"}
+            return {"error": 'get_weather needs a \'city\' argument, e.g. {"city": "Paris"}'}
         session.setdefault("cities", []).append(city)
         return weather_for(city)
 
     async def verify(self, session: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         output = (body.get("response") or {}).get("output") or []
-        ends_with_message = bool(output) and output[-1].get("type") == "message" and output[-1].get("role", "assistant") == "assistant"
+        ends_with_message = (
+            bool(output) and output[-1].get("type") == "message" and output[-1].get("role", "assistant") == "assistant"
+        )
         called = [_normal(c) for c in session.get("cities", [])]
         expected = body.get("expected_city")
         called_expected = _normal(expected) in called if expected else bool(called)

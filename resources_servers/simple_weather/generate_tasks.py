@@ -54,7 +54,10 @@ def generate(n: int, seed: int = 0):
         city, aliases = rng.choice(CITIES)
         text = rng.choice(TEMPLATES).format(rng.choice(aliases))
         yield {
-            "responses_create_params": {"input": [{"role": "user", "content": text}], "tools": [TOOL]},
+            "responses_create_params": {
+                "input": [{"role": "user", "content": text}],
+                "tools": [TOOL],
+            },
             "expected_city": city,
         }
 

@@ -20,7 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nemo_gym_cli.client import JSONClient, open_json_client
 from nemo_gym_cli.errors import NemoGymError, ServerError
-from nemo_gym_cli.servers import SESSION_HEADER, ServerRef, ServerSpec, create_server_app, new_session_id, read_json
+from nemo_gym_cli.servers import (
+    SESSION_HEADER,
+    ServerRef,
+    ServerSpec,
+    create_server_app,
+    new_session_id,
+    read_json,
+)
 from nemo_gym_cli.wire import JSONResponse, dumps, loads
 
 
@@ -63,7 +70,13 @@ class SimpleAgent:
                 break
             for call in calls:
                 output = await self._call_tool(call, headers)
-                new_items.append({"type": "function_call_output", "call_id": call.get("call_id"), "output": output})
+                new_items.append(
+                    {
+                        "type": "function_call_output",
+                        "call_id": call.get("call_id"),
+                        "output": output,
+                    }
+                )
         return {**response, "output": new_items, "usage": usage or response.get("usage")}
 
     async def _call_tool(self, call: dict[str, Any], headers: dict[str, str]) -> str:
@@ -104,7 +117,10 @@ def _add_usage(total: dict[str, Any], usage: dict[str, Any] | None) -> None:
 
 def _error(exc: NemoGymError) -> JSONResponse:
     status = getattr(exc, "status", None) or 502
-    return JSONResponse({"error": {"message": str(exc), "type": type(exc).__name__}}, 502 if status < 400 else status)
+    return JSONResponse(
+        {"error": {"message": str(exc), "type": type(exc).__name__}},
+        502 if status < 400 else status,
+    )
 
 
 def create_app(spec: ServerSpec) -> FastAPI:
@@ -121,7 +137,9 @@ def create_app(spec: ServerSpec) -> FastAPI:
     async def responses(request: Request) -> JSONResponse:
         params = await read_json(request)
         try:
-            return JSONResponse(await app.state.agent.responses(params, request.headers.get(SESSION_HEADER) or new_session_id()))
+            return JSONResponse(
+                await app.state.agent.responses(params, request.headers.get(SESSION_HEADER) or new_session_id())
+            )
         except NemoGymError as exc:
             return _error(exc)
 

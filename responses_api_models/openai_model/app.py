@@ -53,26 +53,16 @@ class AlternativeUpstream(BaseModel):
 class OpenAIModelConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    openai_base_url: str = Field(
-        description="OpenAI-compatible base URL, e.g. https://openrouter.ai/api/v1"
-    )
-    openai_api_key: str = Field(
-        "", description="API key sent as 'Authorization: Bearer'", repr=False
-    )
-    openai_model: str = Field(
-        description="model name, passed through untouched (e.g. openrouter:x/y)"
-    )
+    openai_base_url: str = Field(description="OpenAI-compatible base URL, e.g. https://openrouter.ai/api/v1")
+    openai_api_key: str = Field("", description="API key sent as 'Authorization: Bearer'", repr=False)
+    openai_model: str = Field(description="model name, passed through untouched (e.g. openrouter:x/y)")
     upstream_api: Literal["chat_completions", "responses"] = Field(
         "chat_completions", description="which API the upstream speaks"
     )
     connect_timeout_s: float = Field(10.0, gt=0, description="TCP/TLS connect timeout")
-    read_timeout_s: float = Field(
-        300.0, gt=0, description="longest wait for response bytes (long generations)"
-    )
+    read_timeout_s: float = Field(300.0, gt=0, description="longest wait for response bytes (long generations)")
     max_attempts: int = Field(6, ge=1, description="attempts per request, the first included")
-    backoff_base_s: float = Field(
-        0.5, ge=0, description="first retry waits up to this (doubling, full jitter)"
-    )
+    backoff_base_s: float = Field(0.5, ge=0, description="first retry waits up to this (doubling, full jitter)")
     backoff_max_s: float = Field(30.0, ge=0, description="longest backoff between two attempts")
     max_retry_after_s: float = Field(120.0, ge=0, description="longest Retry-After honoured")
     max_concurrency: int = Field(
@@ -81,15 +71,9 @@ class OpenAIModelConfig(BaseModel):
         description="most concurrent upstream requests of this server; with latency L it bounds"
         " model calls to max_concurrency / L per second",
     )
-    default_headers: dict[str, str] = Field(
-        default_factory=dict, description="extra headers on every request"
-    )
-    extra_body: dict[str, Any] = Field(
-        default_factory=dict, description="fields merged into every request body"
-    )
-    fallback_models: list[str] = Field(
-        default_factory=list, description="sent as OpenRouter's 'models' list"
-    )
+    default_headers: dict[str, str] = Field(default_factory=dict, description="extra headers on every request")
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="fields merged into every request body")
+    fallback_models: list[str] = Field(default_factory=list, description="sent as OpenRouter's 'models' list")
     alternative_upstreams: list[AlternativeUpstream] = Field(
         default_factory=list, description="tried in order when the first upstream is down"
     )
@@ -176,9 +160,7 @@ class OpenAIModel:
                 parse=conversion.responses_to_chat_response,
             )
             return answer
-        answer, _ = await self.client.post(
-            "chat/completions", self._body(dict(body)), tools_sent=tools_sent
-        )
+        answer, _ = await self.client.post("chat/completions", self._body(dict(body)), tools_sent=tools_sent)
         return answer
 
 
@@ -260,9 +242,7 @@ def create_app(spec: ServerSpec, *, transport: httpx.AsyncBaseTransport | None =
 
 
 @asynccontextmanager
-async def _open_wire(
-    config: OpenAIModelConfig, transport: httpx.AsyncBaseTransport | None
-) -> AsyncIterator[Wire]:
+async def _open_wire(config: OpenAIModelConfig, transport: httpx.AsyncBaseTransport | None) -> AsyncIterator[Wire]:
     """The server's one client for the upstream, with its timeouts and pool size."""
     if transport is not None:
         import httpx

@@ -89,9 +89,7 @@ def model_spec(**fields: Any) -> ServerSpec:
         "backoff_base_s": 0.01,
         "backoff_max_s": 0.05,
     }
-    return ServerSpec(
-        "policy_model", "responses_api_models", "openai_model", "127.0.0.1", 0, {**base, **fields}
-    )
+    return ServerSpec("policy_model", "responses_api_models", "openai_model", "127.0.0.1", 0, {**base, **fields})
 
 
 def stats(app) -> dict[str, Any]:
@@ -110,9 +108,7 @@ def serve_in_thread(app, port: int | None = None) -> Iterator[str]:
     base URL."""
     port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -50,9 +50,7 @@ async def test_model_info_reads_context_prices_per_million_and_tool_support() ->
         True,
     )
     assert listed["gryphe/mythomax-l2-13b"].tools is False
-    router = ModelInfo.parse(
-        {"id": "openrouter/auto", "pricing": {"prompt": "-1", "completion": "-1"}}
-    )
+    router = ModelInfo.parse({"id": "openrouter/auto", "pricing": {"prompt": "-1", "completion": "-1"}})
     assert router.prompt_price is None and router.context_length is None and router.tools is None
 
 
@@ -97,9 +95,7 @@ def _ng_models(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     )
 
 
-def test_ng_models_lists_and_filters_what_the_upstream_offers(
-    tmp_path, monkeypatch, capsys
-) -> None:
+def test_ng_models_lists_and_filters_what_the_upstream_offers(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # no env.yaml here
     with serve_in_thread(emulator()) as url:
         everything = _ng_models(f"+base_url={url}/api/v1", cwd=tmp_path)  # the console script
@@ -128,8 +124,7 @@ def test_ng_models_lists_and_filters_what_the_upstream_offers(
 def test_ng_models_reads_the_model_server_of_a_config_and_marks_its_model(tmp_path) -> None:
     with serve_in_thread(emulator(reject_keys={"sk-or-v1-wrong": 401})) as url:
         (tmp_path / "env.yaml").write_text(
-            f"policy_base_url: {url}/api/v1\npolicy_api_key: {KEY}\n"
-            "policy_model_name: openai/gpt-4o-mini\n"
+            f"policy_base_url: {url}/api/v1\npolicy_api_key: {KEY}\npolicy_model_name: openai/gpt-4o-mini\n"
         )
         result = _ng_models(
             "+config_paths=[responses_api_models/openai_model/configs/openai_model.yaml]",
@@ -137,9 +132,7 @@ def test_ng_models_reads_the_model_server_of_a_config_and_marks_its_model(tmp_pa
         )
     assert result.returncode == 0, result.stderr
     assert "* openai/gpt-4o-mini" in result.stdout
-    assert (
-        "configured model (instance 'policy_model'): openai/gpt-4o-mini - offered" in result.stdout
-    )
+    assert "configured model (instance 'policy_model'): openai/gpt-4o-mini - offered" in result.stdout
     assert KEY not in result.stdout + result.stderr
 
 
@@ -154,15 +147,9 @@ def test_ng_models_says_clearly_when_the_upstream_is_unreachable(tmp_path, monke
         models([])
 
 
-def test_openrouter_yaml_reads_the_key_from_the_environment_or_env_yaml(
-    tmp_path, monkeypatch
-) -> None:
+def test_openrouter_yaml_reads_the_key_from_the_environment_or_env_yaml(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-from-env")
-    fields = (
-        load_config([f"+config_paths=[{OPENROUTER_YAML}]"], cwd=tmp_path)
-        .instances["policy_model"]
-        .fields
-    )
+    fields = load_config([f"+config_paths=[{OPENROUTER_YAML}]"], cwd=tmp_path).instances["policy_model"].fields
     assert fields["openai_base_url"] == "https://openrouter.ai/api/v1"
     assert fields["openai_api_key"] == "sk-or-v1-from-env"
     assert fields["openai_model"] == "openai/gpt-4o-mini"

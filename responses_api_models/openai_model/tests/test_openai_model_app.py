@@ -33,9 +33,7 @@ async def model_server(upstream_app, transport: httpx.AsyncBaseTransport | None 
     """The model server started (lifespan run, so the start-up check too); yields a client."""
     app = create_app(model_spec(**fields), transport=transport or httpx.ASGITransport(upstream_app))
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://model"
-        ) as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://model") as client:
             yield client
 
 
@@ -46,9 +44,7 @@ async def test_a_response_names_the_model_that_served_its_provider_tokens_and_co
     body = resp.json()
     assert resp.status_code == 200
     assert body["model"] == "openai/gpt-4o-mini" and body["provider"] == "OpenAI"
-    assert (
-        body["output"][0]["type"] == "function_call" and body["output"][0]["name"] == "get_weather"
-    )
+    assert body["output"][0]["type"] == "function_call" and body["output"][0]["name"] == "get_weather"
     emulated = stats(upstream)
     assert body["usage"]["cost"] == emulated["cost"] > 0
     assert body["usage"]["input_tokens"] == emulated["prompt_tokens"]
@@ -90,8 +86,7 @@ async def test_an_unknown_model_fails_the_start_up_check() -> None:
         async with model_server(emulator(), openai_model="acme/typo-model"):
             pass
     assert str(info.value).startswith(
-        "model 'acme/typo-model' is not available at http://emulator/api/v1; "
-        "list the models it offers with `ng models`"
+        "model 'acme/typo-model' is not available at http://emulator/api/v1; list the models it offers with `ng models`"
     )
 
 
@@ -118,9 +113,7 @@ async def test_preflight_false_skips_the_check() -> None:
 async def test_the_start_up_check_waits_for_an_upstream_that_is_still_starting() -> None:
     upstream = emulator()
     port = free_port()
-    app = create_app(
-        model_spec(openai_base_url=f"http://127.0.0.1:{port}/api/v1")
-    )  # the real client
+    app = create_app(model_spec(openai_base_url=f"http://127.0.0.1:{port}/api/v1"))  # the real client
     serving = serve_in_thread(upstream, port)
     later = threading.Timer(0.3, serving.__enter__)  # the upstream comes up 0.3 s from now
     later.start()
@@ -173,9 +166,7 @@ async def test_errors_reach_the_agent_as_structured_bodies_and_are_logged_once_p
         assert resp.status_code == 401
         error = resp.json()["error"]
         assert error["type"] == "auth" and error["code"] == 401 and error["retryable"] is False
-        assert error["message"].startswith(
-            "the API key was rejected: set policy_api_key in env.yaml"
-        )
+        assert error["message"].startswith("the API key was rejected: set policy_api_key in env.yaml")
         assert KEY not in resp.text
     errors = [r for r in caplog.records if r.name == "openai_model" and r.levelno == logging.ERROR]
     assert len(errors) == 1
@@ -187,10 +178,7 @@ async def test_retries_that_run_out_give_the_agent_a_502_it_may_retry() -> None:
     async with model_server(upstream, preflight=False, max_attempts=2) as client:
         resp = await client.post("/v1/responses", json=RESPONSES_PARAMS)
     assert resp.status_code == 502
-    assert (
-        resp.json()["error"]["retryable"] is True
-        and "gave up after 2 attempts" in resp.json()["error"]["message"]
-    )
+    assert resp.json()["error"]["retryable"] is True and "gave up after 2 attempts" in resp.json()["error"]["message"]
 
 
 async def test_extra_body_and_headers_go_out_and_the_request_wins_over_extra_body() -> None:
@@ -201,19 +189,13 @@ async def test_extra_body_and_headers_go_out_and_the_request_wins_over_extra_bod
         "default_headers": {"X-OpenRouter-Title": "tests"},
     }
     async with model_server(upstream, transport=recorder, **fields) as client:
-        resp = await client.post(
-            "/v1/responses", json={**RESPONSES_PARAMS, "temperature": 0.7, "model": "ignored"}
-        )
+        resp = await client.post("/v1/responses", json={**RESPONSES_PARAMS, "temperature": 0.7, "model": "ignored"})
     assert resp.status_code == 200
     sent = recorder.posts()[0]
     assert sent["json"]["provider"] == {"sort": "price"} and sent["json"]["temperature"] == 0.7
-    assert (
-        sent["json"]["model"] == "emulator/scripted-tool-caller"
-    )  # the server's model, not the request's
+    assert sent["json"]["model"] == "emulator/scripted-tool-caller"  # the server's model, not the request's
     assert sent["headers"]["x-openrouter-title"] == "tests"
-    assert all(
-        r["headers"]["x-openrouter-title"] == "tests" for r in recorder.requests
-    )  # start-up check too
+    assert all(r["headers"]["x-openrouter-title"] == "tests" for r in recorder.requests)  # start-up check too
 
 
 async def test_chat_completions_and_a_responses_upstream_work_too() -> None:

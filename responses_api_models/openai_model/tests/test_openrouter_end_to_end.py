@@ -63,10 +63,7 @@ def test_a_run_with_30_percent_upstream_faults_completes_every_rollout_and_costs
     for row in rows:
         assert row["reward"] == 1.0
         response = row["response"]
-        assert (
-            response["model"] == "emulator/scripted-tool-caller"
-            and response["provider"] == "Emulator"
-        )
+        assert response["model"] == "emulator/scripted-tool-caller" and response["provider"] == "Emulator"
         assert [item["type"] for item in response["output"]] == [
             "function_call",
             "function_call_output",

@@ -64,9 +64,7 @@ async def test_429_and_5xx_are_retried_and_each_retry_is_logged_with_attempt_and
     assert stats(app)["completion_requests"] == 5
     lines = retry_lines(caplog)
     assert len(lines) == 4
-    for attempt, (line, reason) in enumerate(
-        zip(lines, ("rate_limit", "502", "503", "529"), strict=True), 1
-    ):
+    for attempt, (line, reason) in enumerate(zip(lines, ("rate_limit", "502", "503", "529"), strict=True), 1):
         assert f"attempt {attempt}/6 failed" in line and reason in line
     assert KEY not in caplog.text
 
@@ -122,9 +120,7 @@ async def test_tools_sent_to_a_model_without_tool_support_say_so() -> None:
     with pytest.raises(UpstreamError) as info:
         await post(app, upstreams=[Upstream(BASE, KEY, "gryphe/mythomax-l2-13b")])
     assert info.value.kind == "tools_unsupported"
-    assert "does not support tool calls" in str(info.value) and "ng models +tools=true" in str(
-        info.value
-    )
+    assert "does not support tool calls" in str(info.value) and "ng models +tools=true" in str(info.value)
 
 
 async def test_context_length_exceeded_is_said_and_not_retried() -> None:
@@ -270,14 +266,10 @@ def test_env_proxies_are_honoured_and_looked_up_once_per_origin(monkeypatch) -> 
     monkeypatch.delenv("https_proxy", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     wire = AiohttpWire(session=None)  # type: ignore[arg-type]  # _proxy needs no session
-    assert (
-        wire._proxy("https://openrouter.ai/api/v1/chat/completions") == "http://proxy.example:3128"
-    )
+    assert wire._proxy("https://openrouter.ai/api/v1/chat/completions") == "http://proxy.example:3128"
     assert wire._proxy("http://127.0.0.1:8000/api/v1/models") is None
     monkeypatch.setenv("HTTPS_PROXY", "http://other.example:1")
-    assert (
-        wire._proxy("https://openrouter.ai/api/v1/models") == "http://proxy.example:3128"
-    )  # cached
+    assert wire._proxy("https://openrouter.ai/api/v1/models") == "http://proxy.example:3128"  # cached
 
 
 async def test_a_retry_after_longer_than_allowed_ends_at_once_saying_so() -> None:

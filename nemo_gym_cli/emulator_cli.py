@@ -1,0 +1,82 @@
+"""``ng_emulator``: run the provider emulator by itself on a local port."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydantic import ValidationError
+
+from nemo_gym_cli.emulator import build_app
+from nemo_gym_cli.emulator_config import FAULT_KINDS, EmulatorConfig, config_problems
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ng_emulator",
+        description="A local OpenRouter-compatible server (no API key needed): scripted "
+        "tool-calling answers, usage with cost, OpenRouter's errors, injectable faults. "
+        "Serves /api/v1 and /v1 (chat/completions, responses, models, key), /health and "
+        "/emulator/stats.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every completion")
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="share of completion requests (0..1) given a fault",
+    )
+    parser.add_argument(
+        "--fault-kinds",
+        default="429,500,502,503",
+        help=f"comma-separated faults --fault-rate draws from; any of {','.join(FAULT_KINDS)}",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws (same seed, same faults)")
+    parser.add_argument("--retry-after-seconds", type=float, default=1.0, help="Retry-After header of injected 429s")
+    parser.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=3600.0,
+        help="how long a 'stall' fault waits before answering",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``ng_emulator``: run the emulator with uvicorn until Ctrl-C."""
+    args = _parser().parse_args(argv)
+    try:
+        config = EmulatorConfig(
+            latency_ms=args.latency_ms,
+            fault_rate=args.fault_rate,
+            fault_kinds=args.fault_kinds,
+            fault_seed=args.fault_seed,
+            retry_after_seconds=args.retry_after_seconds,
+            stall_seconds=args.stall_seconds,
+        )
+    except ValidationError as exc:
+        print(f"ng_emulator: error: {config_problems(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    from nemo_gym_cli.serve import run_server
+    from nemo_gym_cli.servers import DirectRoutes
+
+    print(
+        f"ng_emulator: OpenRouter-compatible API at http://{args.host}:{args.port}/api/v1 "
+        f"(models: {', '.join(m.id for m in config.models)})",
+        file=sys.stderr,
+        flush=True,
+    )
+    run_server(DirectRoutes(build_app(config)), args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()
+
+
+if __name__ == "__main__":
+    main()
