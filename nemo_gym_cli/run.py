@@ -9,23 +9,13 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-
-import uvicorn
+from typing import Any
 
 from nemo_gym_cli.config import GlobalConfig, load_config
 from nemo_gym_cli.errors import ConfigError
-from nemo_gym_cli.head import create_head_app
 from nemo_gym_cli.supervisor import Supervisor
 
 __all__ = ["run", "running_servers", "stop_on_signals"]
-
-
-class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to us (we run several things in one loop)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]
-        yield
 
 
 def _head_socket(host: str, port: int) -> socket.socket:
@@ -69,25 +59,21 @@ async def running_servers(
     with_head: bool = True,
     timeout: float = 60.0,
 ) -> AsyncIterator[Supervisor]:
-    """Start the head server (optional) and every instance; stop them all on exit."""
+    """Start every instance and the head server (optional); stop them all on exit.
+
+    The children are spawned first: they import their frameworks in parallel while this
+    process imports uvicorn for the head server.
+    """
     supervisor = Supervisor(config, write=write)
-    head: _QuietServer | None = None
+    head_sock = _head_socket(config.head_host, config.head_port) if with_head else None
+    head: Any = None
     head_task: asyncio.Task[None] | None = None
-    if with_head:
-        head_sock = _head_socket(config.head_host, config.head_port)
-        head = _QuietServer(
-            uvicorn.Config(
-                create_head_app(supervisor.describe),
-                host=config.head_host,
-                port=config.head_port,
-                access_log=False,
-                log_level="warning",
-                lifespan="off",
-            )
-        )
-        head_task = asyncio.create_task(head.serve(sockets=[head_sock]))
     try:
-        await supervisor.start(timeout=timeout, stop_event=stop_event)
+        await supervisor.spawn()
+        if head_sock is not None:
+            head = _head_server(config, supervisor)
+            head_task = asyncio.create_task(head.serve(sockets=[head_sock]))
+        await supervisor.wait_ready(timeout=timeout, stop_event=stop_event)
         yield supervisor
     finally:
         await supervisor.stop()
@@ -95,6 +81,32 @@ async def running_servers(
             head.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(head_task, 3.0)
+        if head_sock is not None:
+            head_sock.close()
+
+
+def _head_server(config: GlobalConfig, supervisor: Supervisor) -> Any:
+    import uvicorn
+
+    from nemo_gym_cli.head import create_head_app
+
+    class QuietServer(uvicorn.Server):
+        """Leaves signal handling to us: we run several things in one loop."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            yield
+
+    return QuietServer(
+        uvicorn.Config(
+            create_head_app(supervisor.describe),
+            host=config.head_host,
+            port=config.head_port,
+            access_log=False,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
 
 
 async def _run(config: GlobalConfig) -> int:

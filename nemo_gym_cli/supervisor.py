@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from nemo_gym_cli.config import GlobalConfig, ServerInstance
 from nemo_gym_cli.errors import Interrupted, ServerError
 from nemo_gym_cli.wire import dumps
@@ -48,6 +46,23 @@ def _listen(inst: ServerInstance) -> socket.socket:
     return sock
 
 
+async def _healthy(inst: ServerInstance) -> bool:
+    """Does ``GET /health`` answer 200? A bare HTTP/1.0 request: this runs in ``ng_run``
+    before anything else, and importing an HTTP client library would delay start-up."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(inst.host, inst.port), 2.0)
+    except (TimeoutError, OSError):
+        return False
+    try:
+        writer.write(f"GET /health HTTP/1.0\r\nHost: {inst.host}\r\n\r\n".encode())
+        status = await asyncio.wait_for(reader.readline(), 2.0)
+        return status.split(b" ", 2)[1:2] == [b"200"]
+    except (TimeoutError, OSError):
+        return False
+    finally:
+        writer.close()
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -70,7 +85,6 @@ class Supervisor:
         self.config = config
         self.children: dict[str, _Child] = {}
         self._write = write or (lambda line: print(line, flush=True))
-        self._http: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -80,6 +94,11 @@ class Supervisor:
         Raises ``ServerError`` (after stopping what was started) if a child dies, the
         timeout passes, or ``stop_event`` is set first.
         """
+        await self.spawn()
+        await self.wait_ready(timeout=timeout, stop_event=stop_event)
+
+    async def spawn(self) -> None:
+        """Start every instance's process (stops what was started if one can't be)."""
         urls = self.config.server_urls
         python = sys.executable
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -102,7 +121,6 @@ class Supervisor:
                 await proc.stdin.drain()
                 proc.stdin.close()
                 child.pump = asyncio.create_task(self._pump(child))
-            await self._wait_ready(timeout, stop_event)
         except BaseException:
             await self.stop()
             raise
@@ -135,30 +153,34 @@ class Supervisor:
             child.tail.append(line)
             self._write(prefix + line)
 
+    async def wait_ready(self, *, timeout: float = 60.0, stop_event: asyncio.Event | None = None) -> None:
+        """Wait until every child's ``/health`` answers 200; stop them all on failure."""
+        try:
+            await self._wait_ready(timeout, stop_event)
+        except BaseException:
+            await self.stop()
+            raise
+
     async def _wait_ready(self, timeout: float, stop_event: asyncio.Event | None) -> None:
         deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
-            while True:
-                dead = self.first_dead()
-                if dead is not None:
-                    raise ServerError(self._death_message(dead, "while starting"))
-                if stop_event is not None and stop_event.is_set():
-                    raise Interrupted("interrupted while starting servers; all stopped")
-                pending = [c for c in self.children.values() if not c.ready]
-                if not pending:
-                    return
-                results = await asyncio.gather(
-                    *(http.get(c.instance.url + "/health") for c in pending), return_exceptions=True
-                )
-                for child, res in zip(pending, results, strict=True):
-                    if isinstance(res, httpx.Response) and res.status_code == 200:
-                        child.ready = True
-                if all(c.ready for c in self.children.values()):
-                    return
-                if time.monotonic() > deadline:
-                    names = ", ".join(c.instance.name for c in self.children.values() if not c.ready)
-                    raise ServerError(f"servers not ready after {timeout:.0f} s: {names}; see their output above")
-                await asyncio.sleep(0.02)
+        while True:
+            dead = self.first_dead()
+            if dead is not None:
+                raise ServerError(self._death_message(dead, "while starting"))
+            if stop_event is not None and stop_event.is_set():
+                raise Interrupted("interrupted while starting servers; all stopped")
+            pending = [c for c in self.children.values() if not c.ready]
+            if not pending:
+                return
+            results = await asyncio.gather(*(_healthy(c.instance) for c in pending))
+            for child, healthy in zip(pending, results, strict=True):
+                child.ready = healthy
+            if all(c.ready for c in self.children.values()):
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(c.instance.name for c in self.children.values() if not c.ready)
+                raise ServerError(f"servers not ready after {timeout:.0f} s: {names}; see their output above")
+            await asyncio.sleep(0.02)
 
     def first_dead(self) -> _Child | None:
         for child in self.children.values():
