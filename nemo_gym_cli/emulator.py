@@ -166,17 +166,22 @@ class _Emulator:
         self.stats.errors[status] += 1
         return _error(status, message, http_headers, **meta)
 
-    def _auth(self, request: Request) -> Response | None:
+    def _key_status(self, request: Request) -> tuple[Response | None, int | None]:
+        """(a 401 answer if the bearer key is missing or rejected, the key's reject code)."""
         scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
-            return self._fail(401, "No auth credentials found")
+            return self._fail(401, "No auth credentials found"), None
         code = self.config.reject_keys.get(key) if self.config.reject_keys else None
         if code == 401:
-            return self._fail(401, "User not found.")
-        if code == 402:
+            return self._fail(401, "User not found."), code
+        return None, code
+
+    def _auth(self, request: Request) -> Response | None:
+        denied, code = self._key_status(request)
+        if denied is None and code == 402:
             return self._fail(402, _CREDITS_MESSAGE)
-        return None
+        return denied
 
     async def _body(self, request: Request) -> dict[str, Any] | Response:
         try:
@@ -501,13 +506,9 @@ class _Emulator:
         """OpenRouter's ``GET /key``: 401 for a missing or rejected key; a key in
         ``reject_keys`` as 402 is valid but its credit limit is used up."""
         self.stats.by_endpoint["key"] += 1
-        scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            return self._fail(401, "No auth credentials found")
-        code = self.config.reject_keys.get(key) if self.config.reject_keys else None
-        if code == 401:
-            return self._fail(401, "User not found.")
+        denied, code = self._key_status(request)
+        if denied is not None:
+            return denied
         broke = code == 402
         info = {
             "label": "emulator key",  # OpenRouter shows a redacted key here; we show none
