@@ -29,7 +29,7 @@ from nemo_gym_cli.rollout_io import count_tasks, metrics_path
 from nemo_gym_cli.rollout_metrics import Progress, format_summary
 from nemo_gym_cli.run import running_servers, stop_on_signals
 from nemo_gym_cli.serve import run_async, tune_gc
-from nemo_gym_cli.supervisor import Supervisor
+from nemo_gym_cli.supervisor import Supervisor, warm_up
 from nemo_gym_cli.wire import dumps
 
 __all__ = ["CollectOptions", "collect"]
@@ -182,6 +182,8 @@ def _gates(doc: dict[str, Any], opts: CollectOptions) -> tuple[int, str]:
 
 def collect(args: list[str]) -> int:
     """Run a collection from Hydra-syntax ``args``; returns the exit code."""
+    if any("config_paths" in arg for arg in args):
+        warm_up()  # we may start the servers: the fork server imports while we compose
     config = load_config(args)
     opts = CollectOptions.from_config(config.options)
     tune_gc()

@@ -13,7 +13,7 @@ from typing import Any
 
 from nemo_gym_cli.config import GlobalConfig, load_config
 from nemo_gym_cli.errors import ConfigError
-from nemo_gym_cli.supervisor import Supervisor
+from nemo_gym_cli.supervisor import Supervisor, warm_up
 
 __all__ = ["run", "running_servers", "stop_on_signals"]
 
@@ -129,6 +129,7 @@ async def _run(config: GlobalConfig) -> int:
 
 def run(args: list[str]) -> int:
     """Compose the config from ``args`` (Hydra overrides) and run its servers until stopped."""
+    warm_up()  # the fork server imports the servers' frameworks while we compose
     config = load_config(args)
     if not config.instances:
         raise ConfigError(

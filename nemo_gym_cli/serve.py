@@ -94,6 +94,55 @@ def run_server(app: Any, host: str, port: int, fd: int | None = None) -> None:
     uvicorn.Server(config).run(sockets=sockets)
 
 
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGTERM when our parent (the fork server) dies."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+def child_main(payload: dict[str, Any], sock: Any, out: Any) -> None:
+    """A server process forked by the supervisor's fork server: ``sock`` is its listening
+    socket, ``out`` the socket its stdout and stderr go to, ``payload`` its spec."""
+    import os
+    from multiprocessing import forkserver, resource_tracker
+
+    # multiprocessing gives each forked child the write end of the fork server's "alive" pipe
+    # (and the resource tracker's), which keeps the fork server up as long as any child
+    # lives. Close them: the fork server then exits with its parent, and PR_SET_PDEATHSIG
+    # takes us down with it, so a SIGKILLed ng_run leaves nothing behind.
+    for owner, attr in ((forkserver._forkserver, "_forkserver_alive_fd"), (resource_tracker._resource_tracker, "_fd")):
+        fd = getattr(owner, attr, None)
+        if fd is not None:
+            os.close(fd)
+            setattr(owner, attr, None)
+    parent = os.getppid()
+    os.setsid()
+    _die_with_parent()
+    if os.getppid() != parent:  # the fork server died before PR_SET_PDEATHSIG took effect
+        os._exit(1)
+    os.dup2(out.fileno(), 1)
+    os.dup2(out.fileno(), 2)
+    out.close()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
+    spec = ServerSpec(**payload["spec"])
+    try:
+        app = load_app(payload["entrypoint"], spec)
+    except NemoGymError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    from nemo_gym_cli.servers import DirectRoutes
+
+    tune_gc()
+    run_server(DirectRoutes(app), spec.host, spec.port, sock.detach())
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     raw = loads(sys.stdin.buffer.read())

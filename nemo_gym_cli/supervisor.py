@@ -1,8 +1,12 @@
 """Start, watch and stop the server processes of one config.
 
-Each instance runs as ``python -m nemo_gym_cli.serve`` in its own session (so a terminal's
-Ctrl-C reaches only us and we stop the children in order), with ``PR_SET_PDEATHSIG`` so the
-kernel stops it if we die without cleaning up. Its spec goes over stdin (it may hold keys).
+Servers are forked from a ``multiprocessing`` fork server that has already imported what
+every server needs (FastAPI, uvicorn, aiohttp, ...): importing that costs ~0.5 s of CPU per
+process, paid once instead of once per server, and the fork server starts importing while
+we compose the config (``warm_up``). Each server runs in its own session (a terminal's
+Ctrl-C reaches only us and we stop the children in order), with ``PR_SET_PDEATHSIG`` so it
+stops if its parent dies without cleaning up. Its listening socket, spec (which may hold
+keys: never on a command line) and an output socket are handed over by the fork server.
 Its output is forwarded line by line, prefixed with the instance name, and the last lines
 are kept to show when it dies.
 """
@@ -11,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import socket
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,7 +26,6 @@ from typing import Any
 
 from nemo_gym_cli.config import GlobalConfig, ServerInstance
 from nemo_gym_cli.errors import Interrupted, ServerError
-from nemo_gym_cli.wire import dumps
 
 __all__ = ["Supervisor"]
 
@@ -63,19 +64,85 @@ async def _healthy(inst: ServerInstance) -> bool:
         writer.close()
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+#: Imported once by the fork server, before any server is forked from it.
+PRELOAD = [
+    "nemo_gym_cli.serve",
+    "nemo_gym_cli.servers",
+    "nemo_gym_cli.resources",
+    "nemo_gym_cli.client",
+    "nemo_gym_cli.conversion",
+    "nemo_gym_cli.upstream",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.lifespan.on",
+    "uvloop",
+]
+
+
+def _context() -> Any:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the fork server now, so it imports while the caller composes the config."""
+    import multiprocessing.forkserver
+
+    _context()
+    multiprocessing.forkserver.ensure_running()
+
+
+def _stop_fork_server() -> None:
+    """SIGTERM the fork server (it would otherwise finish its imports before noticing that
+    we are done); a server it forked meanwhile gets PR_SET_PDEATHSIG's SIGTERM."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+
+
+class _ForkedProcess:
+    """What the supervisor needs of a server process: pid, exit code, wait, output."""
+
+    def __init__(self, process: Any, stdout: asyncio.StreamReader) -> None:
+        self._process = process
+        self.pid: int = process.pid
+        self.stdout = stdout
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    async def wait(self) -> int:
+        loop = asyncio.get_running_loop()
+        while self._process.exitcode is None:
+            ended: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(self._process.sentinel, _set_done, ended)
+            try:
+                if self._process.exitcode is None:
+                    await ended
+            finally:
+                loop.remove_reader(self._process.sentinel)
+        return self._process.exitcode
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass
 class _Child:
     instance: ServerInstance
-    process: asyncio.subprocess.Process
+    process: _ForkedProcess
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL_LINES))
     ready: bool = False
     pump: asyncio.Task[None] | None = None
+    writer: Any = None
 
 
 class Supervisor:
@@ -99,45 +166,31 @@ class Supervisor:
 
     async def spawn(self) -> None:
         """Start every instance's process (stops what was started if one can't be)."""
+        from nemo_gym_cli.serve import child_main
+
         urls = self.config.server_urls
-        python = sys.executable
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        ctx = _context()
         try:
             for inst in self.config.instances.values():
                 # We bind the socket and hand it over, so no other process can take the port
                 # between choosing it and the child's start, and a busy port is one clear error.
                 sock = _listen(inst)
-                fd = sock.fileno()  # pass_fds keeps the number in the child
+                ours, theirs = socket.socketpair()
+                payload = {"entrypoint": inst.entrypoint, "spec": inst.spec(urls).__dict__}
                 try:
-                    proc = await self._spawn(python, env, sock)
+                    process = ctx.Process(target=child_main, args=(payload, sock, theirs), name=inst.name)
+                    await asyncio.get_running_loop().run_in_executor(None, process.start)
                 finally:
                     sock.close()
-                child = _Child(inst, proc)
+                    theirs.close()
+                reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
+                child = _Child(inst, _ForkedProcess(process, reader))
+                child.writer = writer
                 self.children[inst.name] = child
-                assert proc.stdin is not None
-                spec = inst.spec(urls)
-                payload = {"entrypoint": inst.entrypoint, "fd": fd, "spec": spec.__dict__}
-                proc.stdin.write(dumps(payload))
-                await proc.stdin.drain()
-                proc.stdin.close()
                 child.pump = asyncio.create_task(self._pump(child))
         except BaseException:
             await self.stop()
             raise
-
-    async def _spawn(self, python: str, env: dict[str, str], sock: socket.socket) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            python,
-            "-m",
-            "nemo_gym_cli.serve",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            env=env,
-            pass_fds=(sock.fileno(),),
-        )
 
     async def _pump(self, child: _Child) -> None:
         assert child.process.stdout is not None
@@ -231,6 +284,7 @@ class Supervisor:
             if child.pump is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(child.pump, 1.0)
+        _stop_fork_server()
 
     # ------------------------------------------------------------------ reporting
 

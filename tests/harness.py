@@ -53,6 +53,17 @@ def alive(pid: int) -> bool:
         return False
 
 
+def still_alive(pids: list[int], timeout: float = 5.0) -> list[int]:
+    """The pids still alive after waiting up to ``timeout`` s for them to exit (helpers such as
+    multiprocessing's fork server finish a moment after the process that owned them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [pid for pid in pids if alive(pid)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
 class NgRun:
     """``ng_run`` as a real process with the offline config on free ports."""
 

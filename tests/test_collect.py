@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from harness import BIN, NgRun, alive, descendants, free_port, run_cli
+from harness import BIN, NgRun, descendants, free_port, run_cli, still_alive
 
 from nemo_gym_cli import collector as collector_module
 from nemo_gym_cli.collector import CollectOptions, Collector
@@ -320,13 +320,15 @@ def test_in_one_command_mode_a_server_dying_ends_the_run_and_leaves_no_server_be
         started = time.monotonic()
         _, stderr = proc.communicate(timeout=30)
         assert time.monotonic() - started < 10
+        left = still_alive(seen)  # before the clean-up below kills anything
     finally:
         kill_all(proc, seen)
     assert proc.returncode == 1
     assert f"server '{AGENT_B}' at http://127.0.0.1:{port_b} exited during the collection" in stderr
     assert "+resume=true" in stderr
     assert 4 <= len(read_rows(out)) < 60
-    assert len(seen) == 2 and [pid for pid in seen if alive(pid)] == []
+    # the two servers, plus the fork server (and its resource tracker) they were forked from
+    assert len(seen) >= 2 and left == []
 
 
 # ---------------------------------------------------------------------- agents, metrics, gates

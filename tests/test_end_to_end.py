@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import orjson
-from harness import ROOT, NgRun, alive, descendants, free_port, run_cli
+from harness import ROOT, NgRun, descendants, free_port, run_cli, still_alive
 
 EXAMPLE = "resources_servers/simple_weather/data/example.jsonl"
 AGENT = "simple_weather_simple_agent"
@@ -67,8 +67,7 @@ def test_ctrl_c_stops_ng_run_and_every_child_within_seconds():
         code = run.stop(signal.SIGINT)
         assert time.monotonic() - started < 8
         assert code == 0
-        time.sleep(0.2)
-        assert [pid for pid in children if alive(pid)] == []
+        assert still_alive(children) == []
     finally:
         run.stop()
 
@@ -80,8 +79,7 @@ def test_ctrl_c_during_start_up_leaves_no_server_behind():
         children = descendants(run.proc.pid)
         run.proc.send_signal(signal.SIGINT)
         run.proc.wait(15)
-        time.sleep(0.3)
-        assert [pid for pid in children + descendants(run.proc.pid) if alive(pid)] == []
+        assert still_alive(children + descendants(run.proc.pid)) == []
     finally:
         run.stop()
 
@@ -164,7 +162,7 @@ def test_one_command_mode_starts_and_stops_the_servers(tmp_path):
     assert len(read_rows(out)) == 10
     assert "pass@2 1.0000" in stdout
     assert len(seen) >= 4
-    assert [pid for pid in seen if alive(pid)] == []
+    assert still_alive(seen) == []
 
 
 def test_collect_without_servers_fails_fast_naming_the_head_server(tmp_path):
@@ -180,3 +178,16 @@ def test_collect_without_servers_fails_fast_naming_the_head_server(tmp_path):
     assert result.returncode == 1
     assert f"127.0.0.1:{port}" in result.stderr and "ng_run" in result.stderr
     assert time.monotonic() - started < 20
+
+
+def test_a_killed_ng_run_takes_every_server_with_it():
+    run = NgRun()
+    try:
+        run.wait_ready()
+        family = descendants(run.proc.pid)
+        assert len(family) >= 4
+        run.proc.kill()  # SIGKILL: no chance to clean up; the kernel must do it
+        run.proc.wait(5)
+        assert still_alive(family, timeout=10) == []
+    finally:
+        run.stop()
