@@ -130,6 +130,13 @@ def child_main(payload: dict[str, Any], sock: Any, out: Any) -> None:
     out.close()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    serve(payload, sock.detach())
+
+
+def serve(payload: dict[str, Any], fd: int | None) -> None:
+    """Load the server ``payload`` describes and serve it until stopped."""
+    from nemo_gym_cli.servers import DirectRoutes
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
     spec = ServerSpec(**payload["spec"])
     try:
@@ -137,25 +144,15 @@ def child_main(payload: dict[str, Any], sock: Any, out: Any) -> None:
     except NemoGymError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    from nemo_gym_cli.servers import DirectRoutes
-
     tune_gc()
-    run_server(DirectRoutes(app), spec.host, spec.port, sock.detach())
+    run_server(DirectRoutes(app), spec.host, spec.port, fd)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    """``python -m nemo_gym_cli.serve``: one server from a JSON payload on stdin
+    (``{"entrypoint", "spec", "fd"?}``), for running a server without ``ng_run``."""
     raw = loads(sys.stdin.buffer.read())
-    spec = ServerSpec(**raw["spec"])
-    try:
-        app = load_app(raw["entrypoint"], spec)
-    except NemoGymError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    from nemo_gym_cli.servers import DirectRoutes
-
-    tune_gc()
-    run_server(DirectRoutes(app), spec.host, spec.port, raw.get("fd"))
+    serve(raw, raw.get("fd"))
 
 
 if __name__ == "__main__":
