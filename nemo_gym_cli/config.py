@@ -160,7 +160,7 @@ def _load_yaml(path: Path) -> DictConfig:
 
 def _resolve_path(entry: str, cwd: Path, where: str) -> Path:
     p = Path(entry).expanduser()
-    candidates = [p] if p.is_absolute() else [cwd / p, PACKAGE_ROOT / p]
+    candidates = [p] if p.is_absolute() else list(dict.fromkeys([cwd / p, PACKAGE_ROOT / p]))
     for c in candidates:
         if c.is_file():
             return c.resolve()
