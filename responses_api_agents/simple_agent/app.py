@@ -109,8 +109,11 @@ def _add_usage(total: dict[str, Any], usage: dict[str, Any] | None) -> None:
     if not usage:
         return
     for key, value in usage.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
             total[key] = total.get(key, 0) + value
+        elif isinstance(value, float):
+            # Costs in USD: round away binary-float dust (2.2199999999999998e-05).
+            total[key] = round(total.get(key, 0) + value, 12)
         elif isinstance(value, dict):
             _add_usage(total.setdefault(key, {}), value)
 
