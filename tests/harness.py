@@ -65,14 +65,14 @@ def still_alive(pids: list[int], timeout: float = 5.0) -> list[int]:
 
 
 class NgRun:
-    """``ng_run`` as a real process with the offline config on free ports."""
+    """``ng_run`` as a real process (the offline config unless told) on free ports."""
 
-    def __init__(self, *overrides: str, cwd: Path = ROOT) -> None:
+    def __init__(self, *overrides: str, cwd: Path = ROOT, config: str = "+config_paths=[configs/offline.yaml]") -> None:
         self.head_port = free_port()
         self.head_url = f"http://127.0.0.1:{self.head_port}"
         self.args = [
             str(BIN / "ng_run"),
-            "+config_paths=[configs/offline.yaml]",
+            config,
             f"+head_server.port={self.head_port}",
             *overrides,
         ]

@@ -36,18 +36,7 @@ class ScriptedNgRun(NgRun):
     """``ng_run`` serving the two scripted agents (cwd tests/fixtures) on a free head port."""
 
     def __init__(self) -> None:
-        self.head_port = free_port()
-        self.head_url = f"http://127.0.0.1:{self.head_port}"
-        self.args = [str(BIN / "ng_run"), CONFIG, f"+head_server.port={self.head_port}"]
-        self.proc = subprocess.Popen(
-            self.args,
-            cwd=FIXTURES,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        self.children: list[int] = []
+        super().__init__(cwd=FIXTURES, config=CONFIG)
         self.instances: dict[str, dict] = {}
 
     def wait_ready(self, timeout: float = 60.0) -> list[dict]:
