@@ -284,7 +284,7 @@ def main() -> None:
         servers.stop()
 
     if not args.skip_latency:
-        servers = Servers("++provider_emulator.provider_emulators.openrouter.latency_ms=200")
+        servers = Servers("++provider_emulator.responses_api_models.provider_emulator.latency_ms=200")
         try:
             measure(servers, data, 512, 1024)  # warm-up: 512 connections per hop, lazy imports
             # Long enough that the first and last 0.4 s (filling and draining 512 slots) are small.

@@ -12,7 +12,7 @@ import typer
 
 from nemo_gym_cli.errors import NemoGymError
 
-__all__ = ["app", "collect_main", "emulator_main", "models_main", "run_main"]
+__all__ = ["app", "collect_main", "models_main", "run_main"]
 
 RUN_HELP = """Start every server named by the config, then supervise them until Ctrl-C.
 
@@ -114,21 +114,21 @@ def _guarded(fn: Callable[[list[str]], int], overrides: list[str] | None) -> Non
 
 @app.command("run", help=RUN_HELP)
 def run_command(overrides: list[str] | None = _OVERRIDES) -> None:
-    from nemo_gym_cli.run import run
+    from nemo_gym_cli.commands.run import run
 
     _guarded(run, overrides)
 
 
 @app.command("collect", help=COLLECT_HELP)
 def collect_command(overrides: list[str] | None = _OVERRIDES) -> None:
-    from nemo_gym_cli.collect import collect
+    from nemo_gym_cli.commands.collect import collect
 
     _guarded(collect, overrides)
 
 
 @app.command("models", help=MODELS_HELP)
 def models_command(overrides: list[str] | None = _OVERRIDES) -> None:
-    from nemo_gym_cli.models_list import models
+    from nemo_gym_cli.commands.models import models
 
     _guarded(models, overrides)
 
@@ -140,7 +140,7 @@ def models_command(overrides: list[str] | None = _OVERRIDES) -> None:
     add_help_option=False,
 )
 def emulator_command(ctx: typer.Context) -> None:
-    from nemo_gym_cli.emulator_cli import main
+    from responses_api_models.provider_emulator.cli import main
 
     main(list(ctx.args))
 
@@ -165,9 +165,3 @@ def collect_main() -> None:
 
 def models_main() -> None:
     _single_app(models_command, MODELS_HELP)(prog_name="ng_models")
-
-
-def emulator_main() -> None:
-    from nemo_gym_cli.emulator_cli import main
-
-    main(sys.argv[1:])

@@ -1,3 +1,18 @@
-"""Fixtures shared by the test suite (helpers live in harness.py)."""
+"""Fixtures shared by the test suite (helpers live in tests/support/)."""
 
-from harness import ng_run  # noqa: F401
+from collections.abc import Iterator
+
+import pytest
+
+from support.cli import NgRun
+
+
+@pytest.fixture
+def ng_run() -> Iterator[NgRun]:
+    """The offline stack under a real ng_run, stopped after the test."""
+    run = NgRun()
+    try:
+        run.wait_ready()
+        yield run
+    finally:
+        run.stop()

@@ -20,12 +20,14 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from harness import BIN, NgRun, descendants, free_port, run_cli, still_alive
 
-from nemo_gym_cli import collector as collector_module
-from nemo_gym_cli.collector import CollectOptions, Collector
+from nemo_gym_cli.collect import collector as collector_module
+from nemo_gym_cli.collect.collector import CollectOptions, Collector
+from nemo_gym_cli.collect.metrics import Progress
 from nemo_gym_cli.errors import ServerError
-from nemo_gym_cli.rollout_metrics import Progress
+from support.cli import BIN, NgRun, run_cli
+from support.ports import free_port
+from support.procs import descendants, still_alive
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONFIG = "+config_paths=[scripted_agents.yaml]"
@@ -143,6 +145,7 @@ def slow_tasks(tmp_path: Path, n: int = 30) -> Path:
 # ---------------------------------------------------------------------- interruption and resume
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_within_seconds_with_valid_jsonl_and_resume_completes_the_set(servers, tmp_path):
     inp, out = slow_tasks(tmp_path), tmp_path / "out.jsonl"
     args = collect_args(servers.head_port, inp, out, "+num_repeats=2", "+concurrency=4")
@@ -171,6 +174,7 @@ def test_ctrl_c_stops_within_seconds_with_valid_jsonl_and_resume_completes_the_s
     assert metrics["complete"] is True and metrics["interrupted"] is False
 
 
+@pytest.mark.e2e
 def test_sigkill_leaves_valid_jsonl_and_resume_cuts_a_torn_line_and_completes_the_set(servers, tmp_path):
     inp, out = slow_tasks(tmp_path), tmp_path / "out.jsonl"
     proc = start_collect(collect_args(servers.head_port, inp, out, "+concurrency=4"))
@@ -197,6 +201,7 @@ def test_sigkill_leaves_valid_jsonl_and_resume_cuts_a_torn_line_and_completes_th
 # ---------------------------------------------------------------------- failures
 
 
+@pytest.mark.e2e
 def test_a_rollout_that_always_fails_is_retried_with_backoff_then_recorded_while_others_succeed(servers, tmp_path):
     ids = [f"{tmp_path.name}-{i}" for i in range(5)]
     rows: list[dict | str] = [{"id": i} for i in ids]
@@ -222,6 +227,7 @@ def test_a_rollout_that_always_fails_is_retried_with_backoff_then_recorded_while
     assert metrics["failure_types"] == {"ServerError": 1}
 
 
+@pytest.mark.e2e
 def test_a_4xx_is_not_retried_and_a_bad_input_line_is_reported_with_its_line_number(servers, tmp_path):
     ids = [f"{tmp_path.name}-{i}" for i in range(4)]
     rows = [{"id": ids[0]}, {"id": ids[1], "fail_status": 422}, "this is not json", {"id": ids[3]}]
@@ -238,6 +244,7 @@ def test_a_4xx_is_not_retried_and_a_bad_input_line_is_reported_with_its_line_num
     assert f"{inp}:3: not valid JSON" in bad_line["message"]
 
 
+@pytest.mark.e2e
 def test_an_existing_output_is_refused_untouched_and_resume_retries_the_failed_rollouts(servers, tmp_path):
     ids = [f"{tmp_path.name}-{i}" for i in range(3)]
     rows = [{"id": ids[0]}, {"id": ids[1], "fail_times": 2}, {"id": ids[2]}]
@@ -265,6 +272,7 @@ def test_an_existing_output_is_refused_untouched_and_resume_retries_the_failed_r
 # ---------------------------------------------------------------------- dead servers
 
 
+@pytest.mark.e2e
 def test_an_agent_that_dies_mid_run_fails_fast_naming_its_url_and_what_to_start(tmp_path):
     run = ScriptedNgRun()
     proc = None
@@ -290,6 +298,7 @@ def test_an_agent_that_dies_mid_run_fails_fast_naming_its_url_and_what_to_start(
     assert not out.with_name("out_failures.jsonl").exists()  # not failures: a resume redoes them
 
 
+@pytest.mark.e2e
 def test_in_one_command_mode_a_server_dying_ends_the_run_and_leaves_no_server_behind(tmp_path):
     port_b = free_port()
     rows = [{"id": f"{tmp_path.name}-{i}", "sleep_s": 0.05} for i in range(60)]
@@ -323,6 +332,7 @@ def test_in_one_command_mode_a_server_dying_ends_the_run_and_leaves_no_server_be
 # ---------------------------------------------------------------------- agents, metrics, gates
 
 
+@pytest.mark.e2e
 def test_rows_name_their_agent_with_agent_ref_and_two_agents_serve_one_file(servers, tmp_path):
     names = [AGENT, AGENT_B, AGENT_B, AGENT, AGENT_B, "no_such_agent"]
     rows = [{"id": f"{tmp_path.name}-{i}", "agent_ref": {"name": n}} for i, n in enumerate(names)]
@@ -344,6 +354,7 @@ def test_rows_name_their_agent_with_agent_ref_and_two_agents_serve_one_file(serv
     assert f"{AGENT}, {AGENT_B}" in failure["message"]
 
 
+@pytest.mark.e2e
 def test_the_metrics_file_matches_a_hand_computed_case(servers, tmp_path):
     # 3 tasks x 2 repeats that succeed, plus one task whose 2 rollouts the agent rejects (400).
     tag = tmp_path.name
@@ -388,6 +399,7 @@ def test_the_metrics_file_matches_a_hand_computed_case(servers, tmp_path):
     assert "tokens in 120  out 30  cost $0.014000" in result.stdout
 
 
+@pytest.mark.e2e
 def test_min_mean_reward_gate_sets_the_exit_code_and_names_the_gate(servers, tmp_path):
     rows = [
         {"id": f"{tmp_path.name}-0", "reward": 1.0},
@@ -402,6 +414,7 @@ def test_min_mean_reward_gate_sets_the_exit_code_and_names_the_gate(servers, tmp
     assert "gate failed" not in passed.stderr
 
 
+@pytest.mark.e2e
 def test_progress_lines_appear_periodically_when_stderr_is_not_a_terminal(servers, tmp_path):
     rows = [{"id": f"{tmp_path.name}-{i}", "sleep_s": 0.1} for i in range(8)]
     inp, out = write_jsonl(tmp_path / "tasks.jsonl", rows), tmp_path / "out.jsonl"

@@ -39,15 +39,17 @@ def test_later_sources_win_files_then_env_yaml_then_command_line(tmp_path):
     write(tmp_path / "a.yaml", "x: a\ny: a\nz: a\nw: a\n")
     write(tmp_path / "b.yaml", "y: b\nz: b\nw: b\n")
     write(tmp_path / "env.yaml", "z: env\nw: env\n")
-    cfg = compose(["+config_paths=[a.yaml,b.yaml]", "+w=cli"], cwd=tmp_path)
+    composed = compose(["+config_paths=[a.yaml,b.yaml]", "+w=cli"], cwd=tmp_path)
+    cfg = composed.config
     assert (cfg.x, cfg.y, cfg.z, cfg.w) == ("a", "b", "env", "cli")
+    assert [composed.sources.of(k) for k in "xyzw"] == ["a.yaml", "b.yaml", "env.yaml", "command line"]
 
 
 def test_config_paths_are_followed_recursively_and_each_file_read_once(tmp_path):
     write(tmp_path / "base.yaml", "v: base\nbase_only: 1\n")
     write(tmp_path / "mid.yaml", "config_paths: [base.yaml]\nv: mid\n")
     write(tmp_path / "top.yaml", "config_paths: [mid.yaml, base.yaml]\nv: top\n")
-    cfg = compose(["+config_paths=[top.yaml,mid.yaml]"], cwd=tmp_path)
+    cfg = compose(["+config_paths=[top.yaml,mid.yaml]"], cwd=tmp_path).config
     # base is merged first (once), then mid, then top; mid listed again is not re-read.
     assert cfg.v == "top" and cfg.base_only == 1
 
@@ -77,17 +79,31 @@ def test_interpolation_resolves_across_files_env_vars_and_instance_urls(tmp_path
     )
     cfg = load_config(["+config_paths=[a.yaml,b.yaml]"], cwd=tmp_path)
     assert cfg.options["key"] == "from-env"
-    assert cfg.options["url"] == "http://127.0.0.1:12345/v1"
+    assert cfg.bind({"res": "http://127.0.0.1:12345"})["url"] == "http://127.0.0.1:12345/v1"
     assert cfg.instances["res"].fields["copied"] == "from-env"
 
 
-def test_missing_ports_get_distinct_free_ports_and_host_defaults_to_loopback(tmp_path):
+def test_reading_a_config_opens_no_socket_ports_stay_unset_until_the_supervisor_binds_them(tmp_path):
     body = "".join(f"r{i}:\n  resources_servers:\n    simple_weather: {{}}\n" for i in range(6))
+    body += "u: ${ng_url:r3}/x\n"
     write(tmp_path / "a.yaml", body)
     cfg = load_config(["+config_paths=[a.yaml]"], cwd=tmp_path)
-    ports = [i.port for i in cfg.instances.values()]
-    assert len(set(ports)) == 6 and all(p > 0 for p in ports)
+    assert {i.port for i in cfg.instances.values()} == {None}
     assert {i.host for i in cfg.instances.values()} == {"127.0.0.1"}
+    urls = {name: f"http://127.0.0.1:{9000 + n}" for n, name in enumerate(cfg.instances)}
+    assert cfg.bind(urls)["u"] == "http://127.0.0.1:9003/x"
+    spec = cfg.instances["r3"].spec(urls, port=9003)
+    assert spec.port == 9003 and spec.server_urls == urls
+
+
+def test_ng_url_naming_no_instance_is_an_error_naming_the_key(tmp_path):
+    write(tmp_path / "a.yaml", "r:\n  resources_servers:\n    simple_weather:\n      peer: ${ng_url:nobody}\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"r\.resources_servers\.simple_weather\.peer: \$\{ng_url:nobody\} names no server instance "
+        r"\(instances: r\)",
+    ):
+        load_config(["+config_paths=[a.yaml]"], cwd=tmp_path)
 
 
 def test_the_same_explicit_port_on_two_instances_is_an_error(tmp_path):
@@ -102,7 +118,7 @@ def test_the_same_explicit_port_on_two_instances_is_an_error(tmp_path):
 
 def test_missing_config_file_names_the_entry_and_where_it_looked(tmp_path):
     with pytest.raises(ConfigError, match=r"config_paths entry 'configs/wether.yaml' does not exist \(looked in"):
-        compose(["+config_paths=[configs/wether.yaml]"], cwd=tmp_path)
+        compose(["+config_paths=[configs/wether.yaml]"], cwd=tmp_path)  # noqa
 
 
 def test_yaml_syntax_error_names_the_file_and_line(tmp_path):
@@ -168,10 +184,48 @@ def test_bad_override_syntax_is_one_clear_error():
 
 def test_command_line_plus_switches_a_value_set_in_files(tmp_path):
     cfg = load_config(
-        ["+config_paths=[configs/offline.yaml]", "+policy_model_name=openai/gpt-4o-mini"],
+        ["+config_paths=[configs/offline.yaml]", "+emulator_model=openai/gpt-4o-mini"],
         cwd=tmp_path,
     )
     assert cfg.instances["policy_model"].fields["openai_model"] == "openai/gpt-4o-mini"
+
+
+def test_an_entrypoint_outside_the_implementation_folder_is_refused(tmp_path):
+    for entry in ("/etc/passwd", "../openai_model/app.py", "app.txt", "../../../../tmp/x.py"):
+        write(tmp_path / "a.yaml", f"x:\n  resources_servers:\n    simple_weather:\n      entrypoint: {entry}\n")
+        with pytest.raises(ConfigError, match="it must be a .py file inside the implementation's folder"):
+            load_config(["+config_paths=[a.yaml]"], cwd=tmp_path)
+
+
+def test_an_entrypoint_symlink_leading_out_of_the_folder_is_refused(tmp_path):
+    folder = tmp_path / "resources_servers" / "mine"
+    folder.mkdir(parents=True)
+    outside = write(tmp_path / "evil.py", "print('pwned')\n")
+    (folder / "app.py").symlink_to(outside)
+    write(tmp_path / "a.yaml", "x:\n  resources_servers:\n    mine:\n      entrypoint: app.py\n")
+    with pytest.raises(ConfigError, match="leads outside"):
+        load_config(["+config_paths=[a.yaml]"], cwd=tmp_path)
+
+
+def test_a_command_line_key_no_command_reads_is_an_error_with_the_closest_known_key(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(["+config_paths=[configs/offline.yaml]", "+concurency=64"], cwd=tmp_path, command={"concurrency"})
+    assert "'concurency' (command line): unknown key; did you mean 'concurrency'?" in str(info.value)
+
+
+def test_a_file_key_nothing_uses_is_an_error_but_env_yaml_defaults_and_shared_options_are_not(tmp_path):
+    write(
+        tmp_path / "a.yaml",
+        "shared: 1\nr:\n  resources_servers:\n    simple_weather:\n      x: ${shared}\n"
+        "num_repeats: 4\npolicy_modle_name: x\n",
+    )
+    write(tmp_path / "env.yaml", "policy_api_key: sk-or-v1-personal\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(["+config_paths=[a.yaml]"], cwd=tmp_path, command=set(), everywhere={"num_repeats"})
+    message = str(info.value)
+    assert "'policy_modle_name' (a.yaml): unknown key" in message
+    assert message.count("unknown key") == 1
+    assert "shared" not in message and "policy_api_key" not in message and "num_repeats" not in message
 
 
 def test_instance_repr_never_shows_fields_that_may_hold_keys(tmp_path):

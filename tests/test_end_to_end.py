@@ -7,7 +7,13 @@ import subprocess
 import time
 
 import orjson
-from harness import ROOT, NgRun, descendants, free_port, run_cli, still_alive
+import pytest
+
+from support.cli import ROOT, NgRun, run_cli
+from support.ports import free_port
+from support.procs import descendants, still_alive
+
+pytestmark = pytest.mark.e2e
 
 EXAMPLE = "resources_servers/simple_weather/data/example.jsonl"
 AGENT = "simple_weather_simple_agent"

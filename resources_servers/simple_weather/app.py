@@ -9,10 +9,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from fastapi import FastAPI
-
-from nemo_gym_cli.resources import ResourcesServer, create_resources_app, tool
-from nemo_gym_cli.servers import ServerSpec
+from nemo_gym_cli.server import ResourcesServer, ToolError, tool
 
 _CONDITIONS = ("sunny", "cloudy", "rainy", "windy", "foggy", "snowy")
 _KNOWN = {
@@ -24,9 +21,13 @@ _KNOWN = {
 }
 
 
+def _normal(city: Any) -> str:
+    return " ".join(str(city).lower().split())
+
+
 def weather_for(city: str) -> dict[str, Any]:
     """Deterministic weather: fixed for a few cities, derived from the name for the rest."""
-    key = " ".join(city.lower().split())
+    key = _normal(city)
     if key in _KNOWN:
         condition, temp = _KNOWN[key]
     else:
@@ -35,32 +36,24 @@ def weather_for(city: str) -> dict[str, Any]:
     return {"city": city, "condition": condition, "temperature_c": temp}
 
 
-def _normal(city: Any) -> str:
-    return " ".join(str(city).lower().split())
-
-
 class SimpleWeather(ResourcesServer):
     @tool
-    async def get_weather(self, session: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
-        city = str(args.get("city") or "").strip()
-        if not city:
-            return {"error": 'get_weather needs a \'city\' argument, e.g. {"city": "Paris"}'}
-        session.setdefault("cities", []).append(city)
-        return weather_for(city)
+    async def get_weather(self, session: dict[str, Any], city: str) -> dict[str, Any]:
+        """Get the current weather in a city.
+
+        Args:
+            city: The city name, e.g. Paris.
+        """
+        if not city.strip():
+            raise ToolError('get_weather needs a city, e.g. {"city": "Paris"}')
+        session.setdefault("cities", []).append(city.strip())
+        return weather_for(city.strip())
 
     async def verify(self, session: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-        output = (body.get("response") or {}).get("output") or []
-        ends_with_message = (
-            bool(output) and output[-1].get("type") == "message" and output[-1].get("role", "assistant") == "assistant"
-        )
+        output = body["response"].get("output") or []
+        last = output[-1] if output else {}
+        ends_with_message = last.get("type") == "message" and last.get("role", "assistant") == "assistant"
         called = [_normal(c) for c in session.get("cities", [])]
         expected = body.get("expected_city")
         called_expected = _normal(expected) in called if expected else bool(called)
-        return {
-            "reward": 1.0 if (ends_with_message and called_expected) else 0.0,
-            "num_tool_calls": len(called),
-        }
-
-
-def create_app(spec: ServerSpec) -> FastAPI:
-    return create_resources_app(spec, SimpleWeather())
+        return {"reward": 1.0 if (ends_with_message and called_expected) else 0.0, "num_tool_calls": len(called)}

@@ -1,68 +1,100 @@
-"""simple_weather: the tool, per-rollout sessions and the verifier, through its real app."""
+"""simple_weather: the tool, per-rollout sessions and the verifier, through the app production
+serves (``asgi(server)`` under Starlette's TestClient)."""
 
 from __future__ import annotations
 
-import asyncio
+from starlette.testclient import TestClient
 
-import httpx
+from nemo_gym_cli.server import asgi
+from nemo_gym_cli.server.spec import SESSION_COOKIE, SESSION_HEADER
+from resources_servers.simple_weather.app import SimpleWeather, weather_for
 
-from nemo_gym_cli.servers import SESSION_HEADER, ServerSpec
-from resources_servers.simple_weather.app import create_app, weather_for
-
-SPEC = ServerSpec(name="w", server_type="resources_servers", implementation="simple_weather", host="127.0.0.1", port=1)
 MESSAGE = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "sunny"}]}
 
 
-async def rollout(client: httpx.AsyncClient, session: str, cities: list[str], row: dict, output: list[dict]) -> dict:
+def client() -> tuple[TestClient, SimpleWeather]:
+    server = SimpleWeather()
+    return TestClient(asgi(server)), server
+
+
+def rollout(c: TestClient, session: str, cities: list[str], row: dict, output: list[dict]) -> dict:
     headers = {SESSION_HEADER: session}
-    assert (await client.post("/seed_session", json=row, headers=headers)).status_code == 200
+    assert c.post("/seed_session", json=row, headers=headers).status_code == 200
     for city in cities:
-        answer = (await client.post("/get_weather", json={"city": city}, headers=headers)).json()
-        assert answer == weather_for(city)
-    return (await client.post("/verify", json={**row, "response": {"output": output}}, headers=headers)).json()
+        assert c.post("/get_weather", json={"city": city}, headers=headers).json() == weather_for(city.strip())
+    return c.post("/verify", json={**row, "response": {"output": output}}, headers=headers).json()
 
 
 def test_reward_needs_the_expected_city_and_a_final_message():
-    async def go():
-        app = create_app(SPEC)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://w") as c:
-            row = {"expected_city": "San Francisco", "id": 7}
-            good = await rollout(c, "s1", ["san  francisco"], row, [{"type": "function_call"}, MESSAGE])
-            assert good["reward"] == 1.0 and good["num_tool_calls"] == 1 and good["id"] == 7
-            wrong_city = await rollout(c, "s2", ["Paris"], row, [MESSAGE])
-            assert wrong_city["reward"] == 0.0
-            no_message = await rollout(c, "s3", ["San Francisco"], row, [{"type": "function_call_output"}])
-            assert no_message["reward"] == 0.0
-            no_call = await rollout(c, "s4", [], {"id": 8}, [MESSAGE])
-            assert no_call["reward"] == 0.0
-            any_city = await rollout(c, "s5", ["Oslo"], {"id": 9}, [MESSAGE])
-            assert any_city["reward"] == 1.0
-            assert app.state.resources.sessions == {}  # /verify ends each rollout's state
-
-    asyncio.run(go())
+    c, server = client()
+    with c:
+        row = {"expected_city": "San Francisco", "id": 7}
+        good = rollout(c, "s1", ["san  francisco"], row, [{"type": "function_call"}, MESSAGE])
+        assert good["reward"] == 1.0 and good["num_tool_calls"] == 1 and good["id"] == 7
+        assert rollout(c, "s2", ["Paris"], row, [MESSAGE])["reward"] == 0.0
+        assert rollout(c, "s3", ["San Francisco"], row, [{"type": "function_call_output"}])["reward"] == 0.0
+        assert rollout(c, "s4", [], {"id": 8}, [MESSAGE])["reward"] == 0.0
+        assert rollout(c, "s5", ["Oslo"], {"id": 9}, [MESSAGE])["reward"] == 1.0
+    assert server.sessions == {}  # /verify ends each rollout's state
 
 
 def test_sessions_keep_rollouts_apart():
-    async def go():
-        app = create_app(SPEC)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://w") as c:
-            await c.post("/get_weather", json={"city": "London"}, headers={SESSION_HEADER: "a"})
-            other = await c.post(
-                "/verify",
-                json={"expected_city": "London", "response": {"output": [MESSAGE]}},
-                headers={SESSION_HEADER: "b"},
-            )
-            assert other.json()["reward"] == 0.0  # London was asked for in session a, not b
-
-    asyncio.run(go())
+    c, _ = client()
+    with c:
+        c.post("/get_weather", json={"city": "London"}, headers={SESSION_HEADER: "a"})
+        other = c.post(
+            "/verify",
+            json={"expected_city": "London", "response": {"output": [MESSAGE]}},
+            headers={SESSION_HEADER: "b"},
+        )
+    assert other.json()["reward"] == 0.0  # London was asked for in session a, not b
 
 
-def test_get_weather_without_a_city_says_what_to_send():
-    async def go():
-        app = create_app(SPEC)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://w") as c:
-            answer = (await c.post("/get_weather", json={}, headers={SESSION_HEADER: "x"})).json()
-            assert "needs a 'city'" in answer["error"]
-            assert (await c.post("/get_weather", content=b"[1]")).status_code == 400
+def test_a_session_cookie_set_by_seed_session_keeps_the_rollouts_state_as_nemo_gym_agents_do():
+    c, _ = client()
+    with c:
+        seeded = c.post("/seed_session", json={"expected_city": "Tokyo"})
+        cookie = seeded.cookies.get(SESSION_COOKIE)
+        assert cookie
+        c.cookies.clear()
+        c.cookies.set(SESSION_COOKIE, cookie)
+        c.post("/get_weather", json={"city": "Tokyo"})
+        verified = c.post("/verify", json={"expected_city": "Tokyo", "response": {"output": [MESSAGE]}})
+        assert verified.json()["reward"] == 1.0
+        c.cookies.clear()
+        stranger = c.post("/verify", json={"expected_city": "Tokyo", "response": {"output": [MESSAGE]}})
+        assert stranger.json()["reward"] == 0.0
 
-    asyncio.run(go())
+
+def test_a_bad_tool_call_is_a_422_tool_error_in_the_envelope_saying_what_to_send():
+    c, _ = client()
+    with c:
+        empty = c.post("/get_weather", json={"city": "  "}, headers={SESSION_HEADER: "x"})
+        assert empty.status_code == 422
+        assert empty.json()["error"]["type"] == "tool_error" and "needs a city" in empty.json()["error"]["message"]
+        missing = c.post("/get_weather", json={}, headers={SESSION_HEADER: "x"})
+        assert missing.status_code == 422 and "argument city: Field required" in missing.json()["error"]["message"]
+        extra = c.post("/get_weather", json={"city": "Oslo", "units": "F"})
+        assert "argument units: unknown argument" in extra.json()["error"]["message"]
+        not_object = c.post("/get_weather", content=b"[1]")
+        assert not_object.status_code == 422 and "must be a JSON object" in not_object.json()["error"]["message"]
+        not_json = c.post("/get_weather", content=b"{oops")
+        assert not_json.status_code == 400 and not_json.json()["error"]["type"] == "bad_request"
+
+
+def test_the_tool_schema_comes_from_the_type_hints_and_the_docstring():
+    c, _ = client()
+    with c:
+        (schema,) = c.get("/tools").json()
+    assert schema == {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city name, e.g. Paris."}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+        "strict": False,
+    }

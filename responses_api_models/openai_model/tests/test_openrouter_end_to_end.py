@@ -1,6 +1,7 @@
 """ng_run + ng_collect_rollouts as real processes against the real emulator with faults: every
 rollout completes, retries are logged, costs add up, the key shows up nowhere; a rejected key
-stops the servers at start-up with the message."""
+stops the servers at start-up with the message. The key is the adapter's: the offline config
+does not read policy_api_key (env.yaml must not take it online)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import secrets
 
 import httpx
 import orjson
-from harness import NgRun, run_cli
+import pytest
+
+from support.cli import NgRun, run_cli
+
+pytestmark = pytest.mark.e2e
 
 EXAMPLE = "resources_servers/simple_weather/data/example.jsonl"
 AGENT = "simple_weather_simple_agent"
-EMULATOR = "++provider_emulator.provider_emulators.openrouter"
+EMULATOR = "++provider_emulator.responses_api_models.provider_emulator"
 ADAPTER = "++policy_model.responses_api_models.openai_model"
 
 
@@ -26,7 +31,7 @@ def test_a_run_with_30_percent_upstream_faults_completes_every_rollout_and_costs
 ) -> None:
     key = distinctive_key()
     run = NgRun(
-        f"++policy_api_key={key}",
+        f"{ADAPTER}.openai_api_key={key}",
         f"{EMULATOR}.fault_rate=0.3",
         f"{EMULATOR}.fault_kinds=[429,429_bare,500,502,503,529,error_200]",
         f"{EMULATOR}.fault_seed=4",
@@ -102,14 +107,16 @@ def test_a_run_with_30_percent_upstream_faults_completes_every_rollout_and_costs
 
 def test_a_rejected_key_stops_ng_run_at_start_up_with_the_message() -> None:
     key = distinctive_key()
-    run = NgRun(f"++policy_api_key={key}", f"{EMULATOR}.reject_keys={{{key}:401}}")
+    run = NgRun(f"{ADAPTER}.openai_api_key={key}", f"{EMULATOR}.reject_keys={{{key}:401}}")
     try:
         code = run.proc.wait(60)
         output = run.proc.stdout.read()
     finally:
         run.stop()
-    assert code != 0
-    assert "the API key was rejected: set policy_api_key in env.yaml" in output
-    assert "policy_model" in output and "exited" in output
+    assert code == 1
+    assert (
+        "error: server 'policy_model' could not start: start-up check failed: the API key was rejected: "
+        "set policy_api_key in env.yaml" in output
+    )
     assert "Traceback" not in output
     assert key not in output

@@ -1,0 +1,1 @@
+"""Collection: options, the engine that runs rollouts, rollout files, metrics."""

@@ -1,0 +1,57 @@
+"""The top-level option names each command reads, so an unknown key is an error.
+
+A key given on the command line must be an option of the command that runs (or a server
+instance, or a value some ``${...}`` refers to). A key in a shared config file may also be
+an option of another command: NeMo Gym-style config files hold both servers and collection
+settings, and ``ng_run`` reads the same files as ``ng_collect_rollouts``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ALL_OPTIONS", "COLLECT_OPTIONS", "MODELS_OPTIONS", "NEMO_GYM_GLOBALS", "RUN_OPTIONS"]
+
+#: Options every command reads.
+COMMON = frozenset({"config_paths", "head_server"})
+
+RUN_OPTIONS = COMMON
+
+COLLECT_OPTIONS = COMMON | frozenset(
+    {
+        "agent_name",
+        "input_jsonl_fpath",
+        "output_jsonl_fpath",
+        "limit",
+        "concurrency",
+        "num_samples_in_parallel",
+        "num_repeats",
+        "responses_create_params",
+        "resume",
+        "max_attempts",
+        "max_failures",
+        "min_mean_reward",
+        "pass_threshold",
+        "rollout_timeout_s",
+        "progress_interval_s",
+    }
+)
+
+MODELS_OPTIONS = COMMON | frozenset({"base_url", "api_key", "model_server", "tools", "max_price", "search", "json"})
+
+#: NeMo Gym 0.2.1's global keys that its own commands read; accepted in shared config
+#: files so its configs load here (see docs/nemo_gym.md for what each does here).
+NEMO_GYM_GLOBALS = frozenset(
+    {
+        "skip_venv_if_present",
+        "uv_venv_dir",
+        "dry_run",
+        "ray_head_node_address",
+        "profiling_enabled",
+        "profiling_results_dirpath",
+        "uvicorn_logging_show_200_ok",
+        "global_aiohttp_connector_limit",
+        "global_aiohttp_connector_limit_per_host",
+        "global_aiohttp_client_request_debug",
+    }
+)
+
+ALL_OPTIONS = RUN_OPTIONS | COLLECT_OPTIONS | MODELS_OPTIONS | NEMO_GYM_GLOBALS

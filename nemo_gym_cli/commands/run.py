@@ -1,0 +1,80 @@
+"""``ng_run``: start every server of a config, serve the head server, supervise, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from nemo_gym_cli.commands.options import ALL_OPTIONS, RUN_OPTIONS
+from nemo_gym_cli.config import GlobalConfig, load_config
+from nemo_gym_cli.errors import ConfigError
+from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
+from nemo_gym_cli.process.supervisor import Supervisor, stop_on_signals
+
+__all__ = ["head_socket", "run"]
+
+
+def head_socket(host: str, port: int) -> socket.socket:
+    """The head server's listening socket; a busy port is one ``ConfigError``."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host, port))
+        s.listen(512)
+    except OSError as exc:
+        s.close()
+        raise ConfigError(
+            f"head server cannot listen on {host}:{port} ({exc.strerror}; is another ng_run running?): "
+            f"stop it or choose another port, e.g. +head_server.port={port + 1}"
+        ) from None
+    return s
+
+
+async def _run(config: GlobalConfig, forkserver: ForkServer | None) -> int:
+    from nemo_gym_cli.process.head import HeadServer, serve_in_thread
+
+    stop_event = asyncio.Event()
+    started = time.perf_counter()
+    head_sock = head_socket(config.head_host, config.head_port)
+    supervisor = Supervisor(config, forkserver=forkserver)
+    stop_head = None
+    try:
+        with stop_on_signals(stop_event):
+            await supervisor.spawn()
+            stop_head = serve_in_thread(HeadServer(config, supervisor.describe), head_sock)
+            await supervisor.wait_ready(stop_event=stop_event)
+            elapsed = time.perf_counter() - started
+            print(supervisor.table(), flush=True)
+            print(
+                f"all {len(supervisor.children)} servers ready in {elapsed:.2f} s; "
+                f"head server at {config.head_url}. Ctrl-C stops them.",
+                flush=True,
+            )
+            code = await supervisor.watch(stop_event)
+    finally:
+        await supervisor.stop()
+        if stop_head is not None:
+            stop_head()
+        head_sock.close()
+    if code == 0:
+        print("stopped all servers", flush=True)
+    return code
+
+
+def run(args: list[str]) -> int:
+    """Compose the config from ``args`` (Hydra overrides) and run its servers until stopped."""
+    # The fork server imports the servers' frameworks while we compose the config.
+    forkserver = ForkServer() if fork_supported() else None
+    try:
+        config = load_config(args, command=RUN_OPTIONS, everywhere=ALL_OPTIONS)
+        if not config.instances:
+            raise ConfigError(
+                "no server instances in the config; name config files with "
+                '"+config_paths=[responses_api_models/openai_model/configs/openai_model.yaml,...]"'
+            )
+    except BaseException:
+        if forkserver is not None:
+            forkserver.close()
+        raise
+    return asyncio.run(_run(config, forkserver))

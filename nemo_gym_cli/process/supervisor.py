@@ -1,0 +1,391 @@
+"""Start, watch and stop the server processes of one config.
+
+``Supervisor.spawn`` binds every instance's listening socket itself (port 0: the OS picks a
+free one), so URLs are known before any server starts, no other process can take a port
+between choosing and using it, and a busy port is one clear error. Then each server is
+forked from the fork server (``forkserver.py``) or, where that is not possible, spawned;
+its socket, spec (which may hold keys: never on a command line) and an output socket are
+handed over. Each server runs in its own session (a terminal's Ctrl-C reaches only us; we
+stop the children in order) and holds a lifeline to its parent, so none outlives a killed
+``ng_run``. Its output is forwarded line by line, prefixed with the instance name; the last
+lines are kept to show when it dies, and a server that could not start because of its
+config or a start-up check reports that as one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from nemo_gym_cli.config import GlobalConfig, ServerInstance
+from nemo_gym_cli.errors import ConfigError, Interrupted, ServerError
+from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
+from nemo_gym_cli.server.serve import EXIT_CONFIG, EXIT_STARTUP
+from nemo_gym_cli.wire import dumps
+
+__all__ = ["Supervisor", "running_servers", "stop_on_signals"]
+
+log = logging.getLogger(__name__)
+
+_TAIL_LINES = 40
+
+
+class ChildProcess(Protocol):
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
+def _listen(inst: ServerInstance) -> socket.socket:
+    family = socket.AF_INET6 if ":" in inst.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((inst.host, inst.port or 0))
+        sock.listen(4096)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"instance {inst.name!r} cannot listen on {inst.host}:{inst.port or 0} ({exc.strerror}); "
+            "free that port or set another one in its config (port: ...), or leave port unset for a free one"
+        ) from None
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _healthy(host: str, port: int) -> bool:
+    """Does ``GET /health`` answer 200? A bare HTTP/1.0 request: no client library to import."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+    except (TimeoutError, OSError):
+        return False
+    try:
+        writer.write(f"GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        status = await asyncio.wait_for(reader.readline(), 2.0)
+        return status.split(b" ", 2)[1:2] == [b"200"]
+    except (TimeoutError, OSError):
+        return False
+    finally:
+        writer.close()
+
+
+class _SpawnedChild:
+    """A server started as ``python -m nemo_gym_cli.server.serve`` (no fork server)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        self.pid = process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    async def wait(self) -> int:
+        return await self._process.wait()
+
+
+@dataclass
+class _Child:
+    instance: ServerInstance
+    url: str
+    process: ChildProcess
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL_LINES))
+    ready: bool = False
+    pump: asyncio.Task[None] | None = None
+    lifeline: int | None = None
+    output: asyncio.StreamWriter | None = None
+
+
+class Supervisor:
+    """Runs every server instance of ``config`` as a child process."""
+
+    def __init__(
+        self,
+        config: GlobalConfig,
+        *,
+        write: Callable[[str], None] | None = None,
+        forkserver: ForkServer | None = None,
+        only: list[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.instances = {n: i for n, i in config.instances.items() if only is None or n in only}
+        self.children: dict[str, _Child] = {}
+        self.urls: dict[str, str] = {}
+        self._write = write or (lambda line: print(line, flush=True))
+        self._forkserver = forkserver  # ours from now on: closed by stop()
+        self._table: tuple[dict[str, Any], ...] = ()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def spawn(self) -> None:
+        """Bind every instance's socket, then start its process (all stopped on failure)."""
+        sockets: dict[str, socket.socket] = {}
+        try:
+            for name, inst in self.instances.items():
+                sockets[name] = sock = _listen(inst)
+                self.urls[name] = _url(inst.host, sock.getsockname()[1])
+            for name, inst in self.instances.items():
+                spec = inst.spec(self.urls, port=sockets[name].getsockname()[1])
+                payload = {"entrypoint": inst.entrypoint, "spec": spec.to_payload()}
+                await self._start(inst, payload, sockets.pop(name))
+                self._publish()
+        except BaseException:
+            for sock in sockets.values():
+                sock.close()
+            await self.stop()
+            raise
+
+    async def _start(self, inst: ServerInstance, payload: dict[str, Any], sock: socket.socket) -> None:
+        ours, theirs = socket.socketpair()
+        lifeline: int | None = None
+        try:
+            process: ChildProcess | None = None
+            if self._forkserver is None and fork_supported():
+                self._forkserver = ForkServer()
+            if self._forkserver is not None:
+                try:
+                    process = await self._forkserver.fork(payload, sock, theirs)
+                except OSError as exc:
+                    log.warning("the fork server is not available (%s); starting servers directly", exc)
+                    self._forkserver.close()
+                    self._forkserver = None
+            if process is None:
+                lifeline, process = await self._spawn_directly(payload, sock, theirs)
+        finally:
+            sock.close()
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
+        # Keep the writer: dropping it closes the socket, and the server's output with it.
+        child = _Child(inst, self.urls[inst.name], process, lifeline=lifeline, output=writer)
+        self.children[inst.name] = child
+        child.pump = asyncio.create_task(self._pump(child, reader))
+
+    async def _spawn_directly(
+        self, payload: dict[str, Any], sock: socket.socket, out: socket.socket
+    ) -> tuple[int, ChildProcess]:
+        lifeline_r, lifeline_w = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "nemo_gym_cli.server.serve",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=out.fileno(),
+                stderr=out.fileno(),
+                pass_fds=(sock.fileno(), lifeline_r),
+                start_new_session=True,
+            )
+        finally:
+            os.close(lifeline_r)
+        assert process.stdin is not None
+        process.stdin.write(dumps({**payload, "fd": sock.fileno(), "lifeline": lifeline_r}))
+        process.stdin.close()
+        return lifeline_w, _SpawnedChild(process)
+
+    async def _pump(self, child: _Child, reader: asyncio.StreamReader) -> None:
+        prefix = f"[{child.instance.name}] "
+        while True:
+            try:
+                raw = await reader.readline()
+            except ValueError:  # a line longer than the stream limit: skip it
+                continue
+            if not raw:
+                return
+            line = raw.decode("utf-8", "replace").rstrip()
+            child.tail.append(line)
+            self._write(prefix + line)
+
+    async def wait_ready(self, *, timeout: float = 60.0, stop_event: asyncio.Event | None = None) -> None:
+        """Wait until every child's ``/health`` answers 200; stop them all on failure."""
+        try:
+            await self._wait_ready(timeout, stop_event)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _wait_ready(self, timeout: float, stop_event: asyncio.Event | None) -> None:
+        deadline = time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            dead = self.first_dead()
+            if dead is not None:
+                raise await self._start_failure(dead)
+            if stop_event is not None and stop_event.is_set():
+                raise Interrupted("interrupted while starting servers; all stopped")
+            pending = [c for c in self.children.values() if not c.ready]
+            if not pending:
+                return
+            hosts = [(c.instance.host, int(c.url.rsplit(":", 1)[1])) for c in pending]
+            results = await asyncio.gather(*(_healthy(h, p) for h, p in hosts))
+            for child, healthy in zip(pending, results, strict=True):
+                child.ready = healthy
+            self._publish()
+            if all(c.ready for c in self.children.values()):
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(c.instance.name for c in self.children.values() if not c.ready)
+                raise ServerError(f"servers not ready after {timeout:.0f} s: {names}; see their output above")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    async def _start_failure(self, child: _Child) -> Exception:
+        if child.pump is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(child.pump), 1.0)
+        code = child.process.returncode
+        last = next((line for line in reversed(child.tail) if line.startswith("error: ")), "")
+        inst = child.instance
+        if code == EXIT_CONFIG and last:
+            return ConfigError(last.removeprefix("error: "))
+        if code == EXIT_STARTUP and last:
+            return ServerError(f"server {inst.name!r} could not start: {last.removeprefix('error: ')}")
+        return ServerError(self.death_message(child, "while starting"))
+
+    def first_dead(self) -> _Child | None:
+        for child in self.children.values():
+            if child.process.returncode is not None:
+                return child
+        return None
+
+    def death_message(self, child: _Child, when: str) -> str:
+        tail = "\n".join(f"    {line}" for line in child.tail) or "    (no output)"
+        inst = child.instance
+        return (
+            f"server {inst.name!r} ({inst.server_type}/{inst.implementation}) exited with code "
+            f"{child.process.returncode} {when}; its last output:\n{tail}"
+        )
+
+    async def watch(self, stop_event: asyncio.Event) -> int:
+        """Wait until a child dies (returns 1, after printing why) or ``stop_event`` is set (0)."""
+        waits = {asyncio.create_task(c.process.wait()): c for c in self.children.values()}
+        stopper = asyncio.create_task(stop_event.wait())
+        try:
+            await asyncio.wait({stopper, *waits}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stopper, *waits):
+                task.cancel()
+        dead = self.first_dead()
+        if dead is not None and not stop_event.is_set():
+            if dead.pump is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(dead.pump), 1.0)
+            self._write("error: " + self.death_message(dead, "unexpectedly") + "\nstopping the other servers")
+            return 1
+        return 0
+
+    async def stop(self, *, grace: float = 5.0) -> None:
+        """SIGTERM every child, wait up to ``grace`` seconds, then SIGKILL what is left."""
+        alive = [c for c in self.children.values() if c.process.returncode is None]
+        for child in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.process.pid, signal.SIGTERM)
+        if alive:
+            _, pending = await asyncio.wait([asyncio.create_task(c.process.wait()) for c in alive], timeout=grace)
+            for child in alive:
+                if child.process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(child.process.pid, signal.SIGKILL)
+            if pending:
+                await asyncio.wait(pending, timeout=2.0)
+        for child in self.children.values():
+            if child.pump is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(child.pump, 1.0)
+            if child.lifeline is not None:
+                with contextlib.suppress(OSError):
+                    os.close(child.lifeline)
+                child.lifeline = None
+            if child.output is not None:
+                child.output.close()
+                child.output = None
+        if self._forkserver is not None:
+            self._forkserver.close()
+        self._publish()
+
+    # ------------------------------------------------------------------ reporting
+
+    def _publish(self) -> None:
+        """Refresh the instance table other threads read (the head server's)."""
+        rows = []
+        for name, inst in self.instances.items():
+            child = self.children.get(name)
+            rows.append(
+                {
+                    "name": name,
+                    "type": inst.server_type,
+                    "implementation": inst.implementation,
+                    "url": self.urls.get(name, ""),
+                    "host": inst.host,
+                    "port": int(self.urls[name].rsplit(":", 1)[1]) if name in self.urls else None,
+                    "pid": child.process.pid if child else None,
+                    "ready": bool(child and child.ready and child.process.returncode is None),
+                }
+            )
+        self._table = tuple(rows)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The instance table: name, type, implementation, URL, pid, ready. No config fields."""
+        return [dict(row) for row in self._table]
+
+    def table(self) -> str:
+        rows = self.describe()
+        cols = ["name", "type", "implementation", "url", "pid"]
+        widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols} if rows else {c: len(c) for c in cols}
+        lines = ["  ".join(c.upper().ljust(widths[c]) for c in cols)]
+        lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in cols) for r in rows]
+        return "\n".join(lines)
+
+
+@asynccontextmanager
+async def running_servers(
+    config: GlobalConfig,
+    *,
+    stop_event: asyncio.Event,
+    write: Callable[[str], None] | None = None,
+    forkserver: ForkServer | None = None,
+    only: list[str] | None = None,
+    timeout: float = 60.0,
+) -> AsyncIterator[Supervisor]:
+    """Start every instance (or those named in ``only``), wait until all are ready, and stop
+    them all on exit."""
+    supervisor = Supervisor(config, write=write, forkserver=forkserver, only=only)
+    try:
+        await supervisor.spawn()
+        await supervisor.wait_ready(timeout=timeout, stop_event=stop_event)
+        yield supervisor
+    finally:
+        await supervisor.stop()
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop_event: asyncio.Event) -> Any:
+    """Set ``stop_event`` on SIGINT/SIGTERM while inside the block; a second Ctrl-C is ignored
+    (we are already stopping, and stopping takes at most a few seconds)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop_event.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,522 @@
+"""Responses API <-> Chat Completions, both ways, for requests and for answers.
+
+A model server receives Responses requests from agents and forwards them to an
+OpenAI-compatible upstream (OpenRouter, vLLM, the emulator) that mostly speaks only Chat
+Completions; the reverse pair serves ``/v1/chat/completions`` over a Responses upstream.
+
+    responses_to_chat_request    Responses create params  -> chat request body
+    chat_to_responses_response   chat completion          -> Responses object
+    chat_to_responses_request    chat request body        -> Responses create params
+    responses_to_chat_response   Responses object         -> chat completion
+
+Pure functions on plain dicts, on the hot path: no I/O, no logging, no pydantic, no deep
+copies (large values such as tool schemas are shared with the input, not copied). Bad
+requests raise ``InputError``; upstream answers that are errors raise ``UpstreamError``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from nemo_gym_cli.errors import InputError, UpstreamError
+from nemo_gym_cli.providers.errors import classify_error, error_object
+from nemo_gym_cli.wire import dumps
+
+__all__ = [
+    "chat_to_responses_request",
+    "chat_to_responses_response",
+    "responses_to_chat_request",
+    "responses_to_chat_response",
+]
+
+_TEXT_PARTS = frozenset(("input_text", "output_text", "text"))
+_EMPTY_PARAMETERS = {"type": "object", "properties": {}}
+# Request fields converted by hand, and fields only the other API knows: neither passes through.
+_RESPONSES_CONVERTED = frozenset(
+    ("model", "input", "instructions", "tools", "tool_choice", "max_output_tokens", "text")
+)
+_RESPONSES_ONLY = frozenset(
+    ("store", "include", "truncation", "background", "stream", "stream_options", "max_tool_calls")
+)
+_CHAT_CONVERTED = frozenset(
+    ("messages", "tools", "tool_choice", "max_tokens", "max_completion_tokens", "n")
+    + ("response_format", "reasoning_effort")
+)
+_CHAT_ONLY = frozenset(("stream", "stream_options", "logprobs"))
+_INCOMPLETE_BY_FINISH = {"length": "max_output_tokens", "content_filter": "content_filter"}
+_FINISH_BY_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+# The usage counts' names (input, output); each has its "<name>_details" object.
+_CHAT_USAGE = ("prompt_tokens", "completion_tokens")
+_RESPONSES_USAGE = ("input_tokens", "output_tokens")
+
+
+# --- Responses request -> chat request -----------------------------------------------------
+
+
+def responses_to_chat_request(params: dict, *, model: str | None = None) -> dict:
+    """Responses create params -> Chat Completions request body; `model` overrides the param.
+
+    Unknown fields (OpenRouter's ``provider``, ``models``, ``top_k``, ...) pass through;
+    ``None`` values are dropped (they mean "not given"); ``stream`` is dropped (the caller
+    decides). Raises ``InputError`` for what a stateless chat upstream cannot do.
+    """
+    for key in ("previous_response_id", "conversation"):
+        if params.get(key) is not None:
+            raise InputError(
+                f"{key}={params[key]!r} is not supported: the upstream is stateless: send the full history in input"
+            )
+    body: dict[str, Any] = {}
+    if (model := model or params.get("model")) is not None:
+        body["model"] = model
+    body["messages"] = _input_to_messages(params.get("input"), params.get("instructions"))
+    if tools := params.get("tools"):
+        body["tools"] = [_tool_to_chat(tool, i) for i, tool in enumerate(tools)]
+    if (choice := params.get("tool_choice")) is not None:
+        if isinstance(choice, dict) and choice.get("type") == "function":
+            choice = {"type": "function", "function": {"name": choice.get("name")}}
+        elif not isinstance(choice, str):
+            raise InputError(
+                f"tool_choice {choice!r} is not supported: use 'auto', 'none', 'required' "
+                "or {'type': 'function', 'name': ...}"
+            )
+        body["tool_choice"] = choice
+    if params.get("max_output_tokens") is not None:
+        body["max_tokens"] = params["max_output_tokens"]
+    text = params.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
+        if fmt["type"] == "json_schema":
+            schema = {k: fmt[k] for k in ("name", "description", "schema", "strict") if k in fmt}
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        else:
+            body["response_format"] = {"type": fmt["type"]}  # json_object
+    for key, value in params.items():
+        if value is not None and key not in _RESPONSES_CONVERTED and key not in _RESPONSES_ONLY:
+            body[key] = value
+    return body
+
+
+def _input_to_messages(items: Any, instructions: Any) -> list[dict]:
+    messages: list[dict] = []
+    if instructions:
+        messages.append({"role": "system", "content": _text_of(instructions, "instructions")})
+    if isinstance(items, str):
+        messages.append({"role": "user", "content": items})
+        return messages
+    if not isinstance(items, list):
+        raise InputError(f"input must be a string or a list of items, got {_clip(items)}")
+    # The assistant message the next function_call joins: the consecutive calls of one turn
+    # (and the text right before them) are ONE chat message with several tool_calls.
+    turn: dict | None = None
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InputError(f"input[{i}] must be an object, got {_clip(item)}")
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role == "developer":
+                # Many OpenAI-compatible providers (and most chat templates) reject or ignore
+                # the `developer` role; `system` means the same to them.
+                role = "system"
+            elif role not in ("user", "system", "assistant"):
+                raise InputError(f"input[{i}] has role {role!r}: use user, system, developer or assistant")
+            message = {"role": role, "content": _content_to_chat(item.get("content"), i)}
+            messages.append(message)
+            turn = message if role == "assistant" else None
+        elif kind == "function_call":
+            function = {"name": item.get("name"), "arguments": _arguments(item)}
+            call = {"id": item.get("call_id") or item.get("id"), "type": "function"}
+            call["function"] = function
+            if turn is None:
+                turn = {"role": "assistant", "content": None}
+                messages.append(turn)
+            elif turn["content"] == "":
+                turn["content"] = None
+            turn.setdefault("tool_calls", []).append(call)
+        elif kind == "function_call_output":
+            output = item.get("output")
+            if not isinstance(output, str):
+                output = (
+                    _joined_text(output)
+                    if isinstance(output, list) and _is_text_parts(output)
+                    else dumps(output).decode()
+                )
+            call_id = item.get("call_id")
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
+            turn = None
+        elif kind != "reasoning":
+            raise InputError(
+                f"input[{i}] has type {kind!r}, which a Chat Completions upstream cannot take: "
+                "send message, function_call, function_call_output or reasoning items"
+            )
+        # Reasoning items are dropped, and don't end a turn: providers disagree on how (and
+        # whether) to take past reasoning back, and chat templates mostly strip it anyway.
+    if not messages:
+        raise InputError("the request has no input and no instructions: send at least one message")
+    return messages
+
+
+def _content_to_chat(content: Any, index: int) -> Any:
+    if content is None or isinstance(content, str):
+        return content or ""
+    if _is_text_parts(content):
+        return _joined_text(content)
+    parts: list[dict] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in _TEXT_PARTS:
+            parts.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "input_image":
+            image: dict[str, Any] = {"url": part.get("image_url") or part.get("file_id")}
+            if part.get("detail") is not None:
+                image["detail"] = part["detail"]
+            parts.append({"type": "image_url", "image_url": image})
+        else:
+            raise InputError(
+                f"input[{index}] has a content part of type {kind!r}: use input_text, output_text or input_image"
+            )
+    return parts
+
+
+def _tool_to_chat(tool: dict, index: int) -> dict:
+    if tool.get("type") != "function":
+        raise InputError(
+            f"tools[{index}] has type {tool.get('type')!r}: only function tools are supported "
+            "(the upstream speaks Chat Completions); drop it or define it as a function"
+        )
+    function: dict[str, Any] = {"name": tool.get("name")}
+    if tool.get("description") is not None:
+        function["description"] = tool["description"]
+    function["parameters"] = tool.get("parameters") or _EMPTY_PARAMETERS
+    if tool.get("strict") is not None:
+        function["strict"] = tool["strict"]
+    return {"type": "function", "function": function}
+
+
+# --- chat completion -> Responses object ---------------------------------------------------
+
+
+def chat_to_responses_response(completion: dict, *, request: dict | None = None) -> dict:
+    """Chat completion (as returned by the upstream) -> Responses object.
+
+    `request` = the Responses params, echoed (tools, tool_choice, temperature, ...). Raises
+    ``UpstreamError`` when the completion is an error (OpenRouter answers some errors with a
+    200 and an ``error`` body) or is not a completion at all.
+    """
+    if not isinstance(completion, dict):
+        raise _bad_response(completion)
+    _raise_if_error_body(completion)
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise _bad_response(completion)
+    finish = choices[0].get("finish_reason")
+    if finish == "error":
+        native = choices[0].get("native_finish_reason")
+        raise UpstreamError(
+            f"the upstream stopped the generation with an error (native reason {native!r}); retry the request",
+            kind="server",
+            retryable=True,
+        )
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        raise _bad_response(completion)
+
+    rid = completion.get("id") or f"resp_{secrets.token_hex(12)}"
+    output: list[dict] = []
+    reasoning, text = _split_reasoning(message)
+    if reasoning:
+        summary = [{"type": "summary_text", "text": reasoning}]
+        output.append({"type": "reasoning", "id": f"rs_{rid}", "summary": summary})
+    if text:
+        content = [{"type": "output_text", "text": text, "annotations": []}]
+        item: dict[str, Any] = {"type": "message", "id": f"msg_{rid}", "role": "assistant", "status": "completed"}
+        item["content"] = content
+        output.append(item)
+    for i, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function") or {}
+        output.append(
+            {
+                "type": "function_call",
+                "id": f"fc_{rid}_{i}",
+                "call_id": call.get("id") or f"call_{rid}_{i}",
+                "name": function.get("name"),
+                "arguments": _arguments(function),
+                "status": "completed",
+            }
+        )
+
+    reason = _INCOMPLETE_BY_FINISH.get(finish) if isinstance(finish, str) else None  # stop, tool_calls...: completed
+    request = request or {}
+    response = {
+        "id": rid,
+        "object": "response",
+        "created_at": completion.get("created") or int(time.time()),
+        "model": completion.get("model") or request.get("model"),
+        "output": output,
+        "status": "incomplete" if reason else "completed",
+        "incomplete_details": {"reason": reason} if reason else None,
+        "error": None,
+        "usage": _convert_usage(completion.get("usage"), _CHAT_USAGE, _RESPONSES_USAGE),
+        "instructions": request.get("instructions"),
+        "tools": request.get("tools") or [],
+        "tool_choice": request.get("tool_choice") or "auto",
+        "temperature": request.get("temperature"),
+        "top_p": request.get("top_p"),
+        "max_output_tokens": request.get("max_output_tokens"),
+        "parallel_tool_calls": request.get("parallel_tool_calls") is not False,
+        "metadata": request.get("metadata") or {},
+    }
+    if isinstance(completion.get("provider"), str):
+        response["provider"] = completion["provider"]
+    return response
+
+
+def _split_reasoning(message: dict) -> tuple[str, str]:
+    """(reasoning, text): the reasoning field, else a leading <think> block of the content."""
+    reasoning = message.get("reasoning") or message.get("reasoning_content") or ""
+    if not isinstance(reasoning, str):
+        reasoning = ""
+    text = message.get("content") or ""
+    if isinstance(text, list):
+        text = _joined_text(text)
+    stripped = text.lstrip()
+    if stripped.startswith("<think>"):
+        thought, closed, tail = stripped[len("<think>") :].partition("</think>")
+    elif not reasoning and "</think>" in text:
+        # "...</think>answer": the chat template put <think> in the prompt (DeepSeek-R1,
+        # Qwen3 on vLLM without a reasoning parser).
+        thought, closed, tail = text.partition("</think>")
+    else:
+        return reasoning, text
+    # No closing tag: the generation was cut short while thinking, there is no answer.
+    return reasoning or thought.strip(), tail.lstrip() if closed else ""
+
+
+# --- chat request -> Responses request -----------------------------------------------------
+
+
+def chat_to_responses_request(body: dict) -> dict:
+    """Chat Completions request body -> Responses create params (for a Responses upstream).
+
+    The first message, when system or developer, becomes ``instructions``. ``store``
+    defaults to False: the upstream is used statelessly (OpenRouter rejects ``store: true``).
+    Unknown fields pass through; ``None`` values and ``stream`` are dropped.
+    """
+    if body.get("n") not in (None, 1):
+        raise InputError(f"n={body['n']!r} is not supported by a Responses upstream: send n=1")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InputError(f"messages must be a non-empty list, got {_clip(messages)}")
+    params: dict[str, Any] = {}
+    start = 0
+    if isinstance(messages[0], dict) and messages[0].get("role") in ("system", "developer"):
+        params["instructions"] = _text_of(messages[0].get("content"), "messages[0].content")
+        start = 1
+    items: list[dict] = []
+    for i in range(start, len(messages)):
+        items.extend(_message_to_items(messages[i], i))
+    params["input"] = items
+    if body.get("tools"):
+        params["tools"] = [_tool_to_responses(tool, i) for i, tool in enumerate(body["tools"])]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        choice = {"type": "function", "name": choice["function"].get("name")}
+    if choice is not None:
+        params["tool_choice"] = choice
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    if max_tokens is not None:
+        params["max_output_tokens"] = max_tokens
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type"):
+        params["text"] = {"format": {"type": fmt["type"], **(fmt.get("json_schema") or {})}}
+    if body.get("reasoning_effort") is not None and body.get("reasoning") is None:
+        params["reasoning"] = {"effort": body["reasoning_effort"]}
+    for key, value in body.items():
+        if value is not None and key not in _CHAT_CONVERTED and key not in _CHAT_ONLY:
+            params[key] = value
+    params.setdefault("store", False)
+    return params
+
+
+def _message_to_items(message: Any, index: int) -> list[dict]:
+    if not isinstance(message, dict):
+        raise InputError(f"messages[{index}] must be an object, got {_clip(message)}")
+    role = message.get("role")
+    content = message.get("content")
+    if role == "tool":
+        output = content if isinstance(content, str) else _joined_text(content or [])
+        call_id = message.get("tool_call_id")
+        return [{"type": "function_call_output", "call_id": call_id, "output": output}]
+    if role not in ("user", "system", "developer", "assistant"):
+        raise InputError(f"messages[{index}] has role {role!r}: use system, developer, user, assistant or tool")
+    items: list[dict] = []
+    # Past reasoning (message.reasoning) is dropped, as in the other direction.
+    if content or not message.get("tool_calls"):
+        text_type = "output_text" if role == "assistant" else "input_text"
+        converted = _content_to_responses(content, text_type)
+        items.append({"type": "message", "role": role, "content": converted})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        item = {"type": "function_call", "call_id": call.get("id"), "name": function.get("name")}
+        item["arguments"] = _arguments(function)
+        items.append(item)
+    return items
+
+
+def _content_to_responses(content: Any, text_type: str) -> Any:
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts: list[dict] = []
+    for part in content:
+        kind = part.get("type")
+        if kind == "text":
+            parts.append({"type": text_type, "text": part.get("text", "")})
+        elif kind == "image_url":
+            image = part.get("image_url") or {}
+            if isinstance(image, str):
+                image = {"url": image}
+            detail = image.get("detail") or "auto"
+            parts.append({"type": "input_image", "image_url": image.get("url"), "detail": detail})
+        else:
+            parts.append(part)  # already Responses-shaped, or the upstream will say why not
+    return parts
+
+
+def _tool_to_responses(tool: dict, index: int) -> dict:
+    function = tool.get("function")
+    if tool.get("type") != "function" or not isinstance(function, dict):
+        raise InputError(f"tools[{index}] has type {tool.get('type')!r}: only function tools are supported")
+    flat = {"type": "function", "name": function.get("name")}
+    for key in ("description", "parameters", "strict"):
+        if function.get(key) is not None:
+            flat[key] = function[key]
+    flat.setdefault("parameters", _EMPTY_PARAMETERS)
+    return flat
+
+
+# --- Responses object -> chat completion ---------------------------------------------------
+
+
+def responses_to_chat_response(response: dict) -> dict:
+    """Responses object -> chat completion (for /v1/chat/completions over a Responses upstream).
+
+    Raises ``UpstreamError`` for an error body, a ``failed`` response, or no ``output``.
+    """
+    if not isinstance(response, dict):
+        raise _bad_response(response)
+    _raise_if_error_body(response)
+    output = response.get("output")
+    if not isinstance(output, list):
+        raise _bad_response(response)
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls: list[dict] = []
+    for item in output:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "message":
+            texts.extend(part.get("text", "") for part in item.get("content") or [] if part.get("type") in _TEXT_PARTS)
+        elif kind == "function_call":
+            function = {"name": item.get("name"), "arguments": _arguments(item)}
+            calls.append({"id": item.get("call_id"), "type": "function", "function": function})
+        elif kind == "reasoning":
+            # OpenAI puts reasoning in `summary`, vLLM in `content` (reasoning_text parts).
+            parts = (item.get("summary") or []) + (item.get("content") or [])
+            thoughts.extend(part["text"] for part in parts if part.get("text"))
+        # Other output types (hosted tools) can't have been asked for: ignored.
+    text = "".join(texts)
+    message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
+    if calls:
+        message["tool_calls"] = calls
+    if thoughts:
+        message["reasoning"] = "\n\n".join(thoughts)
+    reason = (response.get("incomplete_details") or {}).get("reason")
+    finish = "tool_calls" if calls else _FINISH_BY_INCOMPLETE.get(reason, "stop") if isinstance(reason, str) else "stop"
+    completion = {
+        "id": response.get("id"),
+        "object": "chat.completion",
+        "created": int(response.get("created_at") or time.time()),
+        "model": response.get("model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": _convert_usage(response.get("usage"), _RESPONSES_USAGE, _CHAT_USAGE),
+    }
+    if isinstance(response.get("provider"), str):
+        completion["provider"] = response["provider"]
+    return completion
+
+
+# --- shared ----------------------------------------------------------------------------------
+
+
+def _convert_usage(usage: Any, source: tuple[str, str], target: tuple[str, str]) -> dict:
+    """Usage between the two APIs' names; missing counts are 0; OpenRouter's cost is kept."""
+    usage = usage if isinstance(usage, dict) else {}
+    (src_in, src_out), (dst_in, dst_out) = source, target
+    cached = (usage.get(f"{src_in}_details") or {}).get("cached_tokens") or 0
+    thought = (usage.get(f"{src_out}_details") or {}).get("reasoning_tokens") or 0
+    prompt, completion = usage.get(src_in) or 0, usage.get(src_out) or 0
+    out = {
+        dst_in: prompt,
+        dst_out: completion,
+        "total_tokens": usage.get("total_tokens") or prompt + completion,
+        f"{dst_in}_details": {"cached_tokens": cached},
+        f"{dst_out}_details": {"reasoning_tokens": thought},
+    }
+    if usage.get("cost") is not None:
+        out["cost"] = float(usage["cost"])
+    for key in ("cost_details", "is_byok"):
+        if usage.get(key) is not None:
+            out[key] = usage[key]
+    return out
+
+
+def _raise_if_error_body(body: dict) -> None:
+    """Raise the ``UpstreamError`` an error body (``{"error": {...}}``, any status) stands for."""
+    error = error_object(body)
+    if error is not None:
+        raise classify_error(None, error)
+
+
+def _bad_response(body: Any) -> UpstreamError:
+    return UpstreamError(
+        f"the upstream answer is not a completion: {_clip(body)}; retry, and check that the "
+        "base URL points at an OpenAI-compatible API",
+        kind="bad_response",
+        retryable=True,
+    )
+
+
+def _arguments(holder: dict) -> str:
+    arguments = holder.get("arguments")
+    if arguments is None or arguments == "":
+        return "{}"
+    return arguments if isinstance(arguments, str) else dumps(arguments).decode()
+
+
+def _is_text_parts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(part, dict) and part.get("type") in _TEXT_PARTS for part in value)
+
+
+def _joined_text(parts: list) -> str:
+    # "\n", as vLLM joins the text parts of one message: keeps two parts' words apart.
+    return "\n".join(part.get("text", "") for part in parts if isinstance(part, dict))
+
+
+def _text_of(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if _is_text_parts(value):
+        return _joined_text(value)
+    raise InputError(f"{where} must be text, got {_clip(value)}")
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _clip(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,256 @@
+"""The base of every agent: ``/run`` is seed, ``loop()``, verify; a subclass writes ``loop()``.
+
+    class MyAgent(Agent):
+        async def loop(self, rollout: Rollout, params: dict) -> list[dict]:
+            response = await rollout.model(params)        # one model call
+            return response["output"]
+
+``POST /run`` (what ``ng_collect_rollouts`` calls, one task row in, one scored row out):
+
+1. a new session id; ``POST /seed_session`` to the resources server with the row (the
+   session travels as the ``x-ng-session-id`` header and as whatever cookies the resources
+   server sets: NeMo Gym's keep their state in a cookie);
+2. ``loop(rollout, params)`` with the row's ``responses_create_params`` (its ``input`` as a
+   list; its ``tools`` from the resources server's ``GET /tools`` when the row has none);
+3. ``POST /verify`` with the row plus ``response``: the last model response, its ``output``
+   replaced by every item the rollout produced, its ``usage`` summed over every model call
+   (tokens and ``cost``); the answer is the scored row.
+
+``POST /v1/responses`` runs ``loop()`` alone (the session from the caller's header or
+cookie).
+
+The retry contract with the collector: an error answer is the envelope of ``errors.py``;
+the collector tries ``/run`` again when no answer came or the envelope says ``retryable``
+(a provider's rate limit or outage, a crashed dependency), and never when it does not (the
+row is bad: 4xx; the provider refused the key or is out of credits). Whatever a failed
+rollout already cost is in the envelope's ``usage``, so the run's cost counts it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from nemo_gym_cli.errors import HTTPError, NemoGymError, ServerError
+from nemo_gym_cli.server.base import Server
+from nemo_gym_cli.server.client import JSONClient, cookie_header, open_json_client
+from nemo_gym_cli.server.config import ServerConfig, ServerRef
+from nemo_gym_cli.server.http import Request, route
+from nemo_gym_cli.server.spec import SESSION_COOKIE, SESSION_HEADER, new_session_id
+from nemo_gym_cli.wire import dumps, loads
+
+__all__ = ["Agent", "Rollout", "add_usage"]
+
+_NOT_ASKED = object()
+
+
+class Rollout:
+    """One rollout as an agent's ``loop`` sees it: the model and the tools, with the session
+    and the usage bookkeeping done."""
+
+    def __init__(self, agent: Agent, session_id: str, cookies: dict[str, str] | None = None) -> None:
+        self.agent = agent
+        self.session_id = session_id
+        self.cookies = dict(cookies or {})  # the resources server's
+        self.model_cookies: dict[str, str] = {}
+        self.usage: dict[str, Any] = {}
+        self.last_response: dict[str, Any] = {}
+        self.model_calls = 0
+        self.tool_calls = 0
+
+    def _env_headers(self) -> dict[str, str]:
+        return {SESSION_HEADER: self.session_id, **cookie_header(self.cookies)}
+
+    async def model(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One call to the model server's ``/v1/responses``; its usage joins the rollout's."""
+        answer = await self.agent.client.exchange(
+            "POST", self.agent.model_url, params, headers=cookie_header(self.model_cookies) or None
+        )
+        self.model_cookies.update(answer.cookies)
+        response = answer.data
+        if not isinstance(response, dict) or not isinstance(response.get("output"), list):
+            raise ServerError(
+                f"POST {self.agent.model_url} answered something that is not a Responses object "
+                f"(keys {sorted(response)[:8] if isinstance(response, dict) else type(response).__name__})",
+                url=self.agent.model_url,
+                type="bad_response",
+            )
+        self.model_calls += 1
+        add_usage(self.usage, response.get("usage"))
+        self.last_response = response
+        return response
+
+    async def call_tool(self, call: dict[str, Any]) -> dict[str, Any]:
+        """Run one ``function_call`` item on the resources server; returns its
+        ``function_call_output`` item. What the model got wrong (arguments that are not
+        JSON, an unknown tool, a call the tool refused) becomes the output the model sees;
+        a broken resources server raises ``ServerError``."""
+        self.tool_calls += 1
+        name = str(call.get("name") or "")
+        call_id = call.get("call_id")
+        try:
+            args = loads(call.get("arguments") or "{}")
+        except ValueError as exc:
+            return _output(call_id, {"error": f"arguments of {name} are not valid JSON ({exc}); send a JSON object"})
+        if not isinstance(args, dict):
+            return _output(call_id, {"error": f"arguments of {name} must be a JSON object, got {args!r}"})
+        try:
+            answer = await self.agent.client.exchange(
+                "POST", f"{self.agent.resources_url}/{name}", args, headers=self._env_headers()
+            )
+        except ServerError as exc:
+            if exc.status in (404, 405):
+                return _output(call_id, {"error": f"unknown tool {name!r}"})
+            if exc.status is not None and exc.status < 500:
+                return _output(call_id, {"error": exc.detail})
+            raise
+        self.cookies.update(answer.cookies)
+        return _output(call_id, answer.data)
+
+    def response(self, output: list[dict[str, Any]]) -> dict[str, Any]:
+        """The rollout's response: the last model response with every item and summed usage."""
+        return {**self.last_response, "output": output, "usage": self.usage or self.last_response.get("usage")}
+
+
+def _output(call_id: Any, result: Any) -> dict[str, Any]:
+    return {"type": "function_call_output", "call_id": call_id, "output": dumps(result).decode()}
+
+
+def add_usage(total: dict[str, Any], usage: Any) -> None:
+    """Add a response's ``usage`` into ``total``: counts summed, nested details too; costs
+    (floats) rounded to 1e-12 USD so sums carry no binary-float dust."""
+    if not isinstance(usage, dict):
+        return
+    for key, value in usage.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            previous = total.get(key, 0)
+            total[key] = (previous if isinstance(previous, (int, float)) else 0) + value
+        elif isinstance(value, float):
+            previous = total.get(key, 0)
+            total[key] = round((previous if isinstance(previous, (int, float)) else 0) + value, 12)
+        elif isinstance(value, dict):
+            nested = total.get(key)
+            if not isinstance(nested, dict):
+                nested = total[key] = {}
+            add_usage(nested, value)
+
+
+class Agent(Server):
+    """An agent: ``/run`` and ``/v1/responses`` around a ``loop`` that subclasses write."""
+
+    server_type = "responses_api_agents"
+
+    class Config(ServerConfig):
+        resources_server: ServerRef = Field(description="the environment: {type: resources_servers, name: ...}")
+        model_server: ServerRef = Field(description="the policy: {type: responses_api_models, name: ...}")
+        max_in_flight: int = Field(1024, ge=1, description="most concurrent HTTP connections this agent opens")
+        timeout_s: float = Field(600.0, gt=0, description="timeout of one call to the model or resources server")
+
+    client: JSONClient
+    resources_url: str
+    model_url: str
+
+    async def start(self) -> None:
+        self.resources_url = self.url_for(self.config.resources_server, "resources_server")
+        self.model_url = self.url_for(self.config.model_server, "model_server") + "/v1/responses"
+        self.client = await self.enter(
+            open_json_client(pool_size=self.config.max_in_flight, timeout=self.config.timeout_s)
+        )
+        self._env_tools: Any = _NOT_ASKED
+
+    async def loop(self, rollout: Rollout, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Play one task: ``params`` are its Responses create params (``input`` a list).
+        Return every output item the rollout produced, in order."""
+        raise NotImplementedError(f"{type(self).__name__} must implement loop()")
+
+    # ------------------------------------------------------------------ routes
+
+    @route("POST", "/run")
+    async def http_run(self, request: Request) -> dict[str, Any]:
+        row = await request.json_object()
+        params = _params(row)
+        rollout = Rollout(self, new_session_id())
+        try:
+            seeded = await self.client.exchange(
+                "POST", f"{self.resources_url}/seed_session", row, headers=rollout._env_headers()
+            )
+            rollout.cookies.update(seeded.cookies)
+            params = await self._with_tools(params)
+            response = rollout.response(await self.loop(rollout, params))
+            answer = await self.client.exchange(
+                "POST", f"{self.resources_url}/verify", {**row, "response": response}, headers=rollout._env_headers()
+            )
+        except NemoGymError as exc:
+            if rollout.usage:
+                exc.usage = rollout.usage  # type: ignore[attr-defined]
+            raise
+        return answer.data
+
+    @route("POST", "/v1/responses")
+    async def http_responses(self, request: Request) -> dict[str, Any]:
+        params = _params({"responses_create_params": await request.json_object()})
+        session = request.headers.get(SESSION_HEADER) or request.cookies.get(SESSION_COOKIE) or new_session_id()
+        rollout = Rollout(self, session, request.cookies)
+        params = await self._with_tools(params)
+        return rollout.response(await self.loop(rollout, params))
+
+    async def _with_tools(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The row's params, with the resources server's tools when the row names none; a
+        row offering a tool the resources server does not serve is refused (422): every
+        call of it would fail and the rollout would score 0 for the wrong reason."""
+        env_tools = await self._tools()
+        if env_tools is None:
+            return params
+        if "tools" not in params:
+            return {**params, "tools": env_tools} if env_tools else params
+        served = {t.get("name") for t in env_tools}
+        offered = params.get("tools") or []
+        missing = [
+            t.get("name")
+            for t in offered
+            if isinstance(t, dict) and t.get("type") == "function" and t.get("name") not in served
+        ]
+        if missing:
+            raise HTTPError(
+                422,
+                f"the row offers tools {missing} that resources server {self.config.resources_server.name!r} does "
+                f"not serve (it serves: {sorted(n for n in served if n) or 'none'}); fix the row's tools, or leave "
+                "them out to use the server's",
+                type="unknown_tools",
+                retryable=False,
+            )
+        return params
+
+    async def _tools(self) -> list[dict[str, Any]] | None:
+        """The resources server's tools (``GET /tools``, asked once); None when it has no
+        such route (NeMo Gym's resources servers)."""
+        if self._env_tools is _NOT_ASKED:
+            try:
+                tools = await self.client.get(f"{self.resources_url}/tools")
+            except ServerError as exc:
+                if exc.status not in (404, 405):
+                    raise
+                tools = None
+            self._env_tools = [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else None
+        return self._env_tools
+
+
+def _params(row: dict[str, Any]) -> dict[str, Any]:
+    """The row's Responses create params, checked at the edge (a 400 naming the problem)."""
+    params = row.get("responses_create_params")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise HTTPError(400, f"responses_create_params must be an object, got {type(params).__name__}")
+    items = params.get("input", [])
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    elif not isinstance(items, list):
+        raise HTTPError(400, f"responses_create_params.input must be a string or a list, got {type(items).__name__}")
+    tools = params.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise HTTPError(400, f"responses_create_params.tools must be a list, got {type(tools).__name__}")
+    return {**params, "input": items}

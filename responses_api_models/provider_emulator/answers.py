@@ -1,0 +1,186 @@
+"""One decided answer (``Plan``), rendered the ways OpenRouter sends it: a chat completion,
+chat completion chunks (SSE), a Responses object. Written for the emulator alone: it shares
+no code with the adapter's conversion, so a bug there cannot cancel out here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from nemo_gym_cli.wire import dumps
+
+from .config import EmulatorModel
+
+__all__ = ["DONE", "KEEPALIVE", "Plan", "chat_chunks", "chat_completion", "error_200", "responses_object"]
+
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
+
+
+@dataclass(slots=True)
+class Plan:
+    """One answer, decided: which model serves, what it says, what it costs."""
+
+    gen_id: str
+    model: EmulatorModel
+    message: dict[str, Any]
+    finish: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+
+    def usage(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "cost": self.cost,
+            "is_byok": False,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "cost_details": {"upstream_inference_cost": None},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+
+
+def chat_completion(plan: Plan) -> dict[str, Any]:
+    message = {"role": "assistant", "content": plan.message["content"], "refusal": None, "reasoning": None}
+    if "tool_calls" in plan.message:
+        message["tool_calls"] = plan.message["tool_calls"]
+    return {
+        "id": plan.gen_id,
+        "provider": plan.model.provider,
+        "model": plan.model.id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "choices": [
+            {
+                "logprobs": None,
+                "finish_reason": plan.finish,
+                "native_finish_reason": plan.finish,
+                "index": 0,
+                "message": message,
+            }
+        ],
+        "usage": plan.usage(),
+    }
+
+
+def error_200(plan: Plan) -> dict[str, Any]:
+    """OpenRouter's 200 answer that is an error: no choices, an ``error`` object."""
+    return {
+        "id": plan.gen_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": plan.model.id,
+        "provider": plan.model.provider,
+        "error": {
+            "code": 502,
+            "message": "Provider returned error",
+            "metadata": {
+                "provider_name": plan.model.provider,
+                "raw": "upstream connection reset mid-generation (emulated)",
+                "error_type": "provider_unavailable",
+            },
+        },
+    }
+
+
+def chat_chunks(plan: Plan, *, error: bool = False, malformed: bool = False) -> Iterator[bytes]:
+    """The SSE events of a streamed chat completion: the role, the words, each tool call's
+    name then arguments, the finish reason, then usage in a chunk with empty choices."""
+    head = {
+        "id": plan.gen_id,
+        "provider": plan.model.provider,
+        "model": plan.model.id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": finish, "logprobs": None}
+        return b"data: " + dumps({**head, "choices": [choice], **extra}) + b"\n\n"
+
+    if error:
+        yield chunk({"role": "assistant", "content": ""}, "error", error=error_200(plan)["error"])
+        yield DONE
+        return
+    yield chunk({"role": "assistant", "content": ""})
+    words = plan.message["content"].split(" ") if plan.message["content"] else []
+    for i, word in enumerate(words):
+        yield chunk({"content": word if i == 0 else " " + word})
+    for i, call in enumerate(plan.message.get("tool_calls") or ()):
+        fn = call["function"]
+        start = {"index": i, "id": call["id"], "type": "function", "function": {"name": fn["name"], "arguments": ""}}
+        yield chunk({"tool_calls": [start]})
+        yield chunk({"tool_calls": [{"index": i, "function": {"arguments": fn["arguments"]}}]})
+    if malformed:
+        yield b'data: {"id":"' + plan.gen_id.encode() + b'","choi\n\n'
+        yield DONE
+        return
+    yield chunk({}, plan.finish)
+    yield b"data: " + dumps({**head, "choices": [], "usage": plan.usage()}) + b"\n\n"
+    yield DONE
+
+
+def responses_object(plan: Plan, params: dict[str, Any]) -> dict[str, Any]:
+    """The answer as a Responses API object, echoing the request's settings."""
+    rid = f"resp_{plan.gen_id.removeprefix('gen-')}"
+    output: list[dict[str, Any]] = []
+    if plan.message["content"]:
+        output.append(
+            {
+                "type": "message",
+                "id": f"msg_{rid}",
+                "role": "assistant",
+                "status": "completed",
+                "content": [
+                    {"type": "output_text", "text": plan.message["content"], "annotations": [], "logprobs": []}
+                ],
+            }
+        )
+    for i, call in enumerate(plan.message.get("tool_calls") or ()):
+        output.append(
+            {
+                "type": "function_call",
+                "id": f"fc_{rid}_{i}",
+                "call_id": call["id"],
+                "name": call["function"]["name"],
+                "arguments": call["function"]["arguments"],
+                "status": "completed",
+            }
+        )
+    incomplete = plan.finish == "length"
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": float(int(time.time())),
+        "model": plan.model.id,
+        "provider": plan.model.provider,
+        "status": "incomplete" if incomplete else "completed",
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "error": None,
+        "output": output,
+        "usage": {
+            "input_tokens": plan.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": plan.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": plan.prompt_tokens + plan.completion_tokens,
+            "cost": plan.cost,
+        },
+        "instructions": params.get("instructions"),
+        "tools": params.get("tools") or [],
+        "tool_choice": params.get("tool_choice") or "auto",
+        "parallel_tool_calls": params.get("parallel_tool_calls") is not False,
+        "temperature": params.get("temperature"),
+        "top_p": params.get("top_p"),
+        "max_output_tokens": params.get("max_output_tokens"),
+        "metadata": params.get("metadata") or {},
+        "store": False,
+        "text": params.get("text") or {"format": {"type": "text"}},
+        "reasoning": params.get("reasoning") or {"effort": None, "summary": None},
+        "truncation": params.get("truncation") or "disabled",
+    }
