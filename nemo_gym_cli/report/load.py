@@ -1,0 +1,500 @@
+"""Rollout rows -> compact columns, in one streaming pass.
+
+A report over hundreds of thousands of rollouts cannot hold the rows: each is 1-2 KB of
+JSON, most of it the trajectory. Each row is parsed once and reduced to a fixed-size
+record in typed arrays (about 70 bytes a rollout): variant, task, rollout, reward, cost,
+tokens, latency, served model, provider, whether a fallback model served, and where the
+row is (file, byte offset, line) so the few trajectories the HTML shows are read again
+later. Strings (variants, models, providers, failure kinds, subset values) are interned
+to small integer codes.
+
+Who a row belongs to:
+
+- variant: the sweep manifest's (by file), else the row's ``_ng_variant``, else the file's
+  stem when several files are read, else the model requested (``_ng_requested_model``)
+  or served (``response.model``);
+- task: ``_ng_task_index``; NeMo Gym 0.2.1 rows have none, so a hash of
+  ``responses_create_params.input``; its rollout: ``_ng_rollout_index``, else the order in
+  which the task's rows appear.
+
+Nothing in a row is required: a missing reward, usage, cost or latency is counted (the
+report says how many) and the row still counts as a rollout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import multiprocessing
+import os
+import re
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from nemo_gym_cli.report.sources import Source
+
+__all__ = ["Names", "Records", "load", "same_model"]
+
+#: Bad lines named one by one in the warnings; the rest are counted.
+MAX_LINE_WARNINGS = 10
+#: Fields whose presence picks the default ``group_by`` (first match in the first row).
+AUTO_GROUP_FIELDS = ("subset", "subject", "category", "meta.category")
+#: A requested model that is a router: whatever serves it is not a fallback.
+ROUTERS = frozenset(("openrouter/auto",))
+#: Input size from which rows are read by several processes (forking costs ~50 ms).
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024
+#: Bytes of rows per job of a worker process (small enough to keep both cores busy).
+CHUNK_BYTES = 32 * 1024 * 1024
+
+_DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
+
+
+def _model_key(name: str) -> str:
+    key = name.strip().lower()
+    prefix, sep, rest = key.partition(":")
+    if sep and "/" not in prefix and "/" in rest:  # a gateway prefix: openrouter:openai/gpt-4o
+        key = rest
+    base, sep, suffix = key.rpartition(":")
+    if sep and "/" not in suffix:  # an OpenRouter variant: :free, :nitro, :floor, :beta
+        key = base
+    return _DATE_SUFFIX.sub("", key)  # a dated snapshot of the same model: gpt-4o-2024-08-06
+
+
+def same_model(requested: str, served: str) -> bool:
+    """Whether ``served`` is the model that was ``requested``, ignoring gateway prefixes,
+    OpenRouter variant suffixes, dated snapshots and a missing vendor prefix."""
+    a, b = _model_key(requested), _model_key(served)
+    if a == b:
+        return True
+    if ("/" in a) != ("/" in b):
+        return a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
+    return False
+
+
+class Names:
+    """Strings interned to dense integer codes, in order of first appearance."""
+
+    def __init__(self, names: list[str] | None = None) -> None:
+        self.names: list[str] = []
+        self._codes: dict[str, int] = {}
+        for name in names or ():
+            self.code(name)
+
+    def code(self, name: str) -> int:
+        code = self._codes.get(name)
+        if code is None:
+            code = self._codes[name] = len(self.names)
+            self.names.append(name)
+        return code
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class Records:
+    """Every rollout read (rows, then failures), one entry per rollout in each array.
+
+    Missing numbers are NaN (floats) or -1 (ints and codes); ``fallback`` is 1 when another
+    model than the requested one served, 0 when the requested one did, -1 when unknown.
+    """
+
+    sources: list[Source]
+    variants: Names = field(default_factory=Names)
+    models: Names = field(default_factory=Names)
+    providers: Names = field(default_factory=Names)
+    kinds: Names = field(default_factory=Names)
+    groups: Names = field(default_factory=Names)
+    #: a task's identity: ``_ng_task_index`` (int) or ``"h:<hash of the input>"``
+    task_keys: list[int | str] = field(default_factory=list)
+    #: each task's subset (a ``groups`` code), -1 when its rows lack the field
+    task_group: array = field(default_factory=lambda: array("i"))
+    group_by: str | None = None
+    variant: array = field(default_factory=lambda: array("h"))
+    task: array = field(default_factory=lambda: array("i"))
+    rollout: array = field(default_factory=lambda: array("i"))
+    failed: array = field(default_factory=lambda: array("b"))
+    reward: array = field(default_factory=lambda: array("d"))
+    cost: array = field(default_factory=lambda: array("d"))
+    tokens_in: array = field(default_factory=lambda: array("q"))
+    tokens_out: array = field(default_factory=lambda: array("q"))
+    latency: array = field(default_factory=lambda: array("d"))
+    model: array = field(default_factory=lambda: array("h"))
+    provider: array = field(default_factory=lambda: array("h"))
+    fallback: array = field(default_factory=lambda: array("b"))
+    kind: array = field(default_factory=lambda: array("h"))
+    source: array = field(default_factory=lambda: array("h"))
+    offset: array = field(default_factory=lambda: array("q"))
+    line: array = field(default_factory=lambda: array("i"))
+    #: requested models seen per variant code (row field or manifest)
+    requested: dict[int, Counter[str]] = field(default_factory=dict)
+    #: lines skipped: not JSON, not an object, or no task identity
+    skipped_lines: int = 0
+    #: the first skipped lines, each as ``file:line: why``
+    line_warnings: list[str] = field(default_factory=list)
+    #: failure rows of a file holding several variants that do not say whose they are
+    unattributed_failures: int = 0
+    # a part's own (``_Reader``): its first bad lines, lines read, whether a failures file
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    lines: int = 0
+    failures_file: bool = False
+
+    def __len__(self) -> int:
+        return len(self.variant)
+
+
+def _number(value: Any) -> float:
+    if (type(value) is float or type(value) is int) and math.isfinite(value):
+        return float(value)
+    return math.nan
+
+
+def _count(value: Any) -> int:
+    return int(value) if (type(value) is int or type(value) is float) and value >= 0 else -1
+
+
+def _dotted(row: dict[str, Any], parts: list[str]) -> Any:
+    value: Any = row
+    for part in parts:
+        if type(value) is not dict:
+            return None
+        value = value.get(part)
+    return value
+
+
+def _input_hash(row: dict[str, Any]) -> str | None:
+    params = row.get("responses_create_params")
+    if type(params) is not dict or "input" not in params:
+        return None
+    digest = hashlib.blake2b(orjson.dumps(params["input"], option=orjson.OPT_SORT_KEYS), digest_size=8)
+    return "h:" + digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """The rows of one source whose lines start in ``[start, end)``."""
+
+    source_id: int
+    source: Source
+    group_by: str
+    several: bool  # several sources: a row without _ng_variant is its file's stem's
+    start: int = 0
+    end: int = 1 << 62
+
+
+class _Reader:
+    """Reads one chunk of rows, or one failures file, into a ``Records`` of its own.
+
+    Line numbers are counted from the chunk's start (``_merge`` adds the lines before it)."""
+
+    def __init__(self, chunk: _Chunk) -> None:
+        self.chunk = chunk
+        self.r = Records(sources=[chunk.source])
+        self.group_parts = chunk.group_by.split(".") if chunk.group_by else []
+        self.task_ids: dict[int | str, int] = {}
+        self.same: dict[tuple[str, str], int] = {}
+
+    def task_id(self, key: int | str) -> int:
+        tid = self.task_ids.get(key)
+        if tid is None:
+            tid = self.task_ids[key] = len(self.r.task_keys)
+            self.r.task_keys.append(key)
+            self.r.task_group.append(-1)
+        return tid
+
+    def bad_line(self, line_no: int, what: str) -> None:
+        self.r.skipped_lines += 1
+        if len(self.r.bad_lines) < MAX_LINE_WARNINGS:
+            self.r.bad_lines.append((line_no, what))
+
+    def fallback(self, variant: int, requested: Any, served: str | None) -> int:
+        if type(requested) is not str or not requested:
+            return -1
+        counter = self.r.requested.get(variant)
+        if counter is None:
+            counter = self.r.requested[variant] = Counter()
+        counter[requested] += 1
+        if served is None or requested in ROUTERS:
+            return -1
+        key = (requested, served)
+        same = self.same.get(key)
+        if same is None:
+            same = self.same[key] = 0 if same_model(requested, served) else 1
+        return same
+
+    def read_rows(self) -> Records:
+        """The chunk's rows. Variant: the manifest's; else a row's ``_ng_variant``, else the
+        file's stem (several sources), else the model requested or served. Rollout: -1 where
+        the row does not say (``_merge`` numbers those in reading order)."""
+        chunk, r = self.chunk, self.r
+        source = chunk.source
+        manifest_model = source.model
+        fixed = r.variants.code(source.variant) if source.variant else None
+        default = source.path.stem if chunk.several else None
+        loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
+        group_parts = self.group_parts
+        line_no = 0
+        with source.path.open("rb") as f:
+            if chunk.start:
+                f.seek(chunk.start - 1)
+                f.readline()  # the line holding byte start-1 began earlier: the previous chunk's
+            offset, end = f.tell(), chunk.end
+            for line in f:
+                if offset >= end:
+                    break
+                start = offset
+                offset += len(line)
+                line_no += 1
+                try:
+                    row = loads(line)
+                except JSONDecodeError:
+                    if line.strip():
+                        self.bad_line(line_no, "not valid JSON")
+                    continue
+                if type(row) is not dict:
+                    self.bad_line(line_no, f"a JSON {type(row).__name__}, not an object")
+                    continue
+                task_index = row.get("_ng_task_index")
+                key = task_index if type(task_index) is int else _input_hash(row)
+                if key is None:
+                    self.bad_line(line_no, "no _ng_task_index and no responses_create_params.input")
+                    continue
+                response = row.get("response")
+                if type(response) is not dict:
+                    response = {}
+                served = response.get("model")
+                served = served if type(served) is str and served else None
+                requested = row.get("_ng_requested_model") or manifest_model
+                variant = fixed
+                if variant is None:
+                    name = row.get("_ng_variant")
+                    if type(name) is str and name:
+                        variant = r.variants.code(name)
+                    else:
+                        variant = r.variants.code(default or str(requested or served or "(unknown model)"))
+                task = self.task_id(key)
+                if group_parts and r.task_group[task] < 0:
+                    value = _dotted(row, group_parts)
+                    if value is not None:
+                        r.task_group[task] = r.groups.code(str(value)[:80])
+                usage = response.get("usage")
+                if type(usage) is not dict:
+                    usage = {}
+                provider = response.get("provider")
+                rollout = row.get("_ng_rollout_index")
+                r.variant.append(variant)
+                r.task.append(task)
+                r.rollout.append(rollout if type(rollout) is int and rollout >= 0 else -1)
+                r.failed.append(0)
+                r.reward.append(_number(row.get("reward")))
+                r.cost.append(_number(usage.get("cost")))
+                r.tokens_in.append(_count(usage.get("input_tokens")))
+                r.tokens_out.append(_count(usage.get("output_tokens")))
+                r.latency.append(_number(row.get("_ng_latency_s")))
+                r.model.append(r.models.code(served) if served else -1)
+                r.provider.append(r.providers.code(provider) if type(provider) is str and provider else -1)
+                r.fallback.append(self.fallback(variant, requested, served))
+                r.kind.append(-1)
+                r.offset.append(start)
+                r.line.append(line_no)
+        r.lines = line_no
+        return r
+
+    def read_failures(self, path: Path, variant: str | None) -> Records:
+        """The failed rollouts of ``<stem>_failures.jsonl``: ``variant``'s when the source
+        says whose they are, else each row's ``_ng_variant``."""
+        r = self.r
+        r.failures_file = True
+        fixed = r.variants.code(variant) if variant else None
+        offset = 0
+        with path.open("rb") as f:
+            for line_no, line in enumerate(f, start=1):
+                start = offset
+                offset += len(line)
+                try:
+                    row = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    if line.strip():
+                        self.bad_line(line_no, "not valid JSON")
+                    continue
+                if type(row) is not dict:
+                    self.bad_line(line_no, "not a JSON object")
+                    continue
+                name = row.get("_ng_variant")
+                row_variant = r.variants.code(name) if fixed is None and type(name) is str and name else fixed
+                if row_variant is None:
+                    r.unattributed_failures += 1
+                    continue
+                task_index = row.get("_ng_task_index")
+                rollout = row.get("_ng_rollout_index")
+                kind = row.get("error_type")
+                r.variant.append(row_variant)
+                r.task.append(self.task_id(task_index) if type(task_index) is int else -1)
+                r.rollout.append(rollout if type(rollout) is int and rollout >= 0 else -1)
+                r.failed.append(1)
+                r.reward.append(math.nan)
+                r.cost.append(_number(row.get("cost_usd")))
+                r.tokens_in.append(-1)
+                r.tokens_out.append(-1)
+                r.latency.append(math.nan)
+                r.model.append(-1)
+                r.provider.append(-1)
+                r.fallback.append(-1)
+                r.kind.append(r.kinds.code(str(kind) if kind else "unknown"))
+                r.offset.append(start)
+                r.line.append(line_no)
+        return r
+
+
+def _read_chunk(chunk: _Chunk) -> Records:
+    return _Reader(chunk).read_rows()
+
+
+def _auto_group(sources: list[Source]) -> str:
+    """The first of ``AUTO_GROUP_FIELDS`` that the first row read has as a scalar, else ''."""
+    for source in sources:
+        if not source.path.is_file():
+            continue
+        with source.path.open("rb") as f:
+            for line in f:
+                try:
+                    row = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if type(row) is not dict:
+                    continue
+                for name in AUTO_GROUP_FIELDS:
+                    value = _dotted(row, name.split("."))
+                    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                        return name
+                return ""
+    return ""
+
+
+def _remap(values: array, table: list[int]) -> array:
+    return array(values.typecode, [table[v] if v >= 0 else -1 for v in values])
+
+
+class _Merger:
+    """Appends parts (chunks, failures files) to one ``Records``: codes and task ids made
+    global, line numbers counted from the start of each file, missing rollout indices
+    numbered in reading order."""
+
+    def __init__(self, sources: list[Source], group_by: str) -> None:
+        self.out = Records(sources=sources, group_by=group_by or None)
+        for source in sources:  # the manifest's order is the report's order
+            if source.variant:
+                self.out.variants.code(source.variant)
+        self.task_ids: dict[int | str, int] = {}
+        self.next_rollout: Counter[tuple[int, int]] = Counter()
+        self.lines_before: Counter[Path] = Counter()
+        self.bad_lines: list[str] = []
+
+    def add(self, source_id: int, part: Records) -> None:
+        out = self.out
+        source = out.sources[source_id]
+        path = source.failures if part.failures_file and source.failures else source.path
+        base = self.lines_before[path]
+        self.lines_before[path] += part.lines
+        vmap = [out.variants.code(n) for n in part.variants.names]
+        gmap = [out.groups.code(n) for n in part.groups.names]
+        tmap = []
+        for key, group in zip(part.task_keys, part.task_group, strict=True):
+            tid = self.task_ids.get(key)
+            if tid is None:
+                tid = self.task_ids[key] = len(out.task_keys)
+                out.task_keys.append(key)
+                out.task_group.append(-1)
+            if group >= 0 and out.task_group[tid] < 0:
+                out.task_group[tid] = gmap[group]
+            tmap.append(tid)
+        variant, task, rollout = _remap(part.variant, vmap), _remap(part.task, tmap), part.rollout
+        if -1 in rollout:  # NeMo Gym rows: a task's repeats in reading order
+            rollout = array("i", rollout)
+            for i, value in enumerate(rollout):
+                if value < 0:
+                    key = (variant[i], task[i])
+                    rollout[i] = self.next_rollout[key]
+                    self.next_rollout[key] += 1
+        out.variant.extend(variant)
+        out.task.extend(task)
+        out.rollout.extend(rollout)
+        out.model.extend(_remap(part.model, [out.models.code(n) for n in part.models.names]))
+        out.provider.extend(_remap(part.provider, [out.providers.code(n) for n in part.providers.names]))
+        out.kind.extend(_remap(part.kind, [out.kinds.code(n) for n in part.kinds.names]))
+        out.line.extend(array("i", [n + base for n in part.line]) if base else part.line)
+        for name in ("failed", "reward", "cost", "tokens_in", "tokens_out", "latency", "fallback", "offset"):
+            getattr(out, name).extend(getattr(part, name))
+        out.source.extend(array("h", [source_id]) * len(part.variant))
+        for code, counter in part.requested.items():
+            out.requested.setdefault(vmap[code], Counter()).update(counter)
+        out.skipped_lines += part.skipped_lines
+        out.unattributed_failures += part.unattributed_failures
+        self.bad_lines.extend(f"{path}:{n + base}: {what}; line skipped" for n, what in part.bad_lines)
+
+    def finish(self) -> Records:
+        out = self.out
+        shown = self.bad_lines[:MAX_LINE_WARNINGS]
+        if out.skipped_lines > len(shown):
+            shown.append(f"... and {out.skipped_lines - len(shown)} more lines skipped")
+        out.line_warnings = shown
+        return out
+
+
+def _chunks(sources: list[Source], group_by: str, chunk_bytes: int) -> list[_Chunk]:
+    chunks = []
+    for source_id, source in enumerate(sources):
+        size = source.path.stat().st_size if source.path.is_file() else 0
+        for start in range(0, max(size, 1), chunk_bytes):
+            chunks.append(_Chunk(source_id, source, group_by, len(sources) > 1, start, start + chunk_bytes))
+    return [c for c in chunks if c.source.path.is_file()]
+
+
+def load(
+    sources: list[Source],
+    *,
+    group_by: str | None = None,
+    workers: int | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Records:
+    """Read every source once into ``Records``.
+
+    ``group_by=None`` picks a subset field itself (``AUTO_GROUP_FIELDS``); ``""`` groups by
+    nothing. Rows are read in chunks of ``chunk_bytes`` by ``workers`` forked processes
+    (default: one a core once the input is large enough to pay for them)."""
+    group = _auto_group(sources) if group_by is None else group_by
+    chunks = _chunks(sources, group, chunk_bytes)
+    if workers is None:
+        size = sum(s.path.stat().st_size for s in sources if s.path.is_file())
+        workers = (os.cpu_count() or 1) if size >= PARALLEL_MIN_BYTES else 1
+    if workers > 1 and len(chunks) > 1:
+        context = multiprocessing.get_context("fork")  # the parent holds no threads or sockets yet
+        with context.Pool(min(workers, len(chunks))) as pool:
+            parts = pool.map(_read_chunk, chunks, chunksize=1)
+    else:
+        parts = [_read_chunk(chunk) for chunk in chunks]
+    merger = _Merger(sources, group)
+    seen: dict[int, set[str]] = {}
+    for chunk, part in zip(chunks, parts, strict=True):
+        merger.add(chunk.source_id, part)
+        seen.setdefault(chunk.source_id, set()).update(part.variants.names[c] for c in set(part.variant))
+    for source_id, source in enumerate(sources):  # failures last: whose they are depends on the rows
+        if source.failures is None:
+            continue
+        names = seen.get(source_id, set())
+        if source.variant:
+            variant: str | None = source.variant
+        elif len(names) == 1:
+            variant = next(iter(names))
+        elif not names:  # every rollout failed: the file's own variant
+            variant = source.path.stem
+        else:
+            variant = None  # each failure row's _ng_variant
+        reader = _Reader(_Chunk(source_id, source, group, len(sources) > 1))
+        merger.add(source_id, reader.read_failures(source.failures, variant))
+    return merger.finish()
