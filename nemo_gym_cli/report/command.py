@@ -11,7 +11,7 @@ extra not installed) are ``ConfigError``: one line, exit code 2.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 import time
 from dataclasses import dataclass
@@ -107,7 +107,12 @@ def _number(options: dict[str, Any], key: str, default: Any, typ: type, minimum:
 
 
 def _check_extra() -> None:
-    missing = [name for name in EXTRA_PACKAGES if importlib.util.find_spec(name) is None]
+    missing = []
+    for name in EXTRA_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise ConfigError(
             f"ng_report needs {', '.join(missing)} (the report extra): pip install 'nemo-gym-cli[report]'"
@@ -138,7 +143,7 @@ def report(args: list[str]) -> int:
         n_boot=opts.bootstrap_resamples,
         n_perm=opts.permutations,
     )
-    warnings += records.line_warnings + analysis.warnings + _gaps(analysis)
+    warnings += records.line_warnings + analysis.warnings + _gaps(analysis) + _empty(records)
     report_dir = opts.report_dir or default_report_dir(opts.inputs)
     report_dir.mkdir(parents=True, exist_ok=True)
     trajectories = sample_trajectories(analysis, report_dir, opts.viewer_tasks)
@@ -157,6 +162,16 @@ def report(args: list[str]) -> int:
     elapsed = time.perf_counter() - started
     print(f"wrote {report_dir / 'report.html'}, report.md and report.json in {elapsed:.1f} s")
     return 0
+
+
+def _empty(records: Any) -> list[str]:
+    """Warnings for sources that gave nothing (an empty file beside others)."""
+    import numpy as np
+
+    counts = np.bincount(np.frombuffer(records.source, np.int16), minlength=len(records.sources))
+    return [
+        f"{s.path}: no rows and no failures: left out" for s, n in zip(records.sources, counts, strict=True) if not n
+    ]
 
 
 def _gaps(a: Any) -> list[str]:

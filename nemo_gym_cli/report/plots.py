@@ -97,8 +97,7 @@ def heatmap(a: Analysis) -> str | None:
         per_row = f"{len(bins[-1])}-{len(bins[0])}"
     fig = Figure(figsize=(1.6 + 0.9 * len(names), 1.6 + 0.16 * len(matrix)))
     ax = fig.add_subplot()
-    cmap = matplotlib.colormaps["RdYlGn"].copy()
-    cmap.set_bad("0.85")
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="0.85")
     finite = matrix[np.isfinite(matrix)]
     low = min(0.0, float(finite.min())) if finite.size else 0.0
     high = max(1.0, float(finite.max())) if finite.size else 1.0
