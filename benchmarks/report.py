@@ -9,8 +9,9 @@ reused when present): one ``<variant>.jsonl`` per variant of realistic rows (1-2
 prompt, tool definitions, a tool call, its output, an answer, usage with cost, provider,
 latency, requested model, a category), their ``_failures.jsonl`` and ``_metrics.json``, and
 ``sweep.json``. Then runs ``ng_report`` on it as a subprocess, ``--runs`` times, printing
-wall seconds, the peak RSS of the largest process (getrusage of the children) and the peak
-of the whole process tree's PSS (sampled from /proc every 20 ms: ng_report forks readers).
+wall seconds, CPU seconds of every process, the peak RSS of the largest process (getrusage
+of the children) and the peak of the whole process tree's PSS (sampled from /proc every
+20 ms: ng_report forks readers, whose pages are shared with it until written).
 
 With ``--screenshot PNG`` it instead renders a small sweep's report.html in headless
 Chromium (scripts/setup_browser) to PNG, for docs/compare.md.
@@ -179,6 +180,8 @@ def make_sweep(tasks: int, repeats: int, variants: int, out: Path) -> Path:
                     else:
                         ff.write(orjson.dumps(failure) + b"\n")
                         failures += 1
+        if not failures:
+            (out / f"{name}_failures.jsonl").unlink()
         wall = (rows + failures) / rng.uniform(150, 400)
         metrics = {
             "rollouts": rows + failures,
@@ -223,9 +226,11 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def run_report(sweep: Path, report_dir: Path) -> tuple[float, float, float]:
-    """Wall seconds, peak RSS MiB of the largest process, peak PSS MiB of the process tree."""
+def run_report(sweep: Path, report_dir: Path) -> tuple[float, float, float, float]:
+    """Wall seconds, CPU seconds (all processes), peak RSS MiB of the largest process, peak
+    PSS MiB of the process tree."""
     shutil.rmtree(report_dir, ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(
         [str(BIN / "ng_report"), str(sweep), f"+report_dir={report_dir}"], stdout=subprocess.DEVNULL
@@ -247,15 +252,16 @@ def run_report(sweep: Path, report_dir: Path) -> tuple[float, float, float]:
     sampler.join()
     if code != 0:
         raise SystemExit(f"ng_report exited with {code}")
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return wall, rss, peak / 1024
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu, after.ru_maxrss / 1024, peak / 1024
 
 
 def screenshot(png: Path, tasks: int, variants: int) -> None:
     subprocess.run(["bash", str(ROOT / "scripts/setup_browser")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
-        sweep = make_sweep(tasks, 4, variants, Path(tmp) / "sweep")
-        subprocess.run([str(BIN / "ng_report"), str(sweep)], check=True, stdout=subprocess.DEVNULL)
+        sweep = make_sweep(tasks, 4, variants, Path(tmp) / "results" / "sweep")
+        subprocess.run([str(BIN / "ng_report"), "results/sweep"], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
         html = sweep / "report" / "report.html"
         png.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
@@ -299,12 +305,12 @@ def main() -> None:
     size = sum(p.stat().st_size for p in sweep.glob("*.jsonl"))
     rows = sum(1 for p in sweep.glob("*.jsonl") if not p.name.endswith("_failures.jsonl") for _ in p.open("rb"))
     print(f"sweep {sweep}: {rows} rows, {size / 2**20:.0f} MiB ({time.perf_counter() - started:.1f} s to make or find)")
-    print(f"{'run':>4} {'wall s':>8} {'peak RSS MiB (largest process)':>32} {'peak PSS MiB (all processes)':>30}")
+    print(f"{'run':>4} {'wall s':>8} {'CPU s':>7} {'peak RSS MiB (largest process)':>32} {'peak PSS MiB (all)':>19}")
     walls = []
     for i in range(args.runs):
-        wall, rss, pss = run_report(sweep, sweep / "report")
+        wall, cpu, rss, pss = run_report(sweep, sweep / "report")
         walls.append(wall)
-        print(f"{i + 1:>4} {wall:>8.2f} {rss:>32.0f} {pss:>30.0f}")
+        print(f"{i + 1:>4} {wall:>8.2f} {cpu:>7.2f} {rss:>32.0f} {pss:>19.0f}")
     print(f"median wall {sorted(walls)[len(walls) // 2]:.2f} s on {os.cpu_count()} cores")
 
 

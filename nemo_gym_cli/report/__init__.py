@@ -1,6 +1,7 @@
 """``ng_report``: the model-comparison report over scored rollouts.
 
     sources.py       which files a user's paths name (sweep manifest, failures, metrics)
+    rows.py          the fields read of a row (msgspec), task identity, fallback models
     load.py          rows -> compact columns, streaming, in parallel for large inputs
     stats.py         per-variant figures, bootstrap intervals, pass@k, paired tests
     trajectories.py  the bounded sample of conversations the HTML viewer shows
@@ -8,7 +9,7 @@
     render.py        terminal table, report.md, report.json, report.html (jinja2)
     command.py       the command: options, the extra's check, the run
 
-Kept free of imports on purpose: numpy, matplotlib and jinja2 come with the optional
+Kept free of imports on purpose: numpy, matplotlib, jinja2 and msgspec come with the optional
 ``report`` extra, and nothing else in the toolkit may need them.
 """
 

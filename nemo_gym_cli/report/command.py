@@ -23,7 +23,7 @@ from nemo_gym_cli.errors import ConfigError
 __all__ = ["ReportOptions", "report"]
 
 #: The packages of the ``report`` extra, checked before anything imports them.
-EXTRA_PACKAGES = ("numpy", "matplotlib", "jinja2")
+EXTRA_PACKAGES = ("numpy", "matplotlib", "jinja2", "msgspec")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 BIN = Path(sys.executable).parent
@@ -163,7 +164,47 @@ def test_the_rest_of_the_toolkit_never_imports_the_report_extra() -> None:
         "import sys\n"
         "import nemo_gym_cli, nemo_gym_cli.cli, nemo_gym_cli.collect, nemo_gym_cli.run, nemo_gym_cli.report\n"
         "import nemo_gym_cli.report.command\n"
-        "print(sorted(m for m in ('numpy', 'matplotlib', 'jinja2') if m in sys.modules))"
+        "print(sorted(m for m in ('numpy', 'matplotlib', 'jinja2', 'msgspec') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_rows_of_odd_shapes_still_count_and_any_dotted_field_groups(
+    tmp_path: Path, write_jsonl: Any, run_report: Any, load_json: Any
+) -> None:
+    path = write_jsonl(
+        tmp_path / "odd.jsonl",
+        [
+            {"_ng_task_index": 0, "reward": 1, "response": "an error string", "_ng_variant": "v"},
+            {"_ng_task_index": 1, "reward": "1.0", "response": {"usage": [3], "provider": "P"}, "_ng_variant": "v"},
+            {"_ng_task_index": 2, "reward": 0.0, "response": {"model": "m", "provider": "Q"}, "_ng_variant": "v"},
+        ],
+    )
+    code, _, err = run_report(str(path), "+group_by=response.provider")  # a path into a narrowed field
+    assert code == 0, err
+    report = load_json(tmp_path / "report" / "report.json")
+    (v,) = report["variants"]
+    assert (v["rollouts"], v["rollouts_without_reward"], v["rollouts_without_usage"]) == (3, 1, 3)
+    assert v["reward"]["mean"] == pytest.approx(1 / 3)  # the string reward counts 0, and is counted
+    assert {g["value"]: g["tasks"] for g in report["groups"]} == {"P": 1, "Q": 1, "(none)": 1}
+
+
+def test_rows_of_the_usual_shapes_take_the_fast_path() -> None:
+    from nemo_gym_cli.report.rows import RowReader, input_key
+
+    reader = RowReader("meta.category")
+    ours = {
+        **_nemo_gym_row("q", "m", 1.0),
+        "meta": {"category": "c"},
+        "_ng_task_index": 3,
+        "_ng_rollout_index": 1,
+        "_ng_variant": "v",
+        "_ng_latency_s": 0.5,
+        "_ng_requested_model": "m",
+    }
+    ours["response"]["usage"]["cost"] = 0.1
+    for row in (ours, _nemo_gym_row("q", "m", 1.0)):
+        decoded = reader._decode(orjson.dumps(row))  # raises if the struct rejects the shape
+        assert decoded == reader.loose_row(row)
+    assert input_key(reader._decode(orjson.dumps(ours))) == input_key(reader.loose_row(ours)) is not None

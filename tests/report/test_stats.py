@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nemo_gym_cli.report.load import load, same_model
+from nemo_gym_cli.report.load import load
+from nemo_gym_cli.report.rows import same_model
 from nemo_gym_cli.report.sources import find_sources
 from nemo_gym_cli.report.stats import analyse, bootstrap_means, pass_at_k, sign_flip_p
 
