@@ -3,6 +3,7 @@
     sources.py       which files a user's paths name (sweep manifest, failures, metrics)
     rows.py          the fields read of a row (msgspec), task identity, fallback models
     load.py          rows -> compact columns, streaming, in parallel for large inputs
+    records.py       the columns (Records) and how the readers' parts are joined
     stats.py         per-variant figures, bootstrap intervals, pass@k, paired tests
     trajectories.py  the bounded sample of conversations the HTML viewer shows
     plots.py         matplotlib figures as inline SVG

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from nemo_gym_cli.report.load import Records
+from nemo_gym_cli.report.records import Records
 
 __all__ = ["Analysis", "Comparison", "GroupRow", "VariantFigures", "analyse", "bootstrap_means", "sign_flip_p"]
 
