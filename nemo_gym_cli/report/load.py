@@ -72,6 +72,8 @@ class _Chunk:
     end: int = 1 << 62
 
 
+#: Indices and counts past these are nonsense; they are "missing" rather than an overflow.
+_INT32, _INT62 = 1 << 31, 1 << 62
 _NO_RESPONSE = Response()
 _NO_USAGE = Usage()
 
@@ -172,11 +174,11 @@ class _Reader:
                     (
                         variant,
                         task,
-                        rollout if type(rollout) is int and rollout >= 0 else -1,
+                        rollout if type(rollout) is int and 0 <= rollout < _INT32 else -1,
                         reward if type(reward) is float else number(reward),
                         cost if type(cost) is float else number(cost),
-                        tokens_in if type(tokens_in) is int and tokens_in >= 0 else count(tokens_in),
-                        tokens_out if type(tokens_out) is int and tokens_out >= 0 else count(tokens_out),
+                        tokens_in if type(tokens_in) is int and 0 <= tokens_in < _INT62 else count(tokens_in),
+                        tokens_out if type(tokens_out) is int and 0 <= tokens_out < _INT62 else count(tokens_out),
                         latency if type(latency) is float else number(latency),
                         model_code(served) if served else -1,
                         provider_code(provider) if type(provider) is str and provider else -1,
@@ -230,7 +232,7 @@ class _Reader:
                 kind = row.get("error_type")
                 r.variant.append(row_variant)
                 r.task.append(self.task_id(task_index) if type(task_index) is int else -1)
-                r.rollout.append(rollout if type(rollout) is int and rollout >= 0 else -1)
+                r.rollout.append(rollout if type(rollout) is int and 0 <= rollout < _INT32 else -1)
                 r.failed.append(1)
                 r.reward.append(math.nan)
                 r.cost.append(number(row.get("cost_usd")))

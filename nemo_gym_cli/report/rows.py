@@ -145,8 +145,8 @@ def number(value: Any) -> float:
 
 
 def count(value: Any) -> int:
-    """A non-negative count, else -1."""
-    return int(value) if (type(value) is int or type(value) is float) and value >= 0 else -1
+    """A non-negative count (below 2**62), else -1."""
+    return int(value) if (type(value) is int or type(value) is float) and 0 <= value < 1 << 62 else -1
 
 
 def dotted(row: dict[str, Any], parts: list[str]) -> Any:

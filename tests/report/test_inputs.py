@@ -178,7 +178,13 @@ def test_rows_of_odd_shapes_still_count_and_any_dotted_field_groups(
         [
             {"_ng_task_index": 0, "reward": 1, "response": "an error string", "_ng_variant": "v"},
             {"_ng_task_index": 1, "reward": "1.0", "response": {"usage": [3], "provider": "P"}, "_ng_variant": "v"},
-            {"_ng_task_index": 2, "reward": 0.0, "response": {"model": "m", "provider": "Q"}, "_ng_variant": "v"},
+            {
+                "_ng_task_index": 2,
+                "_ng_rollout_index": 10**12,  # nonsense: numbered in reading order instead
+                "reward": 0.0,
+                "response": {"model": "m", "provider": "Q", "usage": {"input_tokens": 1e300}},
+                "_ng_variant": "v",
+            },
         ],
     )
     code, _, err = run_report(str(path), "+group_by=response.provider")  # a path into a narrowed field
