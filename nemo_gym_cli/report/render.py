@@ -180,11 +180,11 @@ def dumps(doc: dict[str, Any]) -> bytes:
 # --------------------------------------------------------------------------- report.md
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+def _md_table(header: list[str], rows: list[list[str]], *, numbers: bool = True) -> list[str]:
     def cells(values: list[str]) -> str:
         return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
 
-    align = ["---"] + ["---:"] * (len(header) - 1)
+    align = ["---"] + ["---:" if numbers else "---"] * (len(header) - 1)
     return [cells(header), "| " + " | ".join(align) + " |", *(cells(r) for r in rows)]
 
 
@@ -228,7 +228,7 @@ def markdown(a: Analysis, inputs: list[str], warnings: list[str]) -> str:
         lines += ["## Paired comparisons", "", *(f"- {c.sentence}" for c in a.comparisons), ""]
     if a.groups:
         lines += [f"## Reward by {a.records.group_by}", "", *_md_table(*group_table(a)), ""]
-    lines += ["## Models, providers and failures", "", *_md_table(*served_table(a)), ""]
+    lines += ["## Models, providers and failures", "", *_md_table(*served_table(a), numbers=False), ""]
     runs = [(v.name, v.overrides, v.run) for v in a.variants if v.overrides or v.run]
     if runs:
         lines += ["## Run details", ""]

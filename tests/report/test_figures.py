@@ -251,3 +251,19 @@ def test_a_report_is_reproducible(tmp_path: Path, write_jsonl: Any, run_report: 
     run_report(str(sweep))
     assert (sweep / "report" / "report.json").read_bytes() == first
     assert (sweep / "report" / "report.html").read_bytes() == html
+
+
+def test_markdown_and_terminal_show_the_same_figures(
+    tmp_path: Path, write_jsonl: Any, run_report: Any, load_json: Any
+) -> None:
+    sweep = _sweep(tmp_path, write_jsonl)
+    _, out, _ = run_report(str(sweep))
+    report = load_json(sweep / "report" / "report.json")
+    markdown = (sweep / "report" / "report.md").read_text()
+    for comparison in report["comparisons"]:
+        assert comparison["sentence"] in out and f"- {comparison['sentence']}" in markdown
+    # alpha: 8 rollouts, 1 failed, reward 0.500 [CI], pass@1 0.500, pass@2 0.750, $0.009 in all
+    alpha = next(line for line in out.splitlines() if line.startswith("alpha "))
+    assert alpha.split()[:5] == ["alpha", "8", "1", "0.500", "[0.125,"]
+    assert "0.500" in alpha and "0.750" in alpha and "$0.009" in alpha
+    assert "| alpha | 8 | 1 | 0.500 [0.125, 0.875] | 0.571 | 0.500 | 0.750 | 1/4 |" in markdown
