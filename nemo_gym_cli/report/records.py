@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from nemo_gym_cli.report.sources import Source
 
 __all__ = ["MAX_LINE_WARNINGS", "Merger", "Names", "Records"]
@@ -96,7 +98,12 @@ class Records:
 
 
 def _remap(values: array, table: list[int]) -> array:
-    return array(values.typecode, [table[v] if v >= 0 else -1 for v in values])
+    """``table[v]`` for each code ``v``, -1 staying -1 (numpy: this runs once a rollout)."""
+    lookup = np.array([*table, -1], dtype=np.int64)  # index -1 is the appended -1
+    codes = np.frombuffer(values, dtype=np.dtype(values.typecode)).astype(np.int64)
+    out = array(values.typecode)
+    out.frombytes(lookup[codes].astype(np.dtype(values.typecode)).tobytes())
+    return out
 
 
 class Merger:
@@ -146,7 +153,11 @@ class Merger:
         out.model.extend(_remap(part.model, [out.models.code(n) for n in part.models.names]))
         out.provider.extend(_remap(part.provider, [out.providers.code(n) for n in part.providers.names]))
         out.kind.extend(_remap(part.kind, [out.kinds.code(n) for n in part.kinds.names]))
-        out.line.extend(array("i", [n + base for n in part.line]) if base else part.line)
+        lines = part.line
+        if base:
+            lines = array("i")
+            lines.frombytes((np.frombuffer(part.line, np.int32) + base).astype(np.int32).tobytes())
+        out.line.extend(lines)
         for name in ("failed", "reward", "cost", "tokens_in", "tokens_out", "latency", "fallback", "offset"):
             getattr(out, name).extend(getattr(part, name))
         out.source.extend(array("h", [source_id]) * len(part.variant))
