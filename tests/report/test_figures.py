@@ -267,3 +267,23 @@ def test_markdown_and_terminal_show_the_same_figures(
     assert alpha.split()[:5] == ["alpha", "8", "1", "0.500", "[0.125,"]
     assert "0.500" in alpha and "0.750" in alpha and "$0.009" in alpha
     assert "| alpha | 8 | 1 | 0.500 [0.125, 0.875] | 0.571 | 0.500 | 0.750 | 1/4 |" in markdown
+
+
+def test_the_remaining_fields_say_what_was_read_and_how(report: dict[str, Any]) -> None:
+    for name, scored in (("alpha", 7), ("beta", 8), ("gamma", 7)):
+        figures = _variant(report, name)
+        assert figures["tasks"] == 4 and figures["reward"]["scored_rollouts"] == scored
+        assert figures["sources"] == [str(Path(report["inputs"][0]) / f"{name}.jsonl")]
+    assert report["settings"] == {
+        "pass_threshold": 1.0,
+        "seed": 0,
+        "bootstrap_resamples": 2000,
+        "permutations": 10000,
+        "significance": 0.05,
+        "group_by": "meta.category",
+    }
+    assert report["input_quality"] == {"skipped_lines": 0, "unattributed_failures": 0}
+    assert report["warnings"] == [
+        "gamma: 1 of 7 rollouts have no usage (tokens left out)",
+        "gamma: 2 of 7 rollouts have no cost (the cost figures are a lower bound)",
+    ]
