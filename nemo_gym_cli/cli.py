@@ -1,6 +1,7 @@
 """Command-line entry points: ``ng`` (typer, with subcommands) and the console scripts
-``ng_run``, ``ng_collect_rollouts``, ``ng_models``, ``ng_emulator``. Each command's logic lives in its own
-module; this file only parses, catches the toolkit's errors and sets the exit code."""
+``ng_run``, ``ng_collect_rollouts``, ``ng_models``, ``ng_emulator``, ``ng_report``. Each
+command's logic lives in its own module; this file only parses, catches the toolkit's
+errors and sets the exit code."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import typer
 
 from nemo_gym_cli.errors import NemoGymError
 
-__all__ = ["app", "collect_main", "models_main", "run_main"]
+__all__ = ["app", "collect_main", "models_main", "report_main", "run_main"]
 
 RUN_HELP = """Start every server named by the config, then supervise them until Ctrl-C.
 
@@ -84,6 +85,32 @@ Examples:
   ng models +base_url=https://openrouter.ai/api/v1 +max_price=1 +search=llama
 """
 
+REPORT_HELP = """Compare variants (models, sampling params, provider routing) over scored rollouts.
+
+Reads output JSONL files of ng_collect_rollouts (or NeMo Gym), or a sweep directory (one
+<variant>.jsonl per variant, a sweep.json manifest); writes report.json, report.md and one
+self-contained report.html (plots, a trajectory viewer; works offline) and prints a table.
+Arguments are Hydra overrides (+key=value); bare paths are added to +inputs.
+
+\b
+Keys (default):
+  inputs               output JSONL files and/or sweep directories (required)
+  report_dir           where the report goes (<sweep dir>/report, or report/ beside the first file)
+  pass_threshold       reward that counts as a pass for pass@k and solved tasks (1.0)
+  group_by             dotted row field for reward by subset, e.g. meta.category (auto: subset,
+                       subject, category or meta.category when present; none: no breakdown)
+  seed                 seed of the bootstrap and permutation tests (0)
+  bootstrap_resamples  resamples behind each 95% interval (2000)
+  permutations         sign flips behind each paired p-value (10000)
+  viewer_tasks         most tasks whose trajectories report.html embeds (200)
+\b
+Needs the report extra: pip install 'nemo-gym-cli[report]'. Figures: docs/compare.md.
+\b
+Examples:
+  ng_report results/sweep/
+  ng_report "+inputs=[results/a.jsonl,results/b.jsonl]" +report_dir=results/report +group_by=meta.category
+"""
+
 app = typer.Typer(
     name="ng",
     help="Collect scored RL rollouts from LLM agents (NeMo Gym compatible).",
@@ -133,6 +160,13 @@ def models_command(overrides: list[str] | None = _OVERRIDES) -> None:
     _guarded(models, overrides)
 
 
+@app.command("report", help=REPORT_HELP)
+def report_command(overrides: list[str] | None = _OVERRIDES) -> None:
+    from nemo_gym_cli.report import report
+
+    _guarded(report, overrides)
+
+
 @app.command(
     "emulator",
     help="Start the local OpenRouter-compatible provider emulator (see ng_emulator --help).",
@@ -165,3 +199,7 @@ def collect_main() -> None:
 
 def models_main() -> None:
     _single_app(models_command, MODELS_HELP)(prog_name="ng_models")
+
+
+def report_main() -> None:
+    _single_app(report_command, REPORT_HELP)(prog_name="ng_report")

@@ -1,0 +1,179 @@
+"""What ``ng_report`` reads: the output files a user points at, and what lies beside them.
+
+A user names output JSONL files, sweep directories, or both. Each becomes one or more
+``Source``s: an output file with its ``<stem>_failures.jsonl`` and ``<stem>_metrics.json``
+(both optional), and, in a sweep with a ``sweep.json`` manifest, the variant that file
+holds and the model that variant asked for. Nothing here reads rows: this is the cheap,
+up-front step where a wrong path is a usage error (exit 2) before any work is done.
+
+The collector is changing in parallel, so everything beside the rows is read
+defensively: a missing or malformed metrics file is a warning, never a failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import orjson
+
+from nemo_gym_cli.errors import ConfigError
+
+__all__ = ["MANIFEST", "Source", "default_report_dir", "find_sources"]
+
+#: The sweep manifest's file name inside a sweep directory.
+MANIFEST = "sweep.json"
+_FAILURES = "_failures.jsonl"
+_METRICS = "_metrics.json"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One output file and what belongs to it."""
+
+    #: the output JSONL (it may be missing when every rollout of a variant failed)
+    path: Path
+    #: ``<stem>_failures.jsonl`` when it exists
+    failures: Path | None
+    #: the ``<stem>_metrics.json`` document when it exists and parses
+    metrics: dict[str, Any] | None
+    #: the variant every row of this file belongs to (from the manifest), else None
+    variant: str | None = None
+    #: the model that variant requested (from the manifest), else None
+    model: str | None = None
+    #: the manifest's overrides of that variant
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run(self) -> dict[str, Any] | None:
+        """The metrics file's ``run`` object (what the collection ran), if any."""
+        run = (self.metrics or {}).get("run")
+        return run if isinstance(run, dict) else None
+
+    @property
+    def rollouts_per_s(self) -> float | None:
+        """Throughput of the collection that wrote this file, from its metrics file."""
+        doc = self.metrics or {}
+        rate = doc.get("rollouts_per_s")
+        if _number(rate):
+            return float(rate)
+        wall, rollouts = doc.get("wall_time_s"), doc.get("rollouts")
+        if _number(wall) and _number(rollouts) and wall > 0:
+            return float(rollouts) / float(wall)
+        return None
+
+
+def _number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _beside(output: Path, suffix: str) -> Path:
+    return output.with_name(output.stem + suffix)
+
+
+def _metrics(output: Path, warnings: list[str]) -> dict[str, Any] | None:
+    path = _beside(output, _METRICS)
+    if not path.is_file():
+        return None
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        warnings.append(f"{path}: not readable JSON ({exc}); its run details and rollouts/s are left out")
+        return None
+    if not isinstance(doc, dict):
+        warnings.append(f"{path}: not a JSON object; left out")
+        return None
+    return doc
+
+
+def _source(output: Path, warnings: list[str], **manifest: Any) -> Source:
+    failures = _beside(output, _FAILURES)
+    return Source(
+        path=output,
+        failures=failures if failures.is_file() else None,
+        metrics=_metrics(output, warnings),
+        **manifest,
+    )
+
+
+def _is_output(path: Path) -> bool:
+    return path.suffix == ".jsonl" and not path.name.endswith(_FAILURES)
+
+
+def _from_manifest(directory: Path, warnings: list[str]) -> list[Source]:
+    manifest = directory / MANIFEST
+    try:
+        doc = orjson.loads(manifest.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"{manifest} is not readable JSON ({exc}); fix it, or remove it to read every .jsonl"
+        ) from None
+    entries = doc.get("variants") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(
+            f'{manifest} has no "variants" list; expected {{"variants": [{{"name": ..., "output": ...}}]}}'
+        )
+    sources: list[Source] = []
+    named: set[Path] = set()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry.get("name") or not entry.get("output"):
+            raise ConfigError(f"{manifest}: variants[{i}] needs a name and an output, got {entry!r}")
+        output = directory / str(entry["output"])
+        named.add(output.resolve())
+        model = entry.get("model")
+        overrides = entry.get("overrides") if isinstance(entry.get("overrides"), dict) else {}
+        if not output.is_file() and not _beside(output, _FAILURES).is_file():
+            warnings.append(f"{manifest}: variant {entry['name']!r} has no output {output} (not run yet?): left out")
+            continue
+        sources.append(
+            _source(
+                output, warnings, variant=str(entry["name"]), model=str(model) if model else None, overrides=overrides
+            )
+        )
+    for path in sorted(directory.glob("*.jsonl")):
+        if _is_output(path) and path.resolve() not in named:
+            warnings.append(f"{manifest} does not name {path.name}: left out of the report")
+    return sources
+
+
+def _from_directory(directory: Path, warnings: list[str]) -> list[Source]:
+    if (directory / MANIFEST).is_file():
+        return _from_manifest(directory, warnings)
+    outputs = [p for p in sorted(directory.glob("*.jsonl")) if _is_output(p)]
+    if not outputs:
+        raise ConfigError(f"{str(directory)!r} holds no output .jsonl files and no {MANIFEST}; name the files instead")
+    return [_source(p, warnings) for p in outputs]
+
+
+def find_sources(inputs: list[str], warnings: list[str]) -> list[Source]:
+    """The sources of the paths a user named; a path that does not exist is a ``ConfigError``."""
+    if not inputs:
+        raise ConfigError(
+            "no inputs: name output JSONL files or a sweep directory, e.g. ng_report results/sweep/ "
+            "or ng_report +inputs=[results/a.jsonl,results/b.jsonl]"
+        )
+    sources: list[Source] = []
+    seen: set[Path] = set()
+    for entry in inputs:
+        path = Path(entry).expanduser()
+        if path.name.endswith(_FAILURES):  # the failures file named: read its output with it
+            path = path.with_name(path.name[: -len(_FAILURES)] + ".jsonl")
+        if path.is_dir():
+            found = _from_directory(path, warnings)
+        elif path.is_file() or _beside(path, _FAILURES).is_file():  # every rollout may have failed
+            found = [_source(path, warnings)]
+        else:
+            raise ConfigError(f"input {entry!r} does not exist (looked in {Path.cwd()})")
+        for source in found:
+            key = source.path.resolve()
+            if key not in seen:
+                seen.add(key)
+                sources.append(source)
+    return sources
+
+
+def default_report_dir(inputs: list[str]) -> Path:
+    """``<dir>/report`` for a sweep directory, else ``report/`` beside the first input file."""
+    first = Path(inputs[0]).expanduser()
+    return (first if first.is_dir() else first.parent) / "report"
