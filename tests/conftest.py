@@ -1,6 +1,7 @@
 """Fixtures shared by the test suite (helpers live in tests/support/)."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,16 @@ def ng_run() -> Iterator[NgRun]:
         yield run
     finally:
         run.stop()
+
+
+def _wants_interop(config: pytest.Config) -> bool:
+    """Whether ``-m`` selects interop tests: the default ``-m "not interop"`` (pyproject) does not."""
+    expr = config.getoption("markexpr") or ""
+    return "interop" in expr.replace("not interop", "")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # tests/interop needs the peer venvs (scripts/interop_setup): not even collected by default.
+    if collection_path.name == "interop" and collection_path.parent.name == "tests" and not _wants_interop(config):
+        return True
+    return None
