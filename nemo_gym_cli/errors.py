@@ -15,11 +15,13 @@ keeps its traceback.
 
 On the wire every error is one envelope, the OpenAI/OpenRouter shape::
 
-    {"error": {"message": "...", "type": "tool_error", "code": 422, "retryable": false},
-     "usage": {...}}          # only when the failed work already cost tokens
+    {"error": {"message": "...", "type": "tool_error", "code": 422, "retryable": false,
+               "source": "upstream"},   # only when the model provider is the cause
+     "usage": {...}}                     # only when the failed work already cost tokens
 
 ``type`` is a short machine-readable tag, ``code`` the HTTP status, ``retryable`` whether
-trying the same request again may help. ``envelope(exc)`` builds it from any exception;
+trying the same request again may help, ``source: "upstream"`` that the model provider
+failed (it travels along, so a collector can tell a provider outage from a broken server). ``envelope(exc)`` builds it from any exception;
 ``ServerError.from_answer`` reads it back. Messages name what failed, show the bad value and
 say what to do.
 """
@@ -137,10 +139,13 @@ class ServerError(NemoGymError):
         retryable: bool | None = None,
         usage: dict[str, Any] | None = None,
         detail: str | None = None,
+        source: str | None = None,
     ) -> None:
         super().__init__(message)
         #: the answering server's own message (without "POST <url> answered <status>: ")
         self.detail = message if detail is None else detail
+        #: "upstream" when the model provider is what failed, further down the chain
+        self.source = source
         self.url = url
         self.status = status
         self.type = type or ("connection" if status is None else _TYPE_BY_STATUS.get(status, "server_error"))
@@ -153,8 +158,9 @@ class ServerError(NemoGymError):
         ``{"detail": ...}`` or any text."""
         error = body.get("error") if isinstance(body, dict) else None
         usage = body.get("usage") if isinstance(body, dict) and isinstance(body.get("usage"), dict) else None
-        kind = retryable = None
+        kind = retryable = source = None
         if isinstance(error, dict):
+            source = error.get("source") if isinstance(error.get("source"), str) else None
             detail = str(error.get("message") or error)
             kind = error.get("type") if isinstance(error.get("type"), str) else None
             retryable = error.get("retryable") if isinstance(error.get("retryable"), bool) else None
@@ -172,6 +178,7 @@ class ServerError(NemoGymError):
             retryable=retryable,
             usage=usage,
             detail=detail[:1000],
+            source=source,
         )
 
 
@@ -231,6 +238,9 @@ def envelope(exc: BaseException) -> tuple[int, dict[str, Any]]:
     error: dict[str, Any] = {"message": message, "type": kind, "code": status, "retryable": retryable}
     if isinstance(exc, HTTPError) and exc.extra:
         error.update({k: v for k, v in exc.extra.items() if k not in error})
+    source = "upstream" if isinstance(exc, UpstreamError) else getattr(exc, "source", None)
+    if source:
+        error["source"] = source
     body: dict[str, Any] = {"error": error}
     usage = getattr(exc, "usage", None)
     if isinstance(usage, dict) and usage:
