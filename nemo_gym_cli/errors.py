@@ -21,9 +21,9 @@ On the wire every error is one envelope, the OpenAI/OpenRouter shape::
 
 ``type`` is a short machine-readable tag, ``code`` the HTTP status, ``retryable`` whether
 trying the same request again may help, ``source: "upstream"`` that the model provider
-failed (it travels along, so a collector can tell a provider outage from a broken server). ``envelope(exc)`` builds it from any exception;
-``ServerError.from_answer`` reads it back. Messages name what failed, show the bad value and
-say what to do.
+failed (it travels along, so a collector can tell a provider outage from a broken server).
+``envelope(exc)`` builds it from any exception; ``ServerError.from_answer`` reads it back.
+Messages name what failed, show the bad value and say what to do.
 """
 
 from __future__ import annotations

@@ -215,7 +215,7 @@ def test_a_rollout_that_always_fails_is_retried_with_backoff_then_recorded_while
     [failure] = failures_of(out)
     assert failure["_ng_task_index"] == 2 and failure["_ng_rollout_index"] == 0
     assert failure["line_number"] == 3
-    assert failure["error_type"] == "ServerError"
+    assert failure["error_type"] == "scripted"  # the error envelope's type
     assert "500" in failure["message"] and "scripted failure" in failure["message"]
     assert failure["attempts"] == 3
     calls = servers.calls()[ids[2]]
@@ -224,7 +224,7 @@ def test_a_rollout_that_always_fails_is_retried_with_backoff_then_recorded_while
     assert gaps[0] >= 0.5 and gaps[1] >= 1.0  # jittered exponential: 0.5-1 s, then 1-2 s
     metrics = metrics_of(out)
     assert (metrics["succeeded"], metrics["failed"]) == (4, 1)
-    assert metrics["failure_types"] == {"ServerError": 1}
+    assert metrics["failure_types"] == {"scripted": 1}
 
 
 @pytest.mark.e2e
@@ -373,7 +373,7 @@ def test_the_metrics_file_matches_a_hand_computed_case(servers, tmp_path):
     m = metrics_of(out)
 
     assert (m["rollouts"], m["succeeded"], m["failed"]) == (8, 6, 2)
-    assert m["failure_types"] == {"ServerError": 2}
+    assert m["failure_types"] == {"scripted": 2}  # the type the agent's error envelope gave
     # rewards 1, 0, .5, .5, 0, 0; turns 2, 2, 4, 4, 6, 6; input fields (sleep_s...) are not metrics
     assert set(m["metrics"]) == {"reward", "turns"}
     reward, turns = m["metrics"]["reward"], m["metrics"]["turns"]
@@ -382,10 +382,14 @@ def test_the_metrics_file_matches_a_hand_computed_case(servers, tmp_path):
     assert reward["std"] == pytest.approx(math.sqrt(5) / 6)
     assert (turns["count"], turns["mean"], turns["min"], turns["max"]) == (6, 4.0, 2.0, 6.0)
     assert turns["std"] == pytest.approx(math.sqrt(8 / 3))
-    # per task: [1, 0] passes (threshold 1.0), [.5, .5] and [0, 0] do not; task means 1/2, 1/2, 0
-    assert (m["num_repeats"], m["pass_threshold"], m["tasks"]) == (2, 1.0, 3)
-    assert m["pass@2"] == pytest.approx(1 / 3)
-    assert m["mean@2"] == pytest.approx(1 / 3)
+    # the headline mean counts the two failed rollouts as 0: (1 + 0 + .5 + .5 + 0 + 0 + 0 + 0) / 8
+    assert m["reward"]["mean"] == pytest.approx(2 / 8) and m["reward"]["mean_succeeded"] == pytest.approx(1 / 3)
+    assert (m["reward"]["attempted"], m["reward"]["failed"]) == (8, 2)
+    # per task: [1, 0] passes (threshold 1.0), [.5, .5], [0, 0] and the failed [-, -] do not;
+    # task means 1/2, 1/2, 0, 0
+    assert (m["num_repeats"], m["pass_threshold"], m["tasks"]) == (2, 1.0, 4)
+    assert m["pass@2"] == pytest.approx(1 / 4)
+    assert m["mean@2"] == pytest.approx(1 / 4)
     assert m["tokens"] == {"input": 120, "output": 30}
     assert m["cost_usd"] == pytest.approx(0.014)
     assert m["models"] == {"scripted/agent": 6}
@@ -395,7 +399,8 @@ def test_the_metrics_file_matches_a_hand_computed_case(servers, tmp_path):
     assert 0.2 <= m["latency_s"]["p95"] < 0.7
     assert m["wall_time_s"] >= 0.2
     assert m["rollouts_per_s"] == pytest.approx(6 / m["wall_time_s"])
-    assert "pass@2 0.3333  mean@2 0.3333  over 3 tasks" in result.stdout
+    assert "pass@2 0.2500  mean@2 0.2500  over 4 tasks" in result.stdout
+    assert "mean reward 0.2500 over 8 attempted rollouts (a failure counts 0); 0.3333 over the 6" in result.stdout
     assert "tokens in 120  out 30  cost $0.014000" in result.stdout
 
 
@@ -408,7 +413,7 @@ def test_min_mean_reward_gate_sets_the_exit_code_and_names_the_gate(servers, tmp
     inp = write_jsonl(tmp_path / "tasks.jsonl", rows)
     failed = collect(servers, inp, tmp_path / "a.jsonl", "+min_mean_reward=0.8")
     assert failed.returncode == 1
-    assert "gate failed: mean reward 0.7500 is below +min_mean_reward=0.8" in failed.stderr
+    assert "gate failed: mean reward (failures count 0) 0.7500 is below +min_mean_reward=0.8" in failed.stderr
     passed = collect(servers, inp, tmp_path / "b.jsonl", "+min_mean_reward=0.7")
     assert passed.returncode == 0, passed.stderr
     assert "gate failed" not in passed.stderr
@@ -464,7 +469,9 @@ def run_collector(
     **opts,
 ) -> Collector:
     inp = write_jsonl(tmp_path / "tasks.jsonl", rows)
-    options = CollectOptions(inp, tmp_path / "out.jsonl", agent_name="a", **opts)
+    options = CollectOptions(
+        input_jsonl_fpath=str(inp), output_jsonl_fpath=str(tmp_path / "out.jsonl"), agent_name="a", **opts
+    )
 
     async def main() -> Collector:
         progress = Progress(60.0, io.StringIO())

@@ -1,12 +1,21 @@
-"""The collection engine: ``CollectOptions`` and ``Collector``, which runs the rollouts.
+"""The collection engine: runs the rollouts of one collection, one *lane* per variant.
 
-- At most ``concurrency`` rollouts are in flight: a fixed pool of workers pulls jobs from one
-  lazy iterator over the input, so memory does not grow with the input.
-- Each finished row is written and flushed before it counts. A failed rollout is retried
-  (bounded, jittered exponential backoff; a 4xx answer is not retried); if it still fails it
-  goes to ``<output stem>_failures.jsonl`` and the run goes on.
-- An agent that stops answering (connection refused, no ``/health``) ends the run at once.
-- On resume, the rows already in the output are skipped (a ``DoneSet`` bitset) and counted.
+- A lane is one output file: the single run, or one variant of a sweep (a model, sampling
+  parameters, provider routing). Each lane has its own workers, at most its concurrency
+  of them, created lazily (never more than the rollouts left), pulling from its own lazy
+  reader of the input: a slow model never starves the others, memory does not grow with
+  the input, and a huge ``+concurrency`` costs nothing it does not use.
+- Each finished row is written and flushed before it counts. A failed attempt is retried
+  (bounded, jittered exponential backoff) only when its error envelope says ``retryable``
+  (or no answer came and the agent is still alive); what it had cost (the envelope's
+  ``usage``) counts in the run's cost. A rollout that keeps failing goes to the lane's
+  ``<stem>_failures.jsonl`` and the run goes on; the first failure of each kind is shown in
+  full, once.
+- The run stops at once, resumable, when: an agent stops answering (connection refused),
+  the provider keeps failing (``+circuit_breaker`` rollouts in a row failed because of it),
+  or the reported cost reaches ``+max_cost_usd`` (in-flight rollouts counted at the mean
+  cost so far, so the total lands within one in-flight batch of the limit).
+- On resume, the rows already in a lane's output are skipped (a ``DoneSet`` bitset).
 - Stopping (Ctrl-C): no new rollouts; in-flight ones get ``INTERRUPT_GRACE_S`` seconds.
 """
 
@@ -16,16 +25,17 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from nemo_gym_cli.collect.files import DoneSet, FailuresFile, OutputFile, read_tasks
 from nemo_gym_cli.collect.metrics import CollectionMetrics, Progress
-from nemo_gym_cli.errors import ConfigError, InputError, NemoGymError, ServerError
+from nemo_gym_cli.collect.options import CollectOptions, Variant
+from nemo_gym_cli.errors import InputError, NemoGymError, ServerError
 
-__all__ = ["INTERRUPT_GRACE_S", "CollectOptions", "Collector"]
+__all__ = ["INTERRUPT_GRACE_S", "CollectOptions", "Collector", "Lane", "StopReason"]
 
 log = logging.getLogger(__name__)
 
@@ -36,94 +46,16 @@ MAX_BACKOFF_S = 30.0
 
 
 class JSONPoster(Protocol):
-    """What the collector needs of a client (``client.JSONClient``): JSON in and out, every
-    failure a ``ServerError`` whose ``status`` is None when no HTTP answer came."""
+    """What the collector needs of a client (``server.client.JSONClient``): JSON in and out,
+    every failure a ``ServerError`` whose ``status`` is None when no HTTP answer came."""
 
     async def post(self, url: str, payload: Any) -> Any: ...
 
     async def get(self, url: str) -> Any: ...
 
 
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "", "none"):
-        return False
-    raise ConfigError(f"+{key} must be true or false, got {value!r}")
-
-
-@dataclass(frozen=True)
-class CollectOptions:
-    """Options of ``ng_collect_rollouts`` (Hydra keys of the same names)."""
-
-    input_jsonl_fpath: Path
-    output_jsonl_fpath: Path
-    agent_name: str | None = None
-    limit: int | None = None
-    concurrency: int = 10
-    num_repeats: int = 1
-    responses_create_params: dict[str, Any] = field(default_factory=dict)
-    resume: bool = False
-    max_attempts: int = 3
-    max_failures: int = 0
-    min_mean_reward: float | None = None
-    pass_threshold: float = 1.0
-    rollout_timeout_s: float = 3600.0
-    progress_interval_s: float = 10.0
-
-    @classmethod
-    def from_config(cls, options: dict[str, Any]) -> CollectOptions:
-        def num(key: str, default: Any, typ: type, minimum: float | None = None) -> Any:
-            value = options.get(key, default)
-            if value is None:
-                return None
-            try:
-                value = typ(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"+{key} must be a {typ.__name__}, got {value!r}") from None
-            if minimum is not None and value < minimum:
-                raise ConfigError(f"+{key} must be at least {minimum}, got {value!r}")
-            return value
-
-        if options.get("input_jsonl_fpath") in (None, ""):
-            raise ConfigError("+input_jsonl_fpath=... is required (see ng_collect_rollouts --help)")
-        input_path = Path(str(options["input_jsonl_fpath"])).expanduser()
-        output = options.get("output_jsonl_fpath") or Path("results") / f"{input_path.stem}_rollouts.jsonl"
-        concurrency = options.get("concurrency", options.get("num_samples_in_parallel", 10))
-        rcp = options.get("responses_create_params") or {}
-        if not isinstance(rcp, dict):
-            raise ConfigError(f"+responses_create_params must be a mapping, got {rcp!r}")
-        return cls(
-            input_jsonl_fpath=input_path,
-            output_jsonl_fpath=Path(str(output)).expanduser(),
-            agent_name=options.get("agent_name") or None,
-            limit=num("limit", None, int, 0),
-            concurrency=num("concurrency", concurrency, int, 1),
-            num_repeats=num("num_repeats", 1, int, 1),
-            responses_create_params=dict(rcp),
-            resume=_bool("resume", options.get("resume", False)),
-            max_attempts=num("max_attempts", 3, int, 1),
-            max_failures=num("max_failures", 0, int, 0),
-            min_mean_reward=num("min_mean_reward", None, float),
-            pass_threshold=num("pass_threshold", 1.0, float),
-            rollout_timeout_s=num("rollout_timeout_s", 3600.0, float, 0.001),
-            progress_interval_s=num("progress_interval_s", 10.0, float, 0.1),
-        )
-
-    def check_paths(self) -> None:
-        """Fail before any work: no input, or an output that a run without resume would clobber."""
-        if not self.input_jsonl_fpath.is_file():
-            raise InputError(f"+input_jsonl_fpath={str(self.input_jsonl_fpath)!r} does not exist")
-        out = self.output_jsonl_fpath
-        if not self.resume and out.exists() and out.stat().st_size > 0:
-            raise InputError(
-                f"output {str(out)!r} already exists; add +resume=true to continue that run "
-                "(rows already there are skipped, failed ones retried), or choose another "
-                "+output_jsonl_fpath"
-            )
+class StopReason(NemoGymError):
+    """Why the run stopped before its end, resumable (the budget, a failing provider)."""
 
 
 @dataclass(slots=True)
@@ -135,51 +67,44 @@ class _Job:
     input_error: str = ""
 
 
-class Collector:
-    """Runs the rollouts of one collection: ``concurrency`` workers pull jobs from one lazy
-    iterator; each finished row is written (and flushed) before it is counted."""
+@dataclass
+class Lane:
+    """One output file's collection: the single run, or one variant of a sweep."""
 
-    def __init__(
-        self,
-        opts: CollectOptions,
-        agent_urls: dict[str, str],
-        client: JSONPoster,
-        stop_event: asyncio.Event,
-        progress: Progress,
-        *,
-        restart_hint: str,
-        max_in_flight: int | None = None,
-    ) -> None:
-        self.opts = opts
-        self.agent_urls = agent_urls
-        self.client = client
-        self.stop_event = stop_event
-        self.progress = progress
-        self.restart_hint = restart_hint
-        # At most this many requests reach the client at once: aiohttp counts the wait for a
-        # pooled connection against its connect timeout, so requests must not queue in it.
-        self._gate = asyncio.Semaphore(max_in_flight or opts.concurrency)
-        self.out = OutputFile(opts.output_jsonl_fpath)
-        self.failures = FailuresFile(opts.output_jsonl_fpath)
-        self.metrics = CollectionMetrics(num_repeats=opts.num_repeats, pass_threshold=opts.pass_threshold)
-        self.done = DoneSet(opts.num_repeats)
-        self.fatal: NemoGymError | None = None
-        self.dispatched = 0
-        self.exhausted = False
-        self.new_rollouts = 0
-        self.failed = 0
+    name: str
+    output: Path
+    variant: Variant | None
+    concurrency: int
+    opts: CollectOptions
+    out: OutputFile = field(init=False)
+    failures: FailuresFile = field(init=False)
+    metrics: CollectionMetrics = field(init=False)
+    done: DoneSet = field(init=False)
+    dispatched: int = 0
+    new_rollouts: int = 0
+    failed: int = 0
+    exhausted: bool = False
+    in_flight: int = 0
+
+    def __post_init__(self) -> None:
+        self.out = OutputFile(self.output)
+        self.failures = FailuresFile(self.output)
+        self.metrics = CollectionMetrics(num_repeats=self.opts.num_repeats, pass_threshold=self.opts.pass_threshold)
+        self.done = DoneSet(self.opts.num_repeats)
+        overrides = dict(self.opts.responses_create_params)
+        if self.variant is not None:
+            overrides.update(self.variant.params())
+        self.overrides = overrides
 
     @property
     def complete(self) -> bool:
         """Every rollout of the input is now in the output or in the failures file."""
-        return self.exhausted and self.fatal is None and self.new_rollouts + self.failed == self.dispatched
+        return self.exhausted and self.new_rollouts + self.failed == self.dispatched
 
-    # ------------------------------------------------------------------ setup
-
-    def prepare_output(self, num_tasks: int) -> None:
-        """On resume, read back the rows already written (cutting a torn last line) so they are
-        skipped and counted; then open the output for appending."""
-        if self.opts.resume and self.out.path.exists():
+    def prepare(self, num_tasks: int) -> None:
+        """On resume, read back the rows already written (cutting a torn last line) so they
+        are skipped and counted; then open the output for appending."""
+        if self.opts.resuming and self.out.path.exists():
             ignored = 0
             for row in self.out.existing_rows():
                 task, rollout = row.get("_ng_task_index"), row.get("_ng_rollout_index")
@@ -194,8 +119,8 @@ class Collector:
                     ignored += 1
             if ignored:
                 log.warning(
-                    "%d rows of %s are duplicates or not of this run (other +limit or "
-                    "+num_repeats); they stay in the file but are not counted",
+                    "%d rows of %s are duplicates or not of this run (other +limit or +num_repeats); they stay "
+                    "in the file but are not counted",
                     ignored,
                     self.out.path,
                 )
@@ -203,30 +128,98 @@ class Collector:
         self.out.open(append=True)
 
     def jobs(self) -> Generator[_Job, None, None]:
-        rcp = self.opts.responses_create_params
-        for item in read_tasks(self.opts.input_jsonl_fpath, self.opts.limit):
+        """The lane's rollouts not yet in its output, lazily, task by task."""
+        opts = self.opts
+        for item in read_tasks(opts.input_path, opts.limit):
             row = item.row
             if row is not None:
                 self.metrics.note_input_keys(row)
-                if rcp:
-                    row = {
-                        **row,
-                        "responses_create_params": {
-                            **(row.get("responses_create_params") or {}),
-                            **rcp,
-                        },
-                    }
-            for r in range(self.opts.num_repeats):
+                row = self._row(row)
+            for r in range(opts.num_repeats):
                 if (item.task_index, r) not in self.done:
                     self.dispatched += 1
-                    yield _Job(item.task_index, r, row, item.line_number, item.error)
+                    job_row = row
+                    if row is not None and opts.num_repeats_add_seed:
+                        job_row = {**row, "responses_create_params": {**row["responses_create_params"], "seed": r}}
+                    yield _Job(item.task_index, r, job_row, item.line_number, item.error)
         self.exhausted = True
+
+    def _row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row as this lane sends it: overrides merged, the variant named."""
+        if not self.overrides and self.variant is None:
+            return row
+        params = row.get("responses_create_params")
+        merged = {**(params if isinstance(params, dict) else {}), **self.overrides}
+        out = {**row, "responses_create_params": merged}
+        if self.variant is not None:
+            out["_ng_variant"] = self.variant.name
+            if self.variant.model is not None:
+                out["_ng_requested_model"] = self.variant.model
+        return out
+
+
+class Collector:
+    """Runs the rollouts of one collection over its lanes."""
+
+    def __init__(
+        self,
+        opts: CollectOptions,
+        agent_urls: dict[str, str],
+        client: JSONPoster,
+        stop_event: asyncio.Event,
+        progress: Progress,
+        *,
+        restart_hint: str,
+        max_in_flight: int | None = None,
+        lanes: list[Lane] | None = None,
+        announce: Callable[[str], None] | None = None,
+    ) -> None:
+        self.opts = opts
+        self.agent_urls = agent_urls
+        self.client = client
+        self.stop_event = stop_event
+        self.progress = progress
+        self.restart_hint = restart_hint
+        self.announce = announce or (lambda line: log.warning("%s", line))
+        # At most this many requests reach the client at once: aiohttp counts the wait for a
+        # pooled connection against its connect timeout, so requests must not queue in it.
+        self._gate = asyncio.Semaphore(max_in_flight or opts.in_flight)
+        if lanes is None:
+            lanes = [Lane("", opts.output_path, None, opts.in_flight, opts)]
+        self.lanes = lanes
+        self.fatal: NemoGymError | None = None
+        self.stopped: StopReason | None = None
+        self._shown: set[str] = set()
+        self._upstream_streak = 0
+        self._last_upstream_error = ""
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def complete(self) -> bool:
+        return self.fatal is None and self.stopped is None and all(lane.complete for lane in self.lanes)
+
+    @property
+    def new_rollouts(self) -> int:
+        return sum(lane.new_rollouts for lane in self.lanes)
+
+    @property
+    def failed(self) -> int:
+        return sum(lane.failed for lane in self.lanes)
+
+    @property
+    def cost(self) -> float:
+        return sum(lane.metrics.total_cost for lane in self.lanes)
+
+    def prepare_output(self, num_tasks: int) -> None:
+        for lane in self.lanes:
+            lane.prepare(num_tasks)
 
     def agent_url(self, row: dict[str, Any]) -> str:
         """Base URL of the agent the row names (``agent_ref.name``), else of ``+agent_name``."""
         ref = row.get("agent_ref")
         name = (ref.get("name") if isinstance(ref, dict) else None) or self.opts.agent_name
-        if not name:
+        if not name or not isinstance(name, str):
             raise InputError("the row names no agent (agent_ref: {name: ...}) and no +agent_name was given")
         url = self.agent_urls.get(name)
         if url is None:
@@ -236,53 +229,68 @@ class Collector:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self) -> None:
-        jobs = self.jobs()
-        workers = [asyncio.create_task(self._worker(jobs)) for _ in range(self.opts.concurrency)]
-        all_done: asyncio.Future[list[Any]] = asyncio.gather(*workers, return_exceptions=True)
+    async def run(self, outstanding: dict[str, int] | None = None) -> None:
+        """Run every lane to its end (or until stopped). ``outstanding`` (lane -> rollouts
+        left) bounds how many workers each lane starts."""
+        lanes = []
+        for lane in self.lanes:
+            jobs = lane.jobs()
+            left = (outstanding or {}).get(lane.name, lane.concurrency)
+            workers = max(1, min(lane.concurrency, left))
+            lanes.append((lane, jobs, [asyncio.create_task(self._worker(lane, jobs)) for _ in range(workers)]))
+        tasks = [t for _, _, ws in lanes for t in ws]
+        all_done: asyncio.Future[list[Any]] = asyncio.gather(*tasks, return_exceptions=True)
         stopper: asyncio.Future[Any] = asyncio.ensure_future(self.stop_event.wait())
         try:
             await asyncio.wait([all_done, stopper], return_when=asyncio.FIRST_COMPLETED)
             if not all_done.done():
-                # Stopping (Ctrl-C, a dead server): workers take no new job; in-flight
-                # rollouts get a moment to finish, then are cancelled (a resume redoes them).
-                await asyncio.wait({all_done}, timeout=INTERRUPT_GRACE_S)
-                for task in workers:
+                # Stopping: workers take no new job. After the budget or a failing provider,
+                # in-flight rollouts finish (their cost is real and counts); after Ctrl-C or a
+                # dead server they get a moment, then are cancelled (a resume redoes them).
+                grace = None if self.stopped is not None and self.fatal is None else INTERRUPT_GRACE_S
+                await asyncio.wait([all_done], timeout=grace)
+                for task in tasks:
                     task.cancel()
             results = await all_done
         finally:
             stopper.cancel()
-            for task in workers:
+            for task in tasks:
                 task.cancel()
-            jobs.close()
-            self.out.close()
-            self.failures.close()
+            for lane, jobs, _ in lanes:
+                jobs.close()
+                lane.out.close()
+                lane.failures.close()
         for result in results:
             if isinstance(result, Exception):  # a bug or a full disk, not a failed rollout
                 raise result
 
-    async def _worker(self, jobs: Iterator[_Job]) -> None:
+    async def _worker(self, lane: Lane, jobs: Generator[_Job, None, None]) -> None:
         try:
             while not self.stop_event.is_set():
                 job = next(jobs, None)
                 if job is None:
                     return
-                await self._do(job)
+                lane.in_flight += 1
+                try:
+                    await self._do(lane, job)
+                finally:
+                    lane.in_flight -= 1
         except Exception:
             self.stop_event.set()  # stop the other workers too; run() re-raises this
             raise
 
-    async def _do(self, job: _Job) -> None:
+    async def _do(self, lane: Lane, job: _Job) -> None:
         if job.row is None:
-            self._fail(job, "InputError", job.input_error, attempts=0)
+            self._fail(lane, job, "InputError", job.input_error, attempts=0)
             return
         try:
             base = self.agent_url(job.row)
         except InputError as exc:
-            where = f"{self.opts.input_jsonl_fpath}:{job.line_number}"
-            self._fail(job, "InputError", f"{where}: {exc}", attempts=0)
+            where = f"{self.opts.input_path}:{job.line_number}"
+            self._fail(lane, job, "InputError", f"{where}: {exc}", attempts=0)
             return
         url = base + "/run"
+        error: ServerError | None = None
         for attempt in range(1, self.opts.max_attempts + 1):
             started = time.perf_counter()
             try:
@@ -290,17 +298,20 @@ class Collector:
             except ServerError as exc:
                 error = exc
             else:
-                self._write(job, result, time.perf_counter() - started)
+                self._write(lane, job, result, time.perf_counter() - started)
                 return
+            lane.metrics.add_failed_attempt(error.usage)
             if error.status is None and not await self._alive(base):
                 message = f"the agent at {base} stopped answering (connection refused); "
                 self.stop_fatally(ServerError(message + self.restart_hint, url=base))
                 return
-            if _rejected(error.status) or attempt == self.opts.max_attempts:
+            if not error.retryable or attempt == self.opts.max_attempts:
                 break
+            lane.metrics.add_retry(error.type)
             if await self._backoff(attempt, url, error):
                 return  # stopping: not a failure, a resume retries it
-        self._fail(job, type(error).__name__, str(error), attempts=attempt)
+        assert error is not None
+        self._fail(lane, job, error.type, str(error), attempts=attempt, upstream=error.source == "upstream")
 
     async def _attempt(self, url: str, row: dict[str, Any]) -> dict[str, Any]:
         """One ``POST /run``; every failure as a ``ServerError`` (``status`` None: no answer)."""
@@ -309,10 +320,12 @@ class Collector:
             async with self._gate, asyncio.timeout(timeout):
                 result = await self.client.post(url, row)
         except TimeoutError:
-            raise ServerError(f"POST {url}: no answer in {timeout} s (+rollout_timeout_s)", url=url) from None
+            raise ServerError(
+                f"POST {url}: no answer in {timeout:g} s (+rollout_timeout_s)", url=url, type="timeout"
+            ) from None
         if not isinstance(result, dict):
             kind = type(result).__name__
-            raise ServerError(f"POST {url} answered a JSON {kind}, not a row (object)", url=url)
+            raise ServerError(f"POST {url} answered a JSON {kind}, not a row (object)", url=url, type="bad_response")
         return result
 
     async def _backoff(self, attempt: int, url: str, error: Exception) -> bool:
@@ -340,17 +353,31 @@ class Collector:
             self.fatal = error
         self.stop_event.set()
 
-    def _write(self, job: _Job, result: dict[str, Any], latency: float) -> None:
+    def stop(self, reason: StopReason) -> None:
+        """End the run early but cleanly (the budget, a failing provider): resumable."""
+        if self.stopped is None and self.fatal is None:
+            self.stopped = reason
+            self.announce(f"stopping: {reason}")
+        self.stop_event.set()
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _write(self, lane: Lane, job: _Job, result: dict[str, Any], latency: float) -> None:
         result["_ng_task_index"] = job.task_index
         result["_ng_rollout_index"] = job.rollout_index
-        self.out.write(result)  # on disk (flushed) before it counts
-        self.done.add(job.task_index, job.rollout_index)
-        self.metrics.add_row(result, latency)
-        self.new_rollouts += 1
+        result["_ng_latency_s"] = round(latency, 6)
+        lane.out.write(result)  # on disk (flushed) before it counts
+        lane.done.add(job.task_index, job.rollout_index)
+        lane.metrics.add_row(result, latency)
+        lane.new_rollouts += 1
         self.progress.add(1, 0)
+        self._upstream_streak = 0
+        self._check_budget()
 
-    def _fail(self, job: _Job, error_type: str, message: str, attempts: int) -> None:
-        self.failures.write(
+    def _fail(
+        self, lane: Lane, job: _Job, error_type: str, message: str, attempts: int, *, upstream: bool = False
+    ) -> None:
+        lane.failures.write(
             {
                 "_ng_task_index": job.task_index,
                 "_ng_rollout_index": job.rollout_index,
@@ -358,15 +385,51 @@ class Collector:
                 "error_type": error_type,
                 "message": message,
                 "attempts": attempts,
+                **({"_ng_variant": lane.name} if lane.variant is not None else {}),
             }
         )
-        self.failed += 1
-        self.metrics.add_failure(error_type, job.task_index)
+        lane.failed += 1
+        lane.metrics.add_failure(error_type, job.task_index, attempted=attempts > 0)
         self.progress.add(0, 1)
-        what = f"failed after {attempts} attempt(s)" if attempts else "not run"
-        log.warning("rollout (task %d, rollout %d) %s: %s", job.task_index, job.rollout_index, what, message)
+        if error_type not in self._shown:  # the first failure of each kind in full, once
+            self._shown.add(error_type)
+            what = f"failed after {attempts} attempt(s)" if attempts else "not run"
+            where = f" [{lane.name}]" if lane.name else ""
+            self.announce(
+                f"rollout (task {job.task_index}, rollout {job.rollout_index}){where} {what}: {message}"
+                f" (further '{error_type}' failures are counted in the summary and {lane.failures.path})"
+            )
+        if upstream:
+            self._upstream_streak += 1
+            self._last_upstream_error = message
+            limit = self.opts.circuit_breaker
+            if limit and self._upstream_streak >= limit:
+                self.stop(
+                    StopReason(
+                        f"the model provider keeps failing: the last {self._upstream_streak} rollouts failed because "
+                        f"of it (the last: {message}); what finished is kept: fix the provider (or wait), then re-run "
+                        "with +resume=true"
+                    )
+                )
+        else:
+            self._upstream_streak = 0
+        self._check_budget()
 
-
-def _rejected(status: int | None) -> bool:
-    """The agent refused the row itself (4xx but timeout/rate limit): retrying will not help."""
-    return status is not None and 400 <= status < 500 and status not in (408, 429)
+    def _check_budget(self) -> None:
+        """Stop dispatching once the cost so far plus the in-flight rollouts' expected cost
+        reaches ``+max_cost_usd``."""
+        limit = self.opts.max_cost_usd
+        if limit is None or self.stopped is not None:
+            return
+        spent = self.cost
+        finished = sum(lane.new_rollouts + lane.failed for lane in self.lanes)
+        in_flight = sum(lane.in_flight for lane in self.lanes) - 1  # this one has finished
+        projected = spent + max(0, in_flight) * (spent / finished if finished else 0.0)
+        if projected >= limit:
+            self.stop(
+                StopReason(
+                    f"the budget is spent: ${spent:.6f} reported so far (${projected:.6f} with the rollouts in "
+                    f"flight) of +max_cost_usd={limit:g}; re-run with +resume=true and a higher +max_cost_usd "
+                    "to continue"
+                )
+            )

@@ -76,54 +76,72 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 class _TaskScores:
-    """pass@k / mean@k accumulators: closed tasks summed up, open ones kept by index."""
+    """pass@k / mean@k accumulators: closed tasks summed up, open ones kept by index.
+
+    Every attempted rollout counts: a failed one, or one without a numeric reward, scores 0
+    (it never passes). A task counts once any rollout of it was attempted.
+    """
 
     def __init__(self, k: int, threshold: float) -> None:
         self.k = k
         self.threshold = threshold
-        # task -> [rollouts accounted for, rollouts scored, rollouts passed, reward sum]
+        # task -> [rollouts accounted for, rollouts attempted, rollouts passed, reward sum]
         self.open: dict[int, list[float]] = {}
         self.tasks = 0
         self.passed = 0
         self.mean_sum = 0.0
 
-    def add(self, task: int, reward: float | None) -> None:
-        """One rollout of ``task`` finished: with a reward, or without (failed, no reward)."""
+    def add(self, task: int, reward: float | None, attempted: bool = True) -> None:
+        """One rollout of ``task`` ended: scored ``reward`` (None: failed, or no reward), or
+        never attempted (a bad input row)."""
         entry = self.open.get(task)
         if entry is None:
             entry = self.open[task] = [0, 0, 0, 0.0]
         entry[0] += 1
-        if reward is not None:
+        if attempted:
             entry[1] += 1
-            entry[2] += reward >= self.threshold
-            entry[3] += reward
+            if reward is not None:
+                entry[2] += reward >= self.threshold
+                entry[3] += reward
         if entry[0] >= self.k:
             del self.open[task]
-            _, scored, passes, total = entry
-            if scored:
-                self.tasks += 1
-                self.passed += passes > 0
-                self.mean_sum += total / scored
+            self._close(entry)
+
+    def _close(self, entry: list[float], totals: list[float] | None = None) -> None:
+        _, attempted, passes, total = entry
+        if not attempted:
+            return
+        if totals is None:
+            self.tasks += 1
+            self.passed += passes > 0
+            self.mean_sum += total / attempted
+        else:
+            totals[0] += 1
+            totals[1] += passes > 0
+            totals[2] += total / attempted
 
     def summary(self) -> dict[str, Any]:
         """Totals, counting tasks still open (an interrupted run) with the rollouts they have."""
-        tasks, passed, mean_sum = self.tasks, self.passed, self.mean_sum
-        for _, scored, passes, total in self.open.values():
-            if scored:
-                tasks += 1
-                passed += passes > 0
-                mean_sum += total / scored
+        totals = [float(self.tasks), float(self.passed), self.mean_sum]
+        for entry in self.open.values():
+            self._close(entry, totals)
+        tasks, passed, mean_sum = totals
         return {
             "num_repeats": self.k,
             "pass_threshold": self.threshold,
             f"pass@{self.k}": passed / tasks if tasks else 0.0,
             f"mean@{self.k}": mean_sum / tasks if tasks else 0.0,
-            "tasks": tasks,
+            "tasks": int(tasks),
         }
 
 
 class CollectionMetrics:
-    """Accumulates finished rollouts and failures; ``summary()`` gives the metrics document."""
+    """Accumulates finished rollouts and failures; ``summary()`` gives the metrics document.
+
+    Honest by construction: the headline reward mean is over every attempted rollout (a
+    failure counts 0), beside the mean over succeeded ones; the cost counts every upstream
+    call that reported one, failed rollouts and retried attempts included.
+    """
 
     def __init__(self, *, num_repeats: int = 1, pass_threshold: float = 1.0) -> None:
         self.k = num_repeats
@@ -132,13 +150,21 @@ class CollectionMetrics:
         self.input_keys: set[str] = set()
         self.succeeded = 0
         self.failed = 0
+        self.not_attempted = 0
         self.resumed = 0
+        self.reward_sum = 0.0
+        self.rewarded = 0  # succeeded rows with a numeric reward
         self.input_tokens = 0
         self.output_tokens = 0
-        self.cost = 0.0
+        self.cost = 0.0  # of the rows in the output
+        self.failed_cost = 0.0  # of failed attempts (failed rollouts, and retried attempts)
+        self.previous_failed_cost = 0.0  # failed attempts of the runs this one resumes
+        self.unpriced_calls = 0
         self.models: Counter[str] = Counter()
         self.providers: Counter[str] = Counter()
         self.failure_types: Counter[str] = Counter()
+        self.retries: Counter[str] = Counter()  # the collector's retries of /run, by error type
+        self.upstream_retries: Counter[str] = Counter()  # the model server's, by kind
         self._latencies: list[float] = []
         self._seen_latencies = 0
         self._rng = random.Random(0)
@@ -164,34 +190,61 @@ class CollectionMetrics:
                 if stat is None:
                     stat = stats[key] = RunningStat()
                 stat.add(float(value))
+        reward = row.get("reward")
+        scored = (type(reward) is float or type(reward) is int) and math.isfinite(reward)
+        if scored and reward is not None:
+            self.reward_sum += reward
+            self.rewarded += 1
         response = row.get("response")
         if isinstance(response, dict):
-            usage = response.get("usage")
-            if isinstance(usage, dict):
-                self.input_tokens += _int(usage.get("input_tokens"))
-                self.output_tokens += _int(usage.get("output_tokens"))
-                cost = usage.get("cost")
-                if isinstance(cost, (int, float)) and not isinstance(cost, bool):
-                    self.cost += float(cost)
+            self._add_usage(response.get("usage"), into_rows=True)
             if response.get("model"):
                 self.models[str(response["model"])] += 1
             if response.get("provider"):
                 self.providers[str(response["provider"])] += 1
+        if latency_s is None:
+            latency = row.get("_ng_latency_s")
+            latency_s = float(latency) if type(latency) is float else None
         if latency_s is not None:
             self._add_latency(latency_s)
         if self._tasks is not None:
             task = row.get("_ng_task_index")
             if isinstance(task, int):
-                reward = row.get("reward")
-                scored = isinstance(reward, (int, float)) and not isinstance(reward, bool)
                 self._tasks.add(task, float(reward) if scored and reward is not None else None)
 
-    def add_failure(self, error_type: str, task: int | None = None) -> None:
-        """A rollout that failed for good (of ``task``, if it has one)."""
+    def add_failure(self, error_type: str, task: int | None = None, *, attempted: bool = True) -> None:
+        """A rollout that failed for good (of ``task``, if it has one); ``attempted`` False
+        for a row that could not even be sent (a bad input line)."""
         self.failed += 1
+        if not attempted:
+            self.not_attempted += 1
         self.failure_types[error_type] += 1
         if self._tasks is not None and task is not None:
-            self._tasks.add(task, None)
+            self._tasks.add(task, None, attempted)
+
+    def add_failed_attempt(self, usage: Any) -> None:
+        """What a failed attempt of ``/run`` had cost (its error envelope's ``usage``)."""
+        self._add_usage(usage, into_rows=False)
+
+    def add_retry(self, error_type: str) -> None:
+        self.retries[error_type] += 1
+
+    def _add_usage(self, usage: Any, *, into_rows: bool) -> None:
+        if not isinstance(usage, dict):
+            return
+        self.input_tokens += _int(usage.get("input_tokens"))
+        self.output_tokens += _int(usage.get("output_tokens"))
+        cost = usage.get("cost")
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost):
+            if into_rows:
+                self.cost += float(cost)
+            else:
+                self.failed_cost += float(cost)
+        self.unpriced_calls += _int(usage.get("unpriced_calls"))
+        retries = usage.get("retries")
+        if isinstance(retries, dict):
+            for kind, n in retries.items():
+                self.upstream_retries[str(kind)] += _int(n)
 
     def _add_latency(self, x: float) -> None:
         self._seen_latencies += 1
@@ -204,6 +257,19 @@ class CollectionMetrics:
 
     # ------------------------------------------------------------------ reporting
 
+    @property
+    def attempted(self) -> int:
+        return self.succeeded + self.failed - self.not_attempted
+
+    @property
+    def mean_reward(self) -> float | None:
+        """Over every attempted rollout, a failure (or a row without reward) counting 0."""
+        return self.reward_sum / self.attempted if self.attempted else None
+
+    @property
+    def total_cost(self) -> float:
+        return self.cost + self.failed_cost + self.previous_failed_cost
+
     def summary(self, *, wall_time_s: float, new_rollouts: int) -> dict[str, Any]:
         """The metrics document (what ``<output stem>_metrics.json`` holds)."""
         lat = sorted(self._latencies)
@@ -214,9 +280,28 @@ class CollectionMetrics:
             "failed": self.failed,
             "resumed_from_output": self.resumed,
             "failure_types": dict(self.failure_types),
+            "reward": {
+                "mean": self.mean_reward,
+                "mean_succeeded": self.reward_sum / self.rewarded if self.rewarded else None,
+                "attempted": self.attempted,
+                "succeeded": self.succeeded,
+                "failed": self.failed - self.not_attempted,
+                "not_attempted": self.not_attempted,
+                "without_reward": self.succeeded - self.rewarded,
+                "note": "mean: over every attempted rollout, a failure (or a row without reward) counting 0",
+            },
             "metrics": metrics,
             "tokens": {"input": self.input_tokens, "output": self.output_tokens},
-            "cost_usd": round(self.cost, 10),
+            "cost_usd": round(self.total_cost, 10),
+            "cost": {
+                "total_usd": round(self.total_cost, 10),
+                "rows_usd": round(self.cost, 10),
+                "failed_attempts_usd": round(self.failed_cost + self.previous_failed_cost, 10),
+                "unpriced_upstream_calls": self.unpriced_calls,
+                "note": "every upstream call that reported a cost: the output's rows, failed rollouts and "
+                "retried attempts; unpriced_upstream_calls were billed but their cost could not be read",
+            },
+            "retries": {"rollouts": dict(self.retries), "upstream": dict(self.upstream_retries)},
             "models": dict(self.models),
             "providers": dict(self.providers),
             "latency_s": {
@@ -242,6 +327,13 @@ def format_summary(doc: dict[str, Any]) -> str:
         f"rollouts {doc['rollouts']}  succeeded {doc['succeeded']}  failed {doc['failed']}"
         + (f"  (resumed {doc['resumed_from_output']})" if doc.get("resumed_from_output") else ""),
     ]
+    reward = doc.get("reward") or {}
+    if reward.get("mean") is not None:
+        over_ok = reward.get("mean_succeeded")
+        lines.append(
+            f"mean reward {reward['mean']:.4f} over {reward['attempted']} attempted rollouts (a failure counts 0)"
+            + (f"; {over_ok:.4f} over the {reward['succeeded']} that succeeded" if over_ok is not None else "")
+        )
     metrics = doc["metrics"]
     if metrics:
         width = max(len(k) for k in metrics)
@@ -254,7 +346,17 @@ def format_summary(doc: dict[str, Any]) -> str:
         pass_k, mean_k = doc[f"pass@{k}"], doc[f"mean@{k}"]
         lines.append(f"pass@{k} {pass_k:.4f}  mean@{k} {mean_k:.4f}  over {doc['tasks']} tasks")
     tokens = doc["tokens"]
-    lines.append(f"tokens in {tokens['input']}  out {tokens['output']}  cost ${doc['cost_usd']:.6f}")
+    cost = doc.get("cost") or {}
+    failed_cost = cost.get("failed_attempts_usd") or 0.0
+    lines.append(
+        f"tokens in {tokens['input']}  out {tokens['output']}  cost ${doc['cost_usd']:.6f}"
+        + (f" (${failed_cost:.6f} of it on failed attempts)" if failed_cost else "")
+        + (
+            f"; {cost['unpriced_upstream_calls']} upstream answers were billed without a readable cost"
+            if cost.get("unpriced_upstream_calls")
+            else ""
+        )
+    )
     if doc["models"]:
         lines.append("served by " + ", ".join(f"{m} ({n})" for m, n in doc["models"].items()))
     lat = doc["latency_s"]

@@ -1,13 +1,18 @@
 """``ng_collect_rollouts``: tasks from JSONL through an agent, scored rows to JSONL.
 
-This module is the command: it finds the agents (a running ``ng_run``'s head server, or,
-given ``config_paths`` and no head server, servers it starts itself and stops afterwards:
-one command for CI), runs the collection (``collector.py``), writes
-``<output stem>_metrics.json``, prints the summary and applies the exit-code gates:
+Where the servers come from: given ``config_paths``, the collector starts its own, on free
+ports, and stops them at the end (one command for CI), never attaching to servers someone
+else runs; without them it uses the servers of a running head server (``ng_run``'s, or NeMo
+Gym's), and records which. It runs the collection (``collect/collector.py``), one output per
+variant for a sweep (``+models=[...]`` or ``variants:``), writes ``<stem>_metrics.json``
+(with the ``run`` record), ``<stem>_materialized_inputs.jsonl`` and, for a sweep,
+``sweep.json``; prints the summary and applies the exit-code gates:
 
 - 0: every rollout succeeded (or at most ``+max_failures`` failed) and every gate passed;
 - 1: more than ``+max_failures`` rollouts failed, a gate such as ``+min_mean_reward`` was
-  not met, or a server died (the message says which);
+  not met, the budget ran out, the provider kept failing, or a server died (the message
+  says which); the output is resumable;
+- 2: a usage error (bad option, input, output path; a resume of another experiment);
 - 130: interrupted (Ctrl-C); re-run with ``+resume=true`` to continue.
 """
 
@@ -17,52 +22,75 @@ import asyncio
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from nemo_gym_cli.collect.collector import CollectOptions, Collector, JSONPoster
-from nemo_gym_cli.collect.files import count_tasks, metrics_path
+from nemo_gym_cli.collect.collector import Collector, Lane
+from nemo_gym_cli.collect.discovery import discover
+from nemo_gym_cli.collect.files import count_tasks, metrics_path, read_tasks
 from nemo_gym_cli.collect.metrics import Progress, format_summary
+from nemo_gym_cli.collect.options import CollectOptions
+from nemo_gym_cli.collect.record import check_resume, input_digest, now, run_record
 from nemo_gym_cli.commands.options import ALL_OPTIONS, COLLECT_OPTIONS
 from nemo_gym_cli.config import GlobalConfig, load_config
-from nemo_gym_cli.errors import ConfigError, ServerError
+from nemo_gym_cli.errors import ConfigError, InputError, ServerError
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
+from nemo_gym_cli.process.limits import fd_budget, open_file_limit, raise_open_file_limit
 from nemo_gym_cli.process.supervisor import Supervisor, running_servers, stop_on_signals
 from nemo_gym_cli.server.client import open_json_client
 from nemo_gym_cli.server.serve import run_async, tune_gc
-from nemo_gym_cli.wire import dumps
+from nemo_gym_cli.wire import dumps, dumps_line, loads
 
-__all__ = ["CollectOptions", "collect"]
+__all__ = ["collect"]
 
 log = logging.getLogger(__name__)
 
 #: Most connections to the agents; more rollouts than this wait on the collector's gate.
 MAX_POOL = 1024
+#: Fewest connections worth running with (below: the open-file limit is the problem).
+MIN_POOL = 8
 
 
 def print_err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-async def _discover(config: GlobalConfig) -> dict[str, str] | None:
-    """Agent name -> URL from a running head server, or None if none answers."""
-    try:
-        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as http:
-            resp = await http.get(config.head_url + "/instances")
-    except httpx.TransportError:
-        return None
-    try:
-        rows = resp.json()["instances"] if resp.status_code == 200 else None
-    except (ValueError, KeyError, TypeError):
-        rows = None
-    if not isinstance(rows, list):
-        raise ServerError(
-            f"{config.head_url}/instances did not answer like an ng_run head server "
-            f"(HTTP {resp.status_code}); is +head_server.port right?",
-            url=config.head_url,
+#: What to do when an agent dies, by where the servers came from.
+_HINT_HEAD = (
+    "start the servers again (ng_run with the same +config_paths), then re-run with "
+    "+resume=true to continue where this run stopped"
+)
+_HINT_ONE_COMMAND = "its output is above; re-run this command with +resume=true to continue where it stopped"
+
+
+@dataclass
+class Outcome:
+    docs: dict[str, dict[str, Any]]  # lane -> metrics document
+    code: int
+    message: str
+
+
+def pool_size(in_flight: int) -> int:
+    """Connections to the agents: what the rollouts in flight need, within the open-file
+    limit (a third of what is left of it: each connection costs a few descriptors in every
+    server it crosses, and our servers share this limit)."""
+    budget = fd_budget()
+    size = min(in_flight, MAX_POOL)
+    if budget is None:
+        return size
+    fits = budget // 3
+    if fits < MIN_POOL:
+        raise ConfigError(
+            f"the open-file limit ({open_file_limit()}, ulimit -n; the hard limit could not raise it) leaves room "
+            f"for {fits} connections: raise it (`ulimit -n 65536` in the shell, or LimitNOFILE= for a service) and "
+            "run again"
         )
-    return {r["name"]: r["url"] for r in rows if r.get("type") == "responses_api_agents"}
+    if fits < size:
+        print_err(
+            f"note: the open-file limit ({open_file_limit()}) allows {fits} connections at once; the other "
+            f"{in_flight - fits} rollouts in flight wait their turn (raise `ulimit -n` for more)"
+        )
+    return min(size, fits)
 
 
 async def _watch_servers(supervisor: Supervisor, collector: Collector) -> None:
@@ -78,119 +106,238 @@ async def _watch_servers(supervisor: Supervisor, collector: Collector) -> None:
         collector.stop_fatally(ServerError(message, url=url))
 
 
-#: What to do when an agent dies, by where the servers came from.
-_HINT_NG_RUN = (
-    "start the servers again (ng_run with the same +config_paths), then re-run with "
-    "+resume=true to continue where this run stopped"
-)
-_HINT_ONE_COMMAND = "its output is above; re-run this command with +resume=true to continue where it stopped"
+def _agents_for(opts: CollectOptions, agents: dict[str, str]) -> CollectOptions:
+    """``+agent_name`` checked against the running agents, once, before any row: unknown, or
+    missing while the rows name no agent either, is one error listing the agents."""
+    known = ", ".join(sorted(agents)) or "none"
+    if opts.agent_name is not None:
+        if opts.agent_name not in agents:
+            raise ConfigError(f"+agent_name={opts.agent_name!r} is not a running agent; agents: {known}")
+        return opts
+    first = next((item.row for item in read_tasks(opts.input_path, 1) if item.row is not None), None)
+    ref = first.get("agent_ref") if isinstance(first, dict) else None
+    if isinstance(ref, dict) and ref.get("name"):
+        return opts  # the rows name their agents
+    if len(agents) == 1:
+        (only,) = agents
+        print_err(f"note: +agent_name not given; using the only agent, {only!r}")
+        return opts.model_copy(update={"agent_name": only})
+    raise ConfigError(f"+agent_name=... is required: the rows name no agent (agent_ref.name); agents: {known}")
 
 
-async def _collect(
-    config: GlobalConfig, opts: CollectOptions, forkserver: ForkServer | None
-) -> tuple[dict[str, Any], int, str]:
+def _lanes(opts: CollectOptions) -> list[Lane]:
+    variants = {v.name: v for v in opts.sweep()}
+    lanes = []
+    for name, output in opts.outputs().items():
+        variant = variants.get(name)
+        concurrency = (variant.concurrency if variant and variant.concurrency else None) or opts.in_flight
+        lanes.append(Lane(name, output, variant, concurrency, opts))
+    return lanes
+
+
+def _previous_record(lane: Lane) -> dict[str, Any] | None:
+    path = metrics_path(lane.output)
+    try:
+        doc = loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+async def _collect(config: GlobalConfig, opts: CollectOptions, forkserver: ForkServer | None) -> Outcome:
     opts.check_paths()
+    num_tasks = count_tasks(opts.input_path, opts.limit)
+    digest = input_digest(opts.input_path)
     stop_event = asyncio.Event()
-    pool = min(opts.concurrency, MAX_POOL)
-    async with open_json_client(pool_size=pool, timeout=opts.rollout_timeout_s) as client:
-        with stop_on_signals(stop_event):
-            if not config.instances:  # no config_paths: use the servers of a running ng_run
-                agents = await _discover(config)
-                if agents is None:
-                    raise ServerError(
-                        f"no head server answers at {config.head_url}: start the servers with "
-                        'ng_run "+config_paths=[...]", or give ng_collect_rollouts the same '
-                        "+config_paths to start them itself",
-                        url=config.head_url,
-                    )
-                log.info("using the servers of the head server at %s", config.head_url)
-                return await _collect_with(agents, client, opts, stop_event, _HINT_NG_RUN)
-            # config_paths given: our own servers on free ports, never someone else's.
-            servers = running_servers(config, stop_event=stop_event, write=print_err, forkserver=forkserver)
-            async with servers as supervisor:
-                agents = {
-                    name: supervisor.urls[name]
-                    for name, inst in config.instances.items()
-                    if inst.server_type == "responses_api_agents"
-                }
-                return await _collect_with(agents, client, opts, stop_event, _HINT_ONE_COMMAND, supervisor)
+    with stop_on_signals(stop_event):
+        if not config.instances:  # no config_paths: the servers of a running head server
+            found = await discover(config.head_url)
+            if found is None:
+                raise ServerError(
+                    f"no head server answers at {config.head_url}: start the servers with "
+                    'ng_run "+config_paths=[...]", or give ng_collect_rollouts the same '
+                    "+config_paths to start them itself",
+                    url=config.head_url,
+                )
+            agents, where = found
+            print_err(f"using the servers of {where}")
+            return await _collect_with(config, opts, agents, where, num_tasks, digest, stop_event, _HINT_HEAD)
+        # config_paths given: our own servers on free ports, never someone else's.
+        servers = running_servers(config, stop_event=stop_event, write=print_err, forkserver=forkserver)
+        async with servers as supervisor:
+            agents = {
+                name: supervisor.urls[name]
+                for name, inst in config.instances.items()
+                if inst.server_type == "responses_api_agents"
+            }
+            where = "servers started for this run"
+            return await _collect_with(
+                config, opts, agents, where, num_tasks, digest, stop_event, _HINT_ONE_COMMAND, supervisor
+            )
 
 
 async def _collect_with(
-    agents: dict[str, str],
-    client: JSONPoster,
+    config: GlobalConfig,
     opts: CollectOptions,
+    agents: dict[str, str],
+    where: str,
+    num_tasks: int,
+    digest: str,
     stop_event: asyncio.Event,
     restart_hint: str,
     supervisor: Supervisor | None = None,
-) -> tuple[dict[str, Any], int, str]:
-    if opts.agent_name and opts.agent_name not in agents:
-        known = ", ".join(sorted(agents)) or "none"
-        raise ConfigError(f"+agent_name={opts.agent_name!r} is not a running agent; agents: {known}")
-    num_tasks = count_tasks(opts.input_jsonl_fpath, opts.limit)
+) -> Outcome:
+    opts = _agents_for(opts, agents)
+    lanes = _lanes(opts)
+    started_at = now()
+    records = {}
+    for lane in lanes:
+        record = run_record(
+            opts,
+            config,
+            lane=lane.name,
+            variant=lane.variant,
+            servers=where,
+            agents=agents,
+            input_sha256=digest,
+            num_tasks=num_tasks,
+            started_at=started_at,
+        )
+        previous = _previous_record(lane) if opts.resuming else None
+        if previous is not None:
+            check_resume(previous.get("run"), record, lane.output)
+            cost = previous.get("cost")
+            earlier = cost.get("failed_attempts_usd") if isinstance(cost, dict) else None
+            if isinstance(earlier, (int, float)):
+                lane.metrics.previous_failed_cost = float(earlier)
+        records[lane.name] = record
+        _write_metrics(lane, {"status": "running", "run": record})
     progress = Progress(opts.progress_interval_s)
-    collector = Collector(
-        opts,
-        agents,
-        client,
-        stop_event,
-        progress,
-        restart_hint=restart_hint,
-        max_in_flight=min(opts.concurrency, MAX_POOL),
-    )
-    collector.prepare_output(num_tasks)
-    progress.start(max(0, num_tasks * opts.num_repeats - len(collector.done)))
-    watcher = asyncio.create_task(_watch_servers(supervisor, collector)) if supervisor else None
-    started = time.perf_counter()
-    try:
-        await collector.run()
-    finally:
-        await progress.stop()
-        if watcher is not None:
-            watcher.cancel()
-    wall = time.perf_counter() - started
-    doc = collector.metrics.summary(wall_time_s=wall, new_rollouts=collector.new_rollouts)
-    doc["output"] = str(opts.output_jsonl_fpath)
-    doc["failures_file"] = str(collector.failures.path)
-    doc["complete"] = collector.complete
-    doc["interrupted"] = not collector.complete and collector.fatal is None
-    if collector.fatal is not None:
-        doc["error"] = str(collector.fatal)
-    metrics_path(opts.output_jsonl_fpath).write_bytes(dumps(doc))
+    total_in_flight = sum(lane.concurrency for lane in lanes)
+    pool = pool_size(total_in_flight)
+    # The client is closed before the servers stop: they need not wait for its idle
+    # keep-alive connections, so the run ends as soon as its last row is written.
+    async with open_json_client(pool_size=pool, timeout=opts.rollout_timeout_s) as client:
+        collector = Collector(
+            opts, agents, client, stop_event, progress, restart_hint=restart_hint, max_in_flight=pool, lanes=lanes,
+            announce=print_err,
+        )  # fmt: skip
+        collector.prepare_output(num_tasks)
+        outstanding = {lane.name: num_tasks * opts.num_repeats - len(lane.done) for lane in lanes}
+        progress.start(max(0, sum(outstanding.values())))
+        watcher = asyncio.create_task(_watch_servers(supervisor, collector)) if supervisor else None
+        started = time.perf_counter()
+        try:
+            await collector.run(outstanding)
+        finally:
+            await progress.stop()
+            if watcher is not None:
+                watcher.cancel()
+        wall = time.perf_counter() - started
+    ended_at = now()
+    docs = {}
+    for lane in lanes:
+        doc = lane.metrics.summary(wall_time_s=wall, new_rollouts=lane.new_rollouts)
+        doc["output"] = str(lane.output)
+        doc["failures_file"] = str(lane.failures.path)
+        doc["complete"] = lane.complete and collector.fatal is None and collector.stopped is None
+        doc["interrupted"] = not doc["complete"] and collector.fatal is None and collector.stopped is None
+        doc["status"] = "complete" if doc["complete"] else "stopped" if collector.stopped else "interrupted"
+        if collector.fatal is not None:
+            doc["error"] = str(collector.fatal)
+            doc["status"] = "failed"
+        if collector.stopped is not None:
+            doc["stopped"] = str(collector.stopped)
+        doc["run"] = {**records[lane.name], "ended_at": ended_at}
+        _write_metrics(lane, doc)
+        if opts.materialize_inputs:
+            _materialize_inputs(lane, opts, num_tasks)
+        docs[lane.name] = doc
+    if len(lanes) > 1 or lanes[0].variant is not None:
+        _write_sweep(opts, lanes, docs)
     if collector.fatal is not None:
         raise collector.fatal
-    return doc, *_gates(doc, opts)
+    code, message = _gates(docs, opts, collector)
+    return Outcome(docs, code, message)
 
 
-def _gates(doc: dict[str, Any], opts: CollectOptions) -> tuple[int, str]:
-    """The exit code and, if not 0, the message saying why."""
-    if doc["interrupted"]:
-        return 130, "interrupted: re-run the same command with +resume=true to continue"
-    if doc["failed"] > opts.max_failures:
-        return 1, (
-            f"gate failed: {doc['failed']} rollouts failed, more than "
-            f"+max_failures={opts.max_failures} (see {doc['failures_file']})"
+def _write_metrics(lane: Lane, doc: dict[str, Any]) -> None:
+    path = metrics_path(lane.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(dumps(doc))
+    tmp.replace(path)  # never a half-written metrics file
+
+
+def _materialize_inputs(lane: Lane, opts: CollectOptions, num_tasks: int) -> None:
+    """``<stem>_materialized_inputs.jsonl``: the input row of every rollout in the output, in
+    (task, rollout) order, as NeMo Gym's reward profiling reads it beside the output."""
+    path = lane.output.with_name(lane.output.stem + "_materialized_inputs.jsonl")
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        for item in read_tasks(opts.input_path, opts.limit):
+            if item.row is None:
+                continue
+            row = lane._row(item.row)
+            if not isinstance(row.get("agent_ref"), dict) and opts.agent_name:
+                row = {**row, "agent_ref": {"name": opts.agent_name}}
+            for r in range(opts.num_repeats):
+                if (item.task_index, r) in lane.done:
+                    f.write(dumps_line({**row, "_ng_task_index": item.task_index, "_ng_rollout_index": r}))
+    tmp.replace(path)
+
+
+def _write_sweep(opts: CollectOptions, lanes: list[Lane], docs: dict[str, dict[str, Any]]) -> None:
+    folder = opts.output_path.with_suffix("")
+    variants = []
+    for lane in lanes:
+        assert lane.variant is not None
+        variants.append(
+            {
+                "name": lane.name,
+                "output": lane.output.name,
+                "model": lane.variant.model,
+                "overrides": lane.variant.params(),
+                "status": docs[lane.name]["status"],
+            }
         )
+    manifest = {"input": str(opts.input_path), "variants": variants}
+    (folder / "sweep.json").write_bytes(dumps(manifest))
+
+
+def _gates(docs: dict[str, dict[str, Any]], opts: CollectOptions, collector: Collector) -> tuple[int, str]:
+    """The exit code and, if not 0, the message saying why."""
+    if collector.stopped is not None:
+        return 1, f"stopped: {collector.stopped}"
+    if any(doc["interrupted"] for doc in docs.values()):
+        return 130, "interrupted: re-run the same command with +resume=true to continue"
+    failed = sum(doc["failed"] for doc in docs.values())
+    if failed > opts.max_failures:
+        files = ", ".join(doc["failures_file"] for doc in docs.values() if doc["failed"])
+        return 1, f"gate failed: {failed} rollouts failed, more than +max_failures={opts.max_failures} (see {files})"
     gate = opts.min_mean_reward
     if gate is not None:
-        reward = doc["metrics"].get("reward", {}).get("mean")
-        if reward is None:
-            return (
-                1,
-                f"gate failed: no rollout has a reward to compare with +min_mean_reward={gate}",
-            )
-        if reward < gate:
-            return 1, f"gate failed: mean reward {reward:.4f} is below +min_mean_reward={gate}"
+        for name, doc in docs.items():
+            reward = doc["reward"]["mean"] if opts.gate_on == "all" else doc["reward"]["mean_succeeded"]
+            label = f"[{name}] " if name else ""
+            which = "mean reward (failures count 0)" if opts.gate_on == "all" else "mean reward over succeeded rollouts"
+            if reward is None:
+                return 1, f"gate failed: {label}no rollout has a reward to compare with +min_mean_reward={gate}"
+            if reward < gate:
+                return 1, f"gate failed: {label}{which} {reward:.4f} is below +min_mean_reward={gate}"
     return 0, ""
 
 
 def collect(args: list[str]) -> int:
     """Run a collection from Hydra-syntax ``args``; returns the exit code."""
+    raise_open_file_limit()
     # We may start the servers: the fork server imports their frameworks while we compose.
     forkserver = ForkServer() if fork_supported() and any("config_paths" in a for a in args) else None
     try:
         config = load_config(args, command=COLLECT_OPTIONS, everywhere=ALL_OPTIONS)
         opts = CollectOptions.from_config(config.options)
+        if opts.dry_run:
+            raise InputError("+dry_run is not available yet")
     except BaseException:
         if forkserver is not None:
             forkserver.close()
@@ -199,12 +346,21 @@ def collect(args: list[str]) -> int:
         forkserver.close()
         forkserver = None
     tune_gc()
-    doc, code, message = run_async(_collect(config, opts, forkserver))
-    print(format_summary(doc))
-    new_rows = doc["succeeded"] - doc["resumed_from_output"]
-    print(f"wrote {new_rows} new rows to {opts.output_jsonl_fpath}; metrics in {metrics_path(opts.output_jsonl_fpath)}")
-    if doc["failed"]:
-        print(f"{doc['failed']} failed rollouts are listed in {doc['failures_file']}")
-    if message:
-        print_err(message)
-    return code
+    outcome = run_async(_collect(config, opts, forkserver))
+    for name, doc in outcome.docs.items():
+        if name:
+            print(f"== {name} ({doc['run'].get('requested_model') or 'the config model'})")
+        print(format_summary(doc))
+        new_rows = doc["succeeded"] - doc["resumed_from_output"]
+        print(f"wrote {new_rows} new rows to {doc['output']}; metrics in {metrics_path_of(doc)}")
+        if doc["failed"]:
+            print(f"{doc['failed']} failed rollouts are listed in {doc['failures_file']}")
+    if outcome.message:
+        print_err(outcome.message)
+    return outcome.code
+
+
+def metrics_path_of(doc: dict[str, Any]) -> str:
+    from pathlib import Path
+
+    return str(metrics_path(Path(doc["output"])))

@@ -32,6 +32,16 @@ COLLECT_OPTIONS = COMMON | frozenset(
         "pass_threshold",
         "rollout_timeout_s",
         "progress_interval_s",
+        "num_repeats_add_seed",
+        "resume_from_cache",
+        "models",
+        "variants",
+        "gate_on",
+        "circuit_breaker",
+        "max_cost_usd",
+        "dry_run",
+        "dry_run_rows",
+        "materialize_inputs",
     }
 )
 

@@ -100,14 +100,16 @@ def test_pass_at_k_and_mean_at_k_are_per_task_with_the_threshold():
     for task, rs in rewards.items():
         for r, reward in enumerate(rs):
             m.add_row(row(task, r, reward=reward))
-    m.add_failure("ServerError", 3)  # task 3's third rollout failed: scored over two
+    m.add_failure("ServerError", 3)  # task 3's third rollout failed: it counts 0
     for _ in range(3):
-        m.add_failure("InputError", 4)  # task 4 never ran: not a task with a score
+        m.add_failure("InputError", 4, attempted=False)  # task 4 never ran: not a task with a score
+    for _ in range(3):
+        m.add_failure("ServerError", 5)  # task 5 ran and failed every time: mean 0, no pass
     doc = summary(m)
-    assert (doc["num_repeats"], doc["pass_threshold"], doc["tasks"]) == (3, 1.0, 4)
-    assert doc["pass@3"] == pytest.approx(2 / 4)  # tasks 0 and 3 reach 1.0
-    task_means = [1 / 3, 1.8 / 3, 0.0, 0.95]
-    assert doc["mean@3"] == pytest.approx(sum(task_means) / 4)
+    assert (doc["num_repeats"], doc["pass_threshold"], doc["tasks"]) == (3, 1.0, 5)
+    assert doc["pass@3"] == pytest.approx(2 / 5)  # tasks 0 and 3 reach 1.0
+    task_means = [1 / 3, 1.8 / 3, 0.0, 1.9 / 3, 0.0]
+    assert doc["mean@3"] == pytest.approx(sum(task_means) / 5)
     assert m._tasks.open == {}  # every task closed: nothing kept per task
 
     lenient = CollectionMetrics(num_repeats=3, pass_threshold=0.5)
@@ -180,3 +182,33 @@ def test_progress_line_reports_done_failed_rate_and_eta():
     progress.add(0, 1)
     line = progress.line()
     assert re.fullmatch(r"progress: 4/10 done \(1 failed\), 2\.0 rollouts/s, ETA 3 s", line), line
+
+
+def test_the_headline_reward_mean_counts_failures_as_zero_beside_the_mean_over_successes():
+    m = CollectionMetrics()
+    for task in range(145):
+        m.add_row(row(task, reward=1.0))
+    for task in range(145, 300):
+        m.add_failure("ServerError", task)
+    m.add_failure("InputError", 300, attempted=False)
+    reward = summary(m)["reward"]
+    assert reward["mean"] == pytest.approx(145 / 300)  # the 155 failures count 0
+    assert reward["mean_succeeded"] == 1.0
+    assert (reward["attempted"], reward["succeeded"], reward["failed"], reward["not_attempted"]) == (300, 145, 155, 1)
+    assert summary(m)["metrics"]["reward"]["mean"] == 1.0  # the per-field statistics stay over rows
+
+
+def test_the_cost_counts_failed_attempts_retries_and_unpriced_calls():
+    m = CollectionMetrics()
+    usage = {"input_tokens": 10, "output_tokens": 2, "cost": 0.5, "retries": {"rate_limit": 2}, "unpriced_calls": 1}
+    m.add_row(row(0, response={"usage": usage}))
+    m.add_failed_attempt({"input_tokens": 4, "cost": 0.25, "retries": {"server": 5}})  # a rollout later retried
+    m.add_failed_attempt({"cost": 0.125})  # a rollout that failed for good
+    m.add_failed_attempt(None)
+    m.add_retry("bad_gateway")
+    doc = summary(m)
+    assert doc["cost_usd"] == 0.875
+    assert doc["cost"]["rows_usd"] == 0.5 and doc["cost"]["failed_attempts_usd"] == 0.375
+    assert doc["cost"]["unpriced_upstream_calls"] == 1
+    assert doc["tokens"] == {"input": 14, "output": 2}
+    assert doc["retries"] == {"rollouts": {"bad_gateway": 1}, "upstream": {"rate_limit": 2, "server": 5}}

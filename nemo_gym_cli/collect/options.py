@@ -1,0 +1,196 @@
+"""The options of ``ng_collect_rollouts``: one typed model, validated once.
+
+Every key is a field with a default and a one-line description; ``--help`` is generated
+from them. Types are strict (``+concurrency=1e9`` is not an integer, ``+resume=yes`` is not
+a boolean), unknown keys are refused before this (``config/load.py``), and paths are checked
+before any work (``check_paths``). NeMo Gym 0.2.1's collector keys are honoured under their
+names (``num_samples_in_parallel``, ``num_repeats_add_seed``, ``resume_from_cache``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nemo_gym_cli.errors import ConfigError, InputError
+from nemo_gym_cli.server.config import validate_model
+
+__all__ = ["MAX_CONCURRENCY", "CollectOptions", "Variant"]
+
+#: Most rollouts in flight: beyond this a run only queues, and each waiting rollout costs memory.
+MAX_CONCURRENCY = 100_000
+
+
+class Variant(BaseModel):
+    """One way to run the tasks: a model, sampling parameters, provider routing."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str = Field(description="the variant's name: its output is <output stem>/<name>.jsonl")
+    model: str | None = Field(None, description="the model to ask for (passed through, e.g. openrouter:x/y)")
+    responses_create_params: dict[str, Any] = Field(
+        default_factory=dict, description="merged into every row's responses_create_params (temperature, ...)"
+    )
+    provider: dict[str, Any] | None = Field(None, description="OpenRouter provider routing (order, sort, ...)")
+    concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY, description="this variant's rollouts in flight")
+
+    @field_validator("name")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        if not value or value.startswith(".") or any(c in value for c in '/\\:*?"<>|') or len(value) > 100:
+            raise ValueError(f'{value!r} must be a plain file name (no / \\ : * ? " < > |, not starting with .)')
+        return value
+
+    def params(self) -> dict[str, Any]:
+        """What this variant merges into each row's ``responses_create_params``."""
+        out = dict(self.responses_create_params)
+        if self.model is not None:
+            out["model"] = self.model
+        if self.provider is not None:
+            out["provider"] = self.provider
+        return out
+
+
+class CollectOptions(BaseModel):
+    """Options of ``ng_collect_rollouts`` (Hydra keys of the same names)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    input_jsonl_fpath: str = Field(description="tasks, one JSON object per line (required)")
+    output_jsonl_fpath: str | None = Field(
+        None, description="output rows (default results/<input stem>_rollouts.jsonl)"
+    )
+    agent_name: str | None = Field(None, description="agent instance to use; rows may name their own in agent_ref.name")
+    limit: int | None = Field(None, ge=0, description="first N tasks only (default: all)")
+    concurrency: int = Field(10, ge=1, le=MAX_CONCURRENCY, description="rollouts in flight (per variant)")
+    num_samples_in_parallel: int | None = Field(
+        None, ge=1, le=MAX_CONCURRENCY, description="NeMo Gym's name for concurrency"
+    )
+    num_repeats: int = Field(1, ge=1, le=10_000, description="rollouts per task")
+    num_repeats_add_seed: bool = Field(
+        False, description="NeMo Gym's: set responses_create_params.seed to the rollout index"
+    )
+    responses_create_params: dict[str, Any] = Field(
+        default_factory=dict, description="merged into every row's responses_create_params"
+    )
+    models: list[str] | None = Field(None, description="a sweep: one variant per model, e.g. [a/x,b/y]")
+    variants: list[Variant] | None = Field(
+        None, description="a sweep: {name, model, responses_create_params, provider, concurrency}"
+    )
+    resume: bool = Field(False, description="continue an existing output, skipping rows already there")
+    resume_from_cache: bool = Field(False, description="NeMo Gym's name for resume")
+    max_attempts: int = Field(3, ge=1, le=100, description="attempts per rollout before it is a failure")
+    max_failures: int = Field(0, ge=0, description="failed rollouts allowed before exit code 1")
+    min_mean_reward: float | None = Field(None, description="exit 1 when the mean reward (failures count 0) is lower")
+    gate_on: str = Field("all", description="which mean +min_mean_reward checks: all (failures count 0) or succeeded")
+    pass_threshold: float = Field(1.0, description="reward that counts as a pass for pass@k")
+    rollout_timeout_s: float = Field(3600.0, gt=0, description="timeout of one rollout")
+    progress_interval_s: float = Field(10.0, gt=0, description="seconds between progress lines when not on a terminal")
+    circuit_breaker: int = Field(
+        20, ge=0, description="stop after this many rollouts in a row failed because of the provider (0: never)"
+    )
+    max_cost_usd: float | None = Field(None, gt=0, description="stop when the cost the provider reports reaches this")
+    dry_run: bool = Field(False, description="estimate tokens and cost from a pilot of a few rows, then exit")
+    dry_run_rows: int = Field(3, ge=1, le=1000, description="pilot rollouts per variant of +dry_run")
+    materialize_inputs: bool = Field(
+        True, description="write <stem>_materialized_inputs.jsonl (what NeMo Gym's reward profiling reads)"
+    )
+
+    @field_validator("gate_on")
+    @classmethod
+    def _gate_on(cls, value: str) -> str:
+        if value not in ("all", "succeeded"):
+            raise ValueError("must be 'all' (failures count as reward 0) or 'succeeded'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_sweep_form(self) -> CollectOptions:
+        if self.models is not None and self.variants is not None:
+            raise ValueError("give +models or variants, not both")
+        names = [v.name for v in self.sweep()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        return self
+
+    @classmethod
+    def from_config(cls, options: dict[str, Any]) -> CollectOptions:
+        from nemo_gym_cli.commands.options import COLLECT_OPTIONS
+
+        if options.get("input_jsonl_fpath") in (None, ""):
+            raise ConfigError("+input_jsonl_fpath=... is required (see ng_collect_rollouts --help)")
+        return validate_model(cls, {k: v for k, v in options.items() if k in COLLECT_OPTIONS}, "+")
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def input_path(self) -> Path:
+        return Path(self.input_jsonl_fpath).expanduser()
+
+    @property
+    def output_path(self) -> Path:
+        if self.output_jsonl_fpath:
+            return Path(self.output_jsonl_fpath).expanduser()
+        return Path("results") / f"{self.input_path.stem}_rollouts.jsonl"
+
+    @property
+    def in_flight(self) -> int:
+        return self.num_samples_in_parallel or self.concurrency
+
+    @property
+    def resuming(self) -> bool:
+        return self.resume or self.resume_from_cache
+
+    def sweep(self) -> list[Variant]:
+        """The variants of a sweep (empty: a single run with the config's model)."""
+        if self.variants is not None:
+            return list(self.variants)
+        if self.models is not None:
+            return [Variant(name=_variant_name(m), model=m) for m in self.models]
+        return []
+
+    def outputs(self) -> dict[str, Path]:
+        """Output file per variant (``""``: the single run)."""
+        sweep = self.sweep()
+        if not sweep:
+            return {"": self.output_path}
+        folder = self.output_path.with_suffix("")
+        return {v.name: folder / f"{v.name}.jsonl" for v in sweep}
+
+    def check_paths(self) -> None:
+        """Fail before any work: no input, or an output that cannot be written, or that a
+        run without resume would clobber."""
+        inp = self.input_path
+        if not inp.is_file():
+            raise InputError(f"+input_jsonl_fpath={str(inp)!r} does not exist (or is not a file)")
+        if not os.access(inp, os.R_OK):
+            raise InputError(f"+input_jsonl_fpath={str(inp)!r} is not readable")
+        for out in self.outputs().values():
+            _check_writable(out)
+            if not self.resuming and out.exists() and out.stat().st_size > 0:
+                raise InputError(
+                    f"output {str(out)!r} already exists; add +resume=true to continue that run "
+                    "(rows already there are skipped, failed ones retried), or choose another "
+                    "+output_jsonl_fpath"
+                )
+
+
+def _variant_name(model: str) -> str:
+    """A file name for a model id: ``openai/gpt-4o-mini`` -> ``openai__gpt-4o-mini``."""
+    return model.replace("/", "__").replace(":", "_")
+
+
+def _check_writable(path: Path) -> None:
+    """The output's folder exists (or can be made) and is writable, and the path is a file."""
+    if path.exists() and not path.is_file():
+        raise InputError(f"output {str(path)!r} is not a regular file; choose another +output_jsonl_fpath")
+    folder = path.parent
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write the output {str(path)!r}: {str(existing)!r} is not a writable folder")
+    if str(path.resolve()).startswith(("/proc/", "/sys/", "/dev/")):
+        raise InputError(f"cannot write the output {str(path)!r}: not a place for files; choose another path")
