@@ -53,10 +53,9 @@ def _math_verify() -> ModuleType:
 # --- extraction --------------------------------------------------------------------------
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_PHRASE_RE = re.compile(
-    r"(?:final\s+answer|\banswer)[\s*_]*(?:is\b[\s*_:]*|:[\s*_]*)(?P<x>[^\n]+)|^[ \t]*####[ \t]*(?P<y>[^\n]+)",
-    re.IGNORECASE | re.MULTILINE,
-)
+# What introduces a final answer; the answer runs from there to the end of the line. The
+# pattern matches only the introduction, so scanning stays linear on long inputs.
+_PHRASE_RE = re.compile(r"(?:final\s+answer|\banswer)[\s*_]*(?:is\b[\s*_:]*|:[\s*_]*)|^[ \t]*####[ \t]*", re.I | re.M)
 _SENTENCE_END_RE = re.compile(r"\.(?=\s|$)|\s+I hope\b|\s+\((?:since|because|as)\b", re.IGNORECASE)
 _LATEX_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
 _WORD_RE = re.compile(r"[A-Za-z]{2,}")
@@ -100,10 +99,16 @@ def _cut_sentence(answer: str) -> str:
 
 
 def _last_phrase(text: str) -> str | None:
+    """The rest of the line after the last "answer is" / "Answer:" / "####" (so "Final Answer:
+    The final answer is 5" gives "5"), or None."""
     last = None
-    for last in _PHRASE_RE.finditer(text):  # noqa: B007 - the last match is the final answer
+    for last in _PHRASE_RE.finditer(text):  # noqa: B007 - the last introduction is the final answer
         pass
-    return None if last is None else (last.group("x") or last.group("y"))
+    if last is None:
+        return None
+    end = text.find("\n", last.end())
+    answer = text[last.end() : end if end >= 0 else len(text)]
+    return answer if answer.strip() else None
 
 
 def _looks_like_expression(line: str) -> bool:
@@ -122,8 +127,6 @@ def extract_final_answer(text: str) -> tuple[str, str] | None:
         return boxed, "boxed"
     phrase = _last_phrase(text)
     if phrase is not None:
-        while (inner := _last_phrase(phrase)) is not None:  # "Final Answer: The final answer is 5"
-            phrase = inner
         return _cut_sentence(phrase).strip(), "phrase"
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if lines and _looks_like_expression(lines[-1]):

@@ -151,6 +151,16 @@ def test_a_hundred_kilobyte_answer_is_scored_quickly() -> None:
     assert verify_answer("5", "\\boxed{" * 50_000)["reward"] == 0.0
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["answer" + " " * 100_000 + "x", "answer is x " * 20_000, "\\boxed{1} " * 20_000, "\n \n" * 50_000 + "5"],
+)
+def test_adversarial_text_is_scanned_in_linear_time(text: str) -> None:
+    start = time.perf_counter()
+    verify_answer("5", text)
+    assert time.perf_counter() - start < 5.0  # quadratic scanning took minutes on these
+
+
 def test_non_string_output_scores_zero() -> None:
     assert verify_answer("5", None)["reward"] == 0.0  # type: ignore[arg-type]
 
