@@ -185,21 +185,22 @@ def test_the_deadline_path_returns_the_verdict_when_in_time() -> None:
         verify_with_timeout("", "\\boxed{5}", timeout_s=10.0)
 
 
-def test_the_module_imports_without_math_verify_and_names_the_extra_when_used(monkeypatch) -> None:
-    import importlib
+def test_the_module_imports_without_math_verify_and_names_the_extra_when_used() -> None:
+    import subprocess
     import sys
+    from pathlib import Path
 
-    from resources_servers.math import verifier
-
-    monkeypatch.setitem(sys.modules, "math_verify", None)  # import math_verify now raises ImportError
-    verifier._math_verify.cache_clear()
-    try:
-        fresh = importlib.reload(verifier)
-        with pytest.raises(fresh.MathVerifyMissingError, match="'math' extra"):
-            fresh.verify_answer("5", "\\boxed{5}")
-    finally:
-        monkeypatch.undo()
-        importlib.reload(verifier)._math_verify.cache_clear()
+    # A fresh interpreter where ``import math_verify`` fails, as without the 'math' extra.
+    code = (
+        "import sys; sys.modules['math_verify'] = None\n"
+        "from resources_servers.math import verifier\n"
+        "print('imported')\n"
+        "verifier.verify_answer('5', '\\\\boxed{5}')\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "imported"
+    assert "MathVerifyMissingError" in done.stderr and "'math' extra" in done.stderr
 
 
 def test_only_the_math_environment_imports_math_verify() -> None:
@@ -213,3 +214,14 @@ def test_only_the_math_environment_imports_math_verify() -> None:
         if "math_verify" in path.read_text(encoding="utf-8") and "resources_servers/math/" not in path.as_posix()
     ]
     assert importers == []
+
+
+def test_verify_answer_runs_outside_the_main_thread_and_pickles() -> None:
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    # math-verify's own SIGALRM timeouts would raise "signal only works in main thread" here.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(verify_answer, ["1/2", "2, 3"], ["\\boxed{0.5}", "\\boxed{3, 2}"]))
+    assert [r["reward"] for r in results] == [1.0, 1.0]
+    assert pickle.loads(pickle.dumps(verify_answer)) is verify_answer  # a worker pool can send it
