@@ -195,6 +195,8 @@ class CollectionMetrics:
         if scored and reward is not None:
             self.reward_sum += reward
             self.rewarded += 1
+        # A verifier that calls a model (an LLM judge) reports what that cost in the row.
+        self._add_usage(row.get("verifier_usage"), into_rows=True)
         response = row.get("response")
         if isinstance(response, dict):
             self._add_usage(response.get("usage"), into_rows=True)
@@ -298,8 +300,9 @@ class CollectionMetrics:
                 "rows_usd": round(self.cost, 10),
                 "failed_attempts_usd": round(self.failed_cost + self.previous_failed_cost, 10),
                 "unpriced_upstream_calls": self.unpriced_calls,
-                "note": "every upstream call that reported a cost: the output's rows, failed rollouts and "
-                "retried attempts; unpriced_upstream_calls were billed but their cost could not be read",
+                "note": "every upstream call that reported a cost: the output's rows (the policy's and a "
+                "verifier's, verifier_usage), failed rollouts and retried attempts; unpriced_upstream_calls were "
+                "billed but their cost could not be read",
             },
             "retries": {"rollouts": dict(self.retries), "upstream": dict(self.upstream_retries)},
             "models": dict(self.models),

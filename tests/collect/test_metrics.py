@@ -212,3 +212,10 @@ def test_the_cost_counts_failed_attempts_retries_and_unpriced_calls():
     assert doc["cost"]["unpriced_upstream_calls"] == 1
     assert doc["tokens"] == {"input": 14, "output": 2}
     assert doc["retries"] == {"rollouts": {"bad_gateway": 1}, "upstream": {"rate_limit": 2, "server": 5}}
+
+
+def test_a_verifiers_own_model_calls_count_in_the_cost():
+    m = CollectionMetrics()
+    m.add_row(row(0, response={"usage": {"cost": 0.5}}, verifier_usage={"input_tokens": 7, "cost": 0.125}))
+    doc = summary(m)
+    assert doc["cost_usd"] == 0.625 and doc["tokens"]["input"] == 7
