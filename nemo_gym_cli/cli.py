@@ -21,7 +21,7 @@ Arguments are Hydra overrides: +key=value, ++key=value, key=value, ~key; lists a
 "+config_paths=[a.yaml,b.yaml]"; nested keys as +a.b=c.
 
 \b
-Keys:
+Keys (ng_run has only these; each server's keys are in its config, see its README):
   config_paths        YAML files to compose (followed recursively). Required.
   head_server.host    head server host (default 127.0.0.1)
   head_server.port    head server port (default 11000)
@@ -34,34 +34,50 @@ Example (offline, no API key):
 
 COLLECT_HELP = """Run tasks from an input JSONL through an agent; write scored rollouts to JSONL.
 
-Arguments are Hydra overrides (+key=value). Uses the servers of a running ng_run; given
-+config_paths and no running head server, starts them itself and stops them at the end.
+Arguments are Hydra overrides (+key=value). Given +config_paths, starts its own servers on
+free ports and stops them at the end; without, uses the servers of a running ng_run (or
+NeMo Gym) head server.
 
 \b
 Keys (default):
-  agent_name               agent instance to use; rows may name their own in agent_ref.name
   input_jsonl_fpath        tasks, one JSON object per line (required)
-  output_jsonl_fpath       output rows (default results/<input stem>_rollouts.jsonl)
-  limit                    first N tasks only (default: all)
-  concurrency              rollouts in flight (default 10; alias num_samples_in_parallel)
-  num_repeats              rollouts per task (default 1)
-  responses_create_params  merged into every row's responses_create_params (default {})
+  output_jsonl_fpath       output rows (results/<input stem>_rollouts.jsonl)
+  agent_name               agent instance; rows may name their own in agent_ref.name (the only agent)
+  limit                    first N tasks only (all)
+  concurrency              rollouts in flight, per variant (10)
+  num_samples_in_parallel  NeMo Gym's name for concurrency
+  num_repeats              rollouts per task (1)
+  num_repeats_add_seed     NeMo Gym's: responses_create_params.seed = the rollout index (false)
+  responses_create_params  merged into every row's responses_create_params ({})
+  models                   a sweep: one variant per model, "+models=[a/x,b/y]" (none)
+  variants                 a sweep in YAML: [{name, model, responses_create_params, provider,
+                           concurrency}] (none)
   resume                   continue an existing output, skipping rows already there (false)
-  max_attempts             attempts per rollout before it is a failure (default 3)
-  max_failures             failed rollouts allowed before exit code 1 (default 0)
-  min_mean_reward          exit 1 when the mean reward is lower (default: no gate)
-  pass_threshold           reward that counts as a pass for pass@k (default 1.0)
-  rollout_timeout_s        timeout of one rollout (default 3600)
+  resume_from_cache        NeMo Gym's name for resume (false)
+  max_attempts             attempts per rollout before it is a failure (3)
+  max_failures             failed rollouts allowed before exit code 1 (0)
+  min_mean_reward          exit 1 when the mean reward (failures count 0) is lower (no gate)
+  gate_on                  the mean that gate checks: all or succeeded (all)
+  pass_threshold           reward that counts as a pass for pass@k (1.0)
+  rollout_timeout_s        timeout of one rollout (3600)
   progress_interval_s      seconds between progress lines when not on a terminal (10)
-  config_paths             YAML files: start the servers if no head server runs
+  circuit_breaker          stop after this many rollouts in a row failed because of the
+                           model provider; 0: never (20)
+  max_cost_usd             stop when the cost the provider reports reaches this (no limit)
+  dry_run                  estimate tokens and cost from a pilot of a few rows, then exit (false)
+  dry_run_rows             pilot rollouts per variant of dry_run (3)
+  materialize_inputs       write <stem>_materialized_inputs.jsonl (NeMo Gym's reward
+                           profiling reads it) (true)
+  config_paths             YAML files: start these servers for this run
   head_server.host/.port   where the running head server is (127.0.0.1:11000)
 \b
-Writes <output stem>_metrics.json and, for failed rollouts, <output stem>_failures.jsonl.
+Writes <stem>_metrics.json (figures and the run record), <stem>_failures.jsonl (failed
+rollouts) and, for a sweep, <output stem>/<variant>.jsonl each and sweep.json.
 \b
 Example:
-  ng_collect_rollouts +agent_name=simple_weather_simple_agent \\
+  ng_collect_rollouts "+config_paths=[configs/offline.yaml]" +agent_name=simple_weather_simple_agent \\
     +input_jsonl_fpath=resources_servers/simple_weather/data/example.jsonl \\
-    +output_jsonl_fpath=results/example_rollouts.jsonl +limit=100 +concurrency=10
+    +output_jsonl_fpath=results/help_example.jsonl +concurrency=10
 """
 
 MODELS_HELP = """List the models the configured upstream offers: context length, price, tool support.

@@ -84,7 +84,9 @@ class Interrupted(NemoGymError):
 
 
 class InputError(NemoGymError):
-    """An input row, request body or file is unusable."""
+    """An input row, request body or file is unusable (a usage error for the CLI)."""
+
+    exit_code = 2
 
 
 class HTTPError(NemoGymError):

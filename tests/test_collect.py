@@ -256,7 +256,7 @@ def test_an_existing_output_is_refused_untouched_and_resume_retries_the_failed_r
     files = [out, out.with_name("out_metrics.json"), out.with_name("out_failures.jsonl")]
     before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in files]
     refused = collect(servers, inp, out, "+max_attempts=2")
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # a usage error
     assert "already exists" in refused.stderr and "+resume=true" in refused.stderr
     assert [(p.read_bytes(), p.stat().st_mtime_ns) for p in files] == before
 

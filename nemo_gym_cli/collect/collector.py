@@ -247,7 +247,12 @@ class Collector:
                 # Stopping: workers take no new job. After the budget or a failing provider,
                 # in-flight rollouts finish (their cost is real and counts); after Ctrl-C or a
                 # dead server they get a moment, then are cancelled (a resume redoes them).
-                grace = None if self.stopped is not None and self.fatal is None else INTERRUPT_GRACE_S
+                if self.fatal is not None:
+                    grace: float | None = 0.0  # a server is gone: in-flight rollouts cannot finish
+                elif self.stopped is not None:
+                    grace = None
+                else:
+                    grace = INTERRUPT_GRACE_S
                 await asyncio.wait([all_done], timeout=grace)
                 for task in tasks:
                     task.cancel()

@@ -4,8 +4,9 @@ The ``run`` record of ``<stem>_metrics.json``: the toolkit version, start and en
 the servers came from (started for this run, or a running head server), the agent, the
 model asked for, the input (path, SHA-256, rows), the options, the sampling parameters
 merged into every row, and the resolved config with every secret redacted (plus a
-fingerprint of it). It is written when the run starts and again when it ends, so a run
-killed outright still says what it was.
+fingerprint of what defines the experiment: the agent's, its environment's and its model's
+config). It is written when the run starts and again when it ends, so a run killed outright
+still says what it was.
 
 ``check_resume`` compares the record of the run being resumed with this one's and refuses
 (naming each difference) when the rows would not be of the same experiment: another model,
@@ -63,6 +64,30 @@ def requested_model(config: GlobalConfig, agent: str | None, variant: Variant | 
     return model if isinstance(model, str) else None
 
 
+#: The model server keys that change what the model answers (not how it is reached or retried).
+_MODEL_KEYS = ("openai_base_url", "openai_model", "upstream_api", "extra_body", "fallback_models")
+
+
+def experiment(config: GlobalConfig, agent: str | None) -> dict[str, Any]:
+    """What defines the experiment a run's rows belong to: the agent's config, its
+    environment's, and what its model server asks the provider for (not timeouts, retries
+    or fault injection: a resume after fixing those continues the same experiment)."""
+    inst = config.instances.get(agent or "")
+    if inst is None:
+        return {}
+    out: dict[str, Any] = {"agent": redact(inst.fields)}
+    for role in ("resources_server", "model_server"):
+        ref = inst.fields.get(role)
+        target = config.instances.get(ref.get("name", "")) if isinstance(ref, dict) else None
+        if target is None:
+            continue
+        fields = target.fields
+        if role == "model_server":
+            fields = {k: v for k, v in fields.items() if k in _MODEL_KEYS}
+        out[role] = {"implementation": target.implementation, **redact(fields)}
+    return out
+
+
 def _config(config: GlobalConfig) -> dict[str, Any]:
     """The resolved config, secrets redacted, without what changes per run (ports)."""
     instances = {
@@ -84,6 +109,7 @@ def run_record(
     started_at: str,
 ) -> dict[str, Any]:
     resolved = _config(config)
+    defining = experiment(config, opts.agent_name)
     params = dict(opts.responses_create_params)
     if variant is not None:
         params.update(variant.params())
@@ -103,7 +129,7 @@ def run_record(
         "responses_create_params": redact(params),
         "options": redact(opts.model_dump(mode="json", exclude={"variants", "models"})),
         "config": resolved,
-        "config_sha256": hashlib.sha256(dumps(resolved)).hexdigest() if config.instances else None,
+        "config_sha256": hashlib.sha256(dumps(defining)).hexdigest() if defining else None,
     }
 
 

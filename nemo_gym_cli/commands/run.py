@@ -10,6 +10,7 @@ from nemo_gym_cli.commands.options import ALL_OPTIONS, RUN_OPTIONS
 from nemo_gym_cli.config import GlobalConfig, load_config
 from nemo_gym_cli.errors import ConfigError
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
+from nemo_gym_cli.process.limits import raise_open_file_limit
 from nemo_gym_cli.process.supervisor import Supervisor, stop_on_signals
 
 __all__ = ["head_socket", "run"]
@@ -64,6 +65,7 @@ async def _run(config: GlobalConfig, forkserver: ForkServer | None) -> int:
 
 def run(args: list[str]) -> int:
     """Compose the config from ``args`` (Hydra overrides) and run its servers until stopped."""
+    raise_open_file_limit()  # before the fork server starts: the servers inherit the limit
     # The fork server imports the servers' frameworks while we compose the config.
     forkserver = ForkServer() if fork_supported() else None
     try:

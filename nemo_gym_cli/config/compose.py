@@ -89,6 +89,8 @@ def parse_overrides(args: list[str]) -> tuple[DictConfig, list[str]]:
                 '(lists as "+key=[a,b]", nested keys as +a.b=c)'
             ) from None
         key = override.key_or_group
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"command-line argument {arg!r} is not an override: it names no key; write +key=value")
         if override.type == OverrideType.DEL:
             if override.value() is not None or "=" in arg:
                 raise ConfigError(f"command-line argument {arg!r}: ~key deletes a key and takes no value; write ~{key}")

@@ -274,6 +274,8 @@ def _child(
         from nemo_gym_cli.server.serve import serve
 
         serve(payload, listen_fd, lifeline)
+    except SystemExit as exc:  # serve's way of saying why it could not start
+        os._exit(exc.code if isinstance(exc.code, int) else 1)
     except BaseException:
         import traceback
 

@@ -130,6 +130,7 @@ class Supervisor:
         self.urls: dict[str, str] = {}
         self._write = write or (lambda line: print(line, flush=True))
         self._forkserver = forkserver  # ours from now on: closed by stop()
+        self._stopping = False
         self._table: tuple[dict[str, Any], ...] = ()
 
     # ------------------------------------------------------------------ lifecycle
@@ -210,7 +211,10 @@ class Supervisor:
                 return
             line = raw.decode("utf-8", "replace").rstrip()
             child.tail.append(line)
-            self._write(prefix + line)
+            # Not shown: why a server could not start (we report it, once), and what servers
+            # say while being stopped (retries towards a dead dependency, cancelled requests).
+            if not line.startswith("error: ") and not self._stopping:
+                self._write(prefix + line)
 
     async def wait_ready(self, *, timeout: float = 60.0, stop_event: asyncio.Event | None = None) -> None:
         """Wait until every child's ``/health`` answers 200; stop them all on failure."""
@@ -292,6 +296,7 @@ class Supervisor:
 
     async def stop(self, *, grace: float = 5.0) -> None:
         """SIGTERM every child, wait up to ``grace`` seconds, then SIGKILL what is left."""
+        self._stopping = True
         alive = [c for c in self.children.values() if c.process.returncode is None]
         for child in alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):

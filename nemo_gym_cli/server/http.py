@@ -21,6 +21,7 @@ ASGI response object (a Starlette ``Response``, e.g. ``StreamingResponse`` for S
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -240,6 +241,14 @@ class Router:
                 result = await handler(request)
         except ClientGone:
             return  # nobody to answer
+        except asyncio.CancelledError:
+            # The server is shutting down and gave up waiting for this request: answer that
+            # (the caller may retry elsewhere) instead of a traceback of the cancellation.
+            with contextlib.suppress(Exception):
+                error = HTTPError(503, f"{self.server.describe()} is shutting down", type="unavailable")
+                status, body = envelope(error)
+                await _send_json(send, status, dumps(body), [])
+            return
         except Exception as exc:  # every failure, one envelope
             status, body = envelope(exc)
             if status >= 500 and not isinstance(exc, NemoGymError):

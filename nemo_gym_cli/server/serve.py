@@ -152,7 +152,7 @@ async def _serve(server: Any, fd: int | None, lifeline: int | None) -> int:
         lifespan="off",
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=1,
         backlog=4096,
     )
     userver = uvicorn.Server(config)

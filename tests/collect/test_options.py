@@ -53,3 +53,10 @@ def test_models_make_one_variant_each_with_its_own_output_file():
         "openrouter_b__y": "results/sweep/openrouter_b__y.jsonl",
     }
     assert opts.sweep()[1].params() == {"model": "openrouter:b/y"}
+
+
+def test_the_help_lists_every_key_of_the_options_model():
+    from nemo_gym_cli.cli import COLLECT_HELP
+
+    listed = {line.split()[0] for line in COLLECT_HELP.splitlines() if line.startswith("  ") and line.split()}
+    assert set(CollectOptions.model_fields) <= listed
