@@ -22,21 +22,24 @@ import asyncio
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nemo_gym_cli.collect.collector import Collector, Lane
 from nemo_gym_cli.collect.discovery import discover
+from nemo_gym_cli.collect.estimate import Estimate, estimate, format_estimates
 from nemo_gym_cli.collect.files import count_tasks, metrics_path, read_tasks
 from nemo_gym_cli.collect.metrics import Progress, format_summary
 from nemo_gym_cli.collect.options import CollectOptions
 from nemo_gym_cli.collect.record import check_resume, input_digest, now, run_record
 from nemo_gym_cli.commands.options import ALL_OPTIONS, COLLECT_OPTIONS
-from nemo_gym_cli.config import GlobalConfig, load_config
-from nemo_gym_cli.errors import ConfigError, InputError, ServerError
+from nemo_gym_cli.config import GlobalConfig, load_config, substitute_urls
+from nemo_gym_cli.errors import ConfigError, NemoGymError, ServerError
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
 from nemo_gym_cli.process.limits import fd_budget, open_file_limit, raise_open_file_limit
 from nemo_gym_cli.process.supervisor import Supervisor, running_servers, stop_on_signals
+from nemo_gym_cli.providers.catalogue import ModelInfo, fetch_models
+from nemo_gym_cli.providers.upstream import AiohttpWire, Upstream
 from nemo_gym_cli.server.client import open_json_client
 from nemo_gym_cli.server.serve import run_async, tune_gc
 from nemo_gym_cli.wire import dumps, dumps_line, loads
@@ -68,6 +71,8 @@ class Outcome:
     docs: dict[str, dict[str, Any]]  # lane -> metrics document
     code: int
     message: str
+    lanes: list[Lane] = field(default_factory=list)
+    estimates: list[Estimate] | None = None
 
 
 def pool_size(in_flight: int) -> int:
@@ -144,7 +149,30 @@ def _previous_record(lane: Lane) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def _pilot(opts: CollectOptions) -> CollectOptions:
+    """The options of a ``+dry_run`` pilot: a few rows per variant, into their own files."""
+    out = opts.output_path
+    pilot = opts.model_copy(
+        update={
+            "output_jsonl_fpath": str(out.with_name(out.stem + "_dry_run.jsonl")),
+            "limit": min(opts.dry_run_rows, opts.limit) if opts.limit is not None else opts.dry_run_rows,
+            "num_repeats": 1,
+            "resume": False,
+            "resume_from_cache": False,
+            "max_cost_usd": None,
+            "materialize_inputs": False,
+        }
+    )
+    for path in pilot.outputs().values():
+        for stale in (path, metrics_path(path), path.with_name(path.stem + "_failures.jsonl")):
+            stale.unlink(missing_ok=True)
+    return pilot
+
+
 async def _collect(config: GlobalConfig, opts: CollectOptions, forkserver: ForkServer | None) -> Outcome:
+    full = opts
+    if opts.dry_run:
+        opts = _pilot(opts)
     opts.check_paths()
     num_tasks = count_tasks(opts.input_path, opts.limit)
     digest = input_digest(opts.input_path)
@@ -161,7 +189,10 @@ async def _collect(config: GlobalConfig, opts: CollectOptions, forkserver: ForkS
                 )
             agents, where = found
             print_err(f"using the servers of {where}")
-            return await _collect_with(config, opts, agents, where, num_tasks, digest, stop_event, _HINT_HEAD)
+            outcome = await _collect_with(config, opts, agents, where, num_tasks, digest, stop_event, _HINT_HEAD)
+            if full.dry_run:
+                outcome.estimates = await _estimates(full, config, outcome, {})
+            return outcome
         # config_paths given: our own servers on free ports, never someone else's.
         servers = running_servers(config, stop_event=stop_event, write=print_err, forkserver=forkserver)
         async with servers as supervisor:
@@ -171,9 +202,45 @@ async def _collect(config: GlobalConfig, opts: CollectOptions, forkserver: ForkS
                 if inst.server_type == "responses_api_agents"
             }
             where = "servers started for this run"
-            return await _collect_with(
+            outcome = await _collect_with(
                 config, opts, agents, where, num_tasks, digest, stop_event, _HINT_ONE_COMMAND, supervisor
             )
+            if full.dry_run:
+                outcome.estimates = await _estimates(full, config, outcome, supervisor.urls)
+            return outcome
+
+
+async def _estimates(
+    opts: CollectOptions, config: GlobalConfig, outcome: Outcome, urls: dict[str, str]
+) -> list[Estimate]:
+    """The pilot's figures extrapolated to the whole run, per variant."""
+    rollouts = count_tasks(opts.input_path, opts.limit) * opts.num_repeats
+    catalogue = await _catalogue(config, opts.agent_name, urls)
+    estimates = []
+    for lane in outcome.lanes:
+        model = lane.variant.model if lane.variant is not None else None
+        model = model or outcome.docs[lane.name]["run"].get("requested_model")
+        estimates.append(estimate(lane.name, model, lane.metrics, rollouts, catalogue))
+    return estimates
+
+
+async def _catalogue(config: GlobalConfig, agent: str | None, urls: dict[str, str]) -> list[ModelInfo]:
+    """The upstream's ``/models`` (prices), when the config says which upstream; else none."""
+    inst = config.instances.get(agent or "")
+    ref = inst.fields.get("model_server") if inst else None
+    target = config.instances.get(ref.get("name", "")) if isinstance(ref, dict) else None
+    if target is None or "openai_base_url" not in target.fields:
+        return []
+    fields = substitute_urls(target.fields, urls, target.where)
+    upstream = Upstream(str(fields["openai_base_url"]), str(fields.get("openai_api_key") or ""), "")
+    headers = {str(k): str(v) for k, v in (fields.get("default_headers") or {}).items()}
+    try:
+        async with AiohttpWire.open(pool_size=2, connect_timeout_s=10.0, read_timeout_s=30.0) as wire:
+            entries = await fetch_models(wire, upstream, headers=headers)
+    except NemoGymError as exc:
+        print_err(f"note: no catalogue prices ({exc})")
+        return []
+    return [ModelInfo.parse(e) for e in entries]
 
 
 async def _collect_with(
@@ -258,7 +325,7 @@ async def _collect_with(
     if collector.fatal is not None:
         raise collector.fatal
     code, message = _gates(docs, opts, collector)
-    return Outcome(docs, code, message)
+    return Outcome(docs, code, message, lanes)
 
 
 def _write_metrics(lane: Lane, doc: dict[str, Any]) -> None:
@@ -336,8 +403,6 @@ def collect(args: list[str]) -> int:
     try:
         config = load_config(args, command=COLLECT_OPTIONS, everywhere=ALL_OPTIONS)
         opts = CollectOptions.from_config(config.options)
-        if opts.dry_run:
-            raise InputError("+dry_run is not available yet")
     except BaseException:
         if forkserver is not None:
             forkserver.close()
@@ -347,6 +412,11 @@ def collect(args: list[str]) -> int:
         forkserver = None
     tune_gc()
     outcome = run_async(_collect(config, opts, forkserver))
+    if outcome.estimates is not None:
+        print(format_estimates(outcome.estimates))
+        pilots = ", ".join(doc["output"] for doc in outcome.docs.values())
+        print(f"dry run: nothing written to the output; the pilot's rows are in {pilots}")
+        return 0 if not any(doc.get("error") for doc in outcome.docs.values()) else 1
     for name, doc in outcome.docs.items():
         if name:
             print(f"== {name} ({doc['run'].get('requested_model') or 'the config model'})")
