@@ -72,7 +72,7 @@ def config_error(
     value of a key whose name suggests a secret), and the closest known key."""
     problems = []
     for err in exc.errors(include_url=False):
-        loc = [str(p) for p in err["loc"]]
+        loc = [_part(p) for p in err["loc"]]
         for i in range(1, len(loc)):  # a dict of secrets keyed by the secret (reject_keys)
             if _SECRET.search(loc[i - 1]):
                 loc[i] = "<key>"
@@ -122,6 +122,12 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+def _part(part: Any) -> str:
+    """A key of a location as shown: as is when plain, else quoted (a key may hold a newline)."""
+    text = str(part)
+    return text if text and text.isprintable() and text.strip() == text else repr(text)
 
 
 def _clip(value: Any, limit: int = 80) -> str:
