@@ -326,3 +326,45 @@ def test_resuming_with_another_agent_config_is_refused(tmp_path):
     assert collect(out, "+limit=2").returncode == 0
     line = one_line_usage_error(collect(out, "+limit=2", "+resume=true", f"{AGENT_KEY}.max_steps=2"))
     assert "config_sha256:" in line
+
+
+# --------------------------------------------------------------------------- budgets (issue 11)
+
+
+def test_max_cost_usd_stops_within_one_in_flight_batch_of_the_limit_and_resume_completes(tmp_path):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(Path(EXAMPLE).read_text() * 40)  # 200 tasks
+    out = tmp_path / "out.jsonl"
+    limit, concurrency = 0.001, 4
+    result = collect(out, f"+max_cost_usd={limit}", f"+concurrency={concurrency}", inp=str(inp))
+    assert result.returncode == 1, result.stderr
+    assert "the budget is spent" in result.stderr and "+resume=true" in result.stderr
+    m = metrics_of(out)
+    assert m["status"] == "stopped"
+    per_rollout = max(r["response"]["usage"]["cost"] for r in rows_of(out))
+    assert limit - per_rollout <= m["cost_usd"] <= limit + concurrency * per_rollout
+    assert m["succeeded"] < 200
+    resumed = collect(out, "+resume=true", "+max_cost_usd=1", f"+concurrency={concurrency}", inp=str(inp))
+    assert resumed.returncode == 0, resumed.stderr
+    assert (
+        len(rows_of(out)) == 200 and len({(r["_ng_task_index"], r["_ng_rollout_index"]) for r in rows_of(out)}) == 200
+    )
+
+
+def test_a_dry_run_estimates_each_variant_from_a_pilot_and_writes_no_output(tmp_path):
+    out = tmp_path / "sweep.jsonl"
+    result = collect(
+        out,
+        "+dry_run=true",
+        "+dry_run_rows=2",
+        "+num_repeats=4",
+        "+models=[emulator/scripted-tool-caller,anthropic/claude-3.5-sonnet]",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "emulator__scripted-tool-caller" in result.stdout and "anthropic__claude-3.5-sonnet" in result.stdout
+    assert "ROLLOUTS" in result.stdout and " 20 " in result.stdout  # 5 tasks x 4 repeats
+    assert not out.exists() and not out.with_suffix("").exists()
+    assert sorted(p.name for p in (tmp_path / "sweep_dry_run").glob("*.jsonl")) == [
+        "anthropic__claude-3.5-sonnet.jsonl",
+        "emulator__scripted-tool-caller.jsonl",
+    ]
