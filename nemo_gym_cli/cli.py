@@ -184,6 +184,17 @@ def report_command(overrides: list[str] | None = _OVERRIDES) -> None:
 
 
 @app.command(
+    "init", help="Scaffold a new environment or agent in the working directory (ng init resources_server my_env)."
+)
+def init_command(
+    kind: str = typer.Argument(help="resources_server or agent"), name: str = typer.Argument(help="e.g. my_env")
+) -> None:
+    from nemo_gym_cli.commands.init import run
+
+    _guarded(lambda _: run(kind, name), None)
+
+
+@app.command(
     "emulator",
     help="Start the local OpenRouter-compatible provider emulator (see ng_emulator --help).",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

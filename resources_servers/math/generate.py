@@ -9,7 +9,10 @@ an integer (``-12``), a terminating decimal (``8.75``), a reduced fraction (``19
 (``-4, 1``, which math-verify reads as a set).
 
 Each row carries an emulator script: one turn whose text is a short worked solution ending
-with ``\\boxed{<answer>}``, so the offline emulator scores 1. Same ``--seed``, same file.
+with ``\\boxed{<answer>}``, so the offline emulator scores 1, and whose ``"wrong"`` variant
+makes a mistake people and models really make on that kind of problem (the cost instead of
+the change, the two times averaged, a sign dropped...), so an emulated model with
+``accuracy`` below 1 gives plausible wrong answers that score 0. Same ``--seed``, same file.
 Writes ``data/generated_<n>.jsonl`` beside this file (git-ignored) unless ``-o`` is given;
 ``data/problems.jsonl`` is ``-n 240 --seed 0``.
 """
@@ -19,10 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 SYSTEM_PROMPT = (
     "Solve the math problem. Reason step by step, then give the final answer on the last line "
@@ -42,12 +46,29 @@ ITEMS = [
     ("scarf", "scarves"),
 ]
 
-Problem = tuple[str, str, str, str]  # (problem text, canonical answer, subject, worked solution)
+
+class Problem(NamedTuple):
+    text: str  # the problem as the user asks it
+    answer: str  # the canonical exact answer
+    subject: str
+    steps: str  # a short worked solution
+    wrong: str  # the answer of a typical mistake ("" when the mistake happens to be right)
+    slip: str  # the worked solution of that mistake
 
 
-def script_for(answer_text: str) -> str:
-    """The emulator script of a one-turn answer: a JSON list of turns, here ``[{"text": ...}]``."""
-    return json.dumps([{"text": answer_text}])
+def script_for(answer_text: str, wrong_text: str | None = None) -> str:
+    """The emulator script of a one-turn answer: a JSON list of turns, ``[{"text": ...}]``,
+    with ``"wrong": {"text": ...}`` (what a model answers on a task it gets wrong) if given."""
+    turn: dict[str, Any] = {"text": answer_text}
+    if wrong_text is not None:
+        turn["wrong"] = {"text": wrong_text}
+    return json.dumps([turn])
+
+
+def off_by_one(answer: str) -> str:
+    """The answer with its last number changed by one: ``(3, 2)`` -> ``(3, 3)``."""
+    digits = list(re.finditer(r"\d+", answer))[-1]
+    return f"{answer[: digits.start()]}{int(digits.group()) + 1}{answer[digits.end() :]}"
 
 
 def number(value: Fraction | int) -> str:
@@ -87,6 +108,15 @@ def money(cents: int) -> str:
     return f"${cents // 100}.{cents % 100:02d}"
 
 
+def problem(text: str, answer: str, subject: str, steps: str, wrong: str, slip: str) -> Problem:
+    """A problem whose typical mistake is ``wrong`` (reached by ``slip``); where that mistake
+    happens to give the right answer (canonical forms: equal values are equal strings), a
+    slip in the last digit instead."""
+    if wrong == answer:
+        wrong, slip = off_by_one(answer), steps
+    return Problem(text, answer, subject, steps, wrong, slip)
+
+
 # --- arithmetic --------------------------------------------------------------------------
 
 
@@ -103,7 +133,8 @@ def shopping_total(rng: random.Random) -> Problem:
     )
     answer = number(Fraction(total, 100))
     steps = f"{q1} x {money(p1)} = {money(q1 * p1)} and {q2} x {money(p2)} = {money(q2 * p2)}; together {money(total)}."
-    return text, answer, "arithmetic", steps
+    slip = f"{q1} x {money(p1)} = {money(q1 * p1)}, plus {money(p2)}: {money(q1 * p1 + p2)}."  # one of the second item
+    return problem(text, answer, "arithmetic", steps, number(Fraction(q1 * p1 + p2, 100)), slip)
 
 
 def change_due(rng: random.Random) -> Problem:
@@ -117,7 +148,8 @@ def change_due(rng: random.Random) -> Problem:
         f"How many dollars of change does {name} get?"
     )
     steps = f"The {many} cost {money(cost)}; {money(bill)} - {money(cost)} = {money(bill - cost)}."
-    return text, number(Fraction(bill - cost, 100)), "arithmetic", steps
+    slip = f"{q} x {money(price)} = {money(cost)}."  # the cost, not the change
+    return problem(text, number(Fraction(bill - cost, 100)), "arithmetic", steps, number(Fraction(cost, 100)), slip)
 
 
 def unit_price(rng: random.Random) -> Problem:
@@ -125,7 +157,10 @@ def unit_price(rng: random.Random) -> Problem:
     n, m, unit = rng.randint(3, 8), rng.randint(2, 15), rng.randrange(25, 700, 5)
     text = f"{n} {many} cost {money(n * unit)}. At the same price per {one}, how many dollars do {m} {many} cost?"
     steps = f"One {one} costs {money(n * unit)} / {n} = {money(unit)}, so {m} cost {money(m * unit)}."
-    return text, number(Fraction(m * unit, 100)), "arithmetic", steps
+    slip = f"{m} x {money(n * unit)} = {money(m * n * unit)}."  # the price of n taken as the unit price
+    return problem(
+        text, number(Fraction(m * unit, 100)), "arithmetic", steps, number(Fraction(m * n * unit, 100)), slip
+    )
 
 
 def fraction_arithmetic(rng: random.Random) -> Problem:
@@ -135,7 +170,11 @@ def fraction_arithmetic(rng: random.Random) -> Problem:
     x, y = Fraction(a, b), Fraction(c, d)
     value = {"+": x + y, "-": x - y, "\\times": x * y, "\\div": x / y}[op]
     text = f"Compute $\\frac{{{a}}}{{{b}}} {op} \\frac{{{c}}}{{{d}}}$ and give the result as a reduced fraction."
-    return text, fraction(value), "arithmetic", f"Over a common denominator the result is {fraction(value)}."
+    # Numerators and denominators combined separately; division done as multiplication.
+    slipped = {"+": Fraction(a + c, b + d), "-": Fraction(a - c, b + d), "\\times": x / y, "\\div": x * y}[op]
+    slip = f"Combining the numerators and the denominators gives {fraction(slipped)}."
+    steps = f"Over a common denominator the result is {fraction(value)}."
+    return problem(text, fraction(value), "arithmetic", steps, fraction(slipped), slip)
 
 
 def missing_score(rng: random.Random) -> Problem:
@@ -153,7 +192,8 @@ def missing_score(rng: random.Random) -> Problem:
         f"on the next test for the average of all {k + 1} tests to be exactly {average}?"
     )
     steps = f"The {k + 1} scores must add up to {k + 1} x {average} = {total}; {total} - {sum(scores)} = {missing}."
-    return text, str(missing), "arithmetic", steps
+    slip = f"To average {average}, the next score should be {average}."  # the target average itself
+    return problem(text, str(missing), "arithmetic", steps, str(average), slip)
 
 
 # --- rates, ages, percentages ------------------------------------------------------------
@@ -169,7 +209,9 @@ def distance_rate(rng: random.Random) -> Problem:
     )
     value = Fraction(speed) * t2
     steps = f"The speed is {speed * t1} / {t1} = {speed} km/h; {speed} x {number(Fraction(t2))} = {number(value)}."
-    return text, number(value), "rates", steps
+    slipped = Fraction(speed * t1) * t2  # the distance taken as the speed
+    slip = f"{speed * t1} x {number(Fraction(t2))} = {number(slipped)}."
+    return problem(text, number(value), "rates", steps, number(slipped), slip)
 
 
 def work_together(rng: random.Random) -> Problem:
@@ -183,7 +225,9 @@ def work_together(rng: random.Random) -> Problem:
     )
     per_hour = fraction(Fraction(a + b, a * b))
     steps = f"Together they do 1/{a} + 1/{b} = {per_hour} of the job per hour, so {fraction(value)} hours."
-    return text, fraction(value), "rates", steps
+    slipped = Fraction(a + b, 2)  # the two times averaged
+    slip = f"On average one of them takes ({a} + {b}) / 2 = {fraction(slipped)} hours."
+    return problem(text, fraction(value), "rates", steps, fraction(slipped), slip)
 
 
 def ages_multiple(rng: random.Random) -> Problem:
@@ -198,20 +242,32 @@ def ages_multiple(rng: random.Random) -> Problem:
         f"{his} {child_word}. How old is the {child_word} now?"
     )
     steps = f"With age c: {times}c + {years} = 2(c + {years}), so c = {child}."
-    return text, str(child), "algebra", steps
+    slip = f"With age c: {times}c + {years} = 2(c + {years}), so c = {child} and the {parent} is {times * child}."
+    return problem(text, str(child), "algebra", steps, str(times * child), slip)  # the parent's age
 
 
 def ages_sum(rng: random.Random) -> Problem:
     younger, gap = rng.randint(4, 40), rng.randint(1, 15)
     a, b = rng.sample(NAMES, 2)
     text = f"The sum of {a}'s and {b}'s ages is {2 * younger + gap}. {a} is {gap} years older than {b}. How old is {b}?"
-    return text, str(younger), "algebra", f"b + (b + {gap}) = {2 * younger + gap}, so b = {younger}."
+    steps = f"b + (b + {gap}) = {2 * younger + gap}, so b = {younger}."
+    slip = f"b + (b + {gap}) = {2 * younger + gap}, so b = {younger} and the other is {younger + gap}."
+    return problem(text, str(younger), "algebra", steps, str(younger + gap), slip)  # the older one's age
 
 
 def percent_of(rng: random.Random) -> Problem:
     p, n = rng.choice([5, 10, 12, 15, 20, 25, 30, 35, 40, 45, 60, 75, 80]), rng.randrange(20, 900, 4)
     value = Fraction(p * n, 100)
-    return f"What is {p}% of {n}?", number(value), "percentages", f"{p}/100 x {n} = {number(value)}."
+    slipped = Fraction(p * n, 10)  # the decimal point one place off
+    slip = f"{p}/10 x {n} = {number(slipped)}."
+    return problem(
+        f"What is {p}% of {n}?",
+        number(value),
+        "percentages",
+        f"{p}/100 x {n} = {number(value)}.",
+        number(slipped),
+        slip,
+    )
 
 
 def discount(rng: random.Random) -> Problem:
@@ -219,8 +275,10 @@ def discount(rng: random.Random) -> Problem:
     one, _ = rng.choice(ITEMS)
     value = Fraction(price * (100 - p), 100)
     text = f"A {one} that costs ${price} is on sale for {p}% off. What is the sale price in dollars?"
-    steps = f"The discount is {number(Fraction(price * p, 100))}; {price} minus that is {number(value)}."
-    return text, number(value), "percentages", steps
+    off = Fraction(price * p, 100)
+    steps = f"The discount is {number(off)}; {price} minus that is {number(value)}."
+    slip = f"{p}% of {price} is {number(off)}."  # the discount, not the sale price
+    return problem(text, number(value), "percentages", steps, number(off), slip)
 
 
 def percent_change(rng: random.Random) -> Problem:
@@ -232,7 +290,10 @@ def percent_change(rng: random.Random) -> Problem:
     what = rng.choice(["The price of a bike", "A town's population in hundreds", "The number of members of a club"])
     direction = "increase" if up else "decrease"
     text = f"{what} went from {old} to {new}. By what percent did it {direction}? Give the number of percent."
-    return text, str(p), "percentages", f"The change is {abs(new - old)} out of {old}, i.e. {p}%."
+    steps = f"The change is {abs(new - old)} out of {old}, i.e. {p}%."
+    slipped = f"{100 * abs(new - old) / new:.2f}"  # the change taken out of the new value
+    slip = f"The change is {abs(new - old)} out of {new}, about {slipped}%."
+    return problem(text, str(p), "percentages", steps, slipped, slip)
 
 
 # --- algebra -----------------------------------------------------------------------------
@@ -245,7 +306,11 @@ def linear_equation(rng: random.Random) -> Problem:
     d = k + b
     text = f"Solve for $x$: ${poly((a, 'x'), (b, ''))} = {poly((c, 'x'), (d, ''))}$."
     answer = f"x = {fraction(x)}"
-    return text, answer, "algebra", f"Collecting terms, {poly((a - c, 'x'))} = {d - b}, so {answer}."
+    steps = f"Collecting terms, {poly((a - c, 'x'))} = {d - b}, so {answer}."
+    slipped = f"x = {fraction(-x)}"  # a sign lost moving a term across
+    return problem(
+        text, answer, "algebra", steps, slipped, f"Collecting terms, {poly((a - c, 'x'))} = {b - d}, so {slipped}."
+    )
 
 
 def linear_system(rng: random.Random) -> Problem:
@@ -257,7 +322,9 @@ def linear_system(rng: random.Random) -> Problem:
 
     first, second = f"{poly((a, 'x'), (b, 'y'))} = {a * x + b * y}", f"{poly((c, 'x'), (d, 'y'))} = {c * x + d * y}"
     text = f"Solve the system ${first}$ and ${second}$. Give the answer as an ordered pair $(x, y)$."
-    return text, f"({x}, {y})", "algebra", f"Eliminating one variable gives x = {x}, y = {y}."
+    steps = f"Eliminating one variable gives x = {x}, y = {y}."
+    slip = f"Eliminating one variable gives y = {x}, x = {y}."  # the two values swapped
+    return problem(text, f"({x}, {y})", "algebra", steps, f"({y}, {x})", slip)
 
 
 def quadratic(rng: random.Random) -> Problem:
@@ -267,14 +334,18 @@ def quadratic(rng: random.Random) -> Problem:
     text = f"Find all real solutions of ${poly((k, 'x^2'), (b, 'x'), (c, ''))} = 0$. List them separated by commas."
     factors = f"({poly((1, 'x'), (-r1, ''))})({poly((1, 'x'), (-r2, ''))})"
     steps = f"It factors as {'' if k == 1 else k}{factors} = 0, so x = {r1} or x = {r2}."
-    return text, f"{r1}, {r2}", "algebra", steps
+    slip = f"It factors as {'' if k == 1 else k}{factors} = 0, so x = {-r2} or x = {-r1}."  # the roots' signs flipped
+    return problem(text, f"{r1}, {r2}", "algebra", steps, f"{-r2}, {-r1}", slip)
 
 
 def evaluate_polynomial(rng: random.Random) -> Problem:
     a, b, c, x = rng.randint(1, 6), rng.randint(-9, 9), rng.randint(-9, 9), rng.randint(-5, 5)
     value = a * x * x + b * x + c
     text = f"If $f(x) = {poly((a, 'x^2'), (b, 'x'), (c, ''))}$, what is $f({x})$?"
-    return text, str(value), "algebra", f"f({x}) = {a}({x})^2 + ({b})({x}) + ({c}) = {value}."
+    steps = f"f({x}) = {a}({x})^2 + ({b})({x}) + ({c}) = {value}."
+    slipped = -a * x * x + b * x + c  # (-x)^2 read as -x^2
+    slip = f"f({x}) = -{a}({abs(x)})^2 + ({b})({x}) + ({c}) = {slipped}."
+    return problem(text, str(value), "algebra", steps, str(slipped), slip)
 
 
 TEMPLATES: list[Callable[[random.Random], Problem]] = [
@@ -302,15 +373,16 @@ def generate(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
     rng = random.Random(seed)
     for i in range(n):
         template = TEMPLATES[i % len(TEMPLATES)] if i < len(TEMPLATES) else rng.choice(TEMPLATES)
-        text, answer, subject, steps = template(rng)
-        solution = f"{steps}\n\nThe final answer is $\\boxed{{{answer}}}$."
+        p = template(rng)
+        solution = f"{p.steps}\n\nThe final answer is $\\boxed{{{p.answer}}}$."
+        mistake = f"{p.slip}\n\nThe final answer is $\\boxed{{{p.wrong}}}$."
         yield {
             "responses_create_params": {
-                "input": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}],
-                "metadata": {"emulator_script": script_for(solution)},
+                "input": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": p.text}],
+                "metadata": {"emulator_script": script_for(solution, mistake)},
             },
-            "expected_answer": answer,
-            "subject": subject,
+            "expected_answer": p.answer,
+            "subject": p.subject,
             "meta": {"source": "generated", "id": f"gen-{seed}-{i:05d}", "template": template.__name__},
         }
 

@@ -1,10 +1,13 @@
 """Build the mcqa rows from a hand-written question bank: ``python resources_servers/mcqa/generate.py``.
 
 Each question below was written by hand with one right answer and wrong options that are
-plainly wrong; the builder shuffles the options with a seeded generator (so the right
-letter moves around), formats the prompt, and scripts an emulator reply that answers
-correctly in one of the styles models really use (cycling through them). Same ``--seed``,
-same file; ``data/questions.jsonl`` is ``--seed 0``.
+plainly wrong (the first one listed is the most tempting: Sydney for the capital of
+Australia); the builder shuffles the options with a seeded generator (so the right letter
+moves around), formats the prompt, and scripts an emulator reply that answers correctly in
+one of the styles models really use (cycling through them), with a ``"wrong"`` variant in
+the same style choosing the most tempting wrong option (what an emulated model with
+``accuracy`` below 1 answers on the tasks it gets wrong). Same ``--seed``, same file;
+``data/questions.jsonl`` is ``--seed 0``.
 """
 
 # ruff: noqa: E501 - the question bank reads best one question per line
@@ -116,9 +119,13 @@ STYLES = [
 ]
 
 
-def script_for(answer_text: str) -> str:
-    """The emulator script of a one-turn answer: a JSON list of turns, here ``[{"text": ...}]``."""
-    return json.dumps([{"text": answer_text}])
+def script_for(answer_text: str, wrong_text: str | None = None) -> str:
+    """The emulator script of a one-turn answer: a JSON list of turns, ``[{"text": ...}]``,
+    with ``"wrong": {"text": ...}`` (what a model answers on a task it gets wrong) if given."""
+    turn: dict[str, Any] = {"text": answer_text}
+    if wrong_text is not None:
+        turn["wrong"] = {"text": wrong_text}
+    return json.dumps([turn])
 
 
 def prompt(question: str, options: list[str]) -> str:
@@ -135,14 +142,17 @@ def generate(seed: int = 0) -> Iterator[dict[str, Any]]:
         rng.shuffle(options)
         letter = string.ascii_uppercase[options.index(right)]
         wrong_letter = next(string.ascii_uppercase[j] for j, o in enumerate(options) if o != right)
-        reply = STYLES[i % len(STYLES)].format(L=letter, l=letter.lower(), T=right, W=wrong_letter)
+        style = STYLES[i % len(STYLES)]
+        reply = style.format(L=letter, l=letter.lower(), T=right, W=wrong_letter)
+        tempting = string.ascii_uppercase[options.index(wrong[0])]  # the most tempting wrong option
+        mistake = style.format(L=tempting, l=tempting.lower(), T=wrong[0], W=letter)
         yield {
             "responses_create_params": {
                 "input": [
                     {"role": "system", "content": SYSTEM_PROMPT},
                     {"role": "user", "content": prompt(question, options)},
                 ],
-                "metadata": {"emulator_script": script_for(reply)},
+                "metadata": {"emulator_script": script_for(reply, mistake)},
             },
             "options": options,
             "expected_answer": letter,

@@ -27,8 +27,15 @@ def shipped() -> list[dict]:
 
 def scripted_text(row: dict) -> str:
     turns = json.loads(row["responses_create_params"]["metadata"]["emulator_script"])
-    assert len(turns) == 1 and set(turns[0]) == {"text"}
+    assert len(turns) == 1 and set(turns[0]) <= {"text", "wrong"}
     return turns[0]["text"]
+
+
+def scripted_mistake(row: dict) -> str:
+    """The text the script's ``wrong`` variant answers (what a weaker emulated model says)."""
+    (turn,) = json.loads(row["responses_create_params"]["metadata"]["emulator_script"])
+    assert set(turn["wrong"]) == {"text"}
+    return turn["wrong"]["text"]
 
 
 def wrong(answer: str) -> str:
@@ -68,6 +75,18 @@ def test_every_shipped_answer_verifies_against_its_script_and_not_against_a_wron
         assert right["reward"] == 1.0, (row["meta"]["id"], right)
         bad = verify_answer(expected, f"The final answer is $\\boxed{{{wrong(expected)}}}$.")
         assert bad["reward"] == 0.0, (row["meta"]["id"], bad)
+
+
+def test_every_scripted_mistake_is_a_different_answer_that_scores_0() -> None:
+    rows = shipped()
+    typical = 0
+    for row in rows:
+        text = scripted_mistake(row)
+        bad = verify_answer(row["expected_answer"], text)
+        assert bad["reward"] == 0.0 and bad["verdict_reason"] == "not equivalent (boxed)", (row["meta"]["id"], bad)
+        typical += text.split("\n\n")[0] != scripted_text(row).split("\n\n")[0]
+    # Mostly the template's typical mistake; a last-digit slip where that mistake is right.
+    assert typical >= 0.9 * len(rows)
 
 
 @pytest.mark.parametrize(
