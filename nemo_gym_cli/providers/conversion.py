@@ -37,6 +37,8 @@ __all__ = [
     "responses_to_chat_response",
     "complete_response",
     "complete_usage",
+    "usage_as_chat",
+    "usage_as_responses",
 ]
 
 #: The ``include`` entry that asks a Responses API for the output text's logprobs.
@@ -608,6 +610,16 @@ def _convert_usage(usage: Any, source: tuple[str, str], target: tuple[str, str])
         if key not in known and value is not None:
             out[key] = value
     return out
+
+
+def usage_as_responses(usage: dict) -> dict:
+    """A chat completion's ``usage`` in the Responses API's names."""
+    return _convert_usage(usage, _CHAT_USAGE, _RESPONSES_USAGE)
+
+
+def usage_as_chat(usage: dict) -> dict:
+    """A Responses ``usage`` in Chat Completions' names."""
+    return _convert_usage(usage, _RESPONSES_USAGE, _CHAT_USAGE)
 
 
 def _raise_if_error_body(body: dict) -> None:

@@ -40,6 +40,7 @@ from pydantic import Field
 
 from nemo_gym_cli.errors import HTTPError, NemoGymError, ServerError
 from nemo_gym_cli.providers.conversion import complete_response, complete_usage
+from nemo_gym_cli.providers.usage import add_usage
 from nemo_gym_cli.server.base import Server
 from nemo_gym_cli.server.client import JSONClient, cookie_header, open_json_client
 from nemo_gym_cli.server.config import ServerConfig, ServerRef
@@ -138,30 +139,6 @@ def _output(call_id: Any, result: Any) -> dict[str, Any]:
         "id": None,
         "status": "completed",
     }
-
-
-def add_usage(total: dict[str, Any], usage: Any) -> None:
-    """Add a response's ``usage`` into ``total``: counts summed, nested details too; costs
-    (floats) rounded to 1e-12 USD so sums carry no binary-float dust; flags (``is_byok``)
-    or-ed; a key reported as null is kept (null until a number comes)."""
-    if not isinstance(usage, dict):
-        return
-    for key, value in usage.items():
-        if value is None:
-            total.setdefault(key, None)
-        elif isinstance(value, bool):
-            total[key] = bool(total.get(key)) or value
-        elif isinstance(value, int):
-            previous = total.get(key, 0)
-            total[key] = (previous if isinstance(previous, (int, float)) else 0) + value
-        elif isinstance(value, float):
-            previous = total.get(key, 0)
-            total[key] = round((previous if isinstance(previous, (int, float)) else 0) + value, 12)
-        elif isinstance(value, dict):
-            nested = total.get(key)
-            if not isinstance(nested, dict):
-                nested = total[key] = {}
-            add_usage(nested, value)
 
 
 class Agent(Server):
