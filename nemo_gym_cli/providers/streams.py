@@ -284,7 +284,7 @@ def assemble_chat(body: bytes) -> Assembled:
             _add_delta(choices, delta_choice, generation_id)
     if not done:
         raise _cut("data: [DONE]", body, generation_id)
-    out = Assembled(head, object="chat.completion", choices=[_choice(choices[i]) for i in sorted(choices)])
+    out = Assembled(head, object="chat.completion", choices=[_choice(i, choices[i]) for i in sorted(choices)])
     if usage is not None:
         out["usage"] = usage
     out.generation_id = generation_id
@@ -329,7 +329,7 @@ def _add_delta(choices: dict[int, dict[str, Any]], choice: Any, generation_id: s
             raise _stream_error(error, generation_id)
 
 
-def _choice(state: dict[str, Any]) -> dict[str, Any]:
+def _choice(index: int, state: dict[str, Any]) -> dict[str, Any]:
     content = "".join(state["content"])
     message: dict[str, Any] = {"role": state.get("role", "assistant"), "content": content}
     if state["reasoning"]:
@@ -347,7 +347,7 @@ def _choice(state: dict[str, Any]) -> dict[str, Any]:
     if calls:
         message["tool_calls"] = calls
         message["content"] = content or None
-    choice: dict[str, Any] = {"message": message, "finish_reason": state.get("finish_reason")}
+    choice: dict[str, Any] = {"index": index, "message": message, "finish_reason": state.get("finish_reason")}
     choice["logprobs"] = state["logprobs"]
     if "native_finish_reason" in state:
         choice["native_finish_reason"] = state["native_finish_reason"]

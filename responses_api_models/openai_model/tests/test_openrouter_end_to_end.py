@@ -125,3 +125,33 @@ def test_a_rejected_key_stops_ng_run_at_start_up_with_the_message() -> None:
     )
     assert "Traceback" not in output
     assert key not in output
+
+
+def test_no_http_answer_of_any_server_of_ours_carries_the_key() -> None:
+    """A real key-like value, asked for through every route of the stack: the head server's
+    (ours and NeMo Gym's), each server's health, the model server's models and errors, the
+    agent's errors, the emulator's catalogue, key info and stats."""
+    key = distinctive_key()
+    run = NgRun(f"{ADAPTER}.openai_api_key={key}")
+    try:
+        instances = {r["name"]: r["url"] for r in run.wait_ready()}
+        bodies = [httpx.get(run.head_url + path, timeout=10).text for path in HEAD_ROUTES]
+        bodies += [httpx.get(url + "/health", timeout=10).text for url in instances.values()]
+        model, emulator = instances["policy_model"], instances["provider_emulator"]
+        bodies += [
+            httpx.get(model + "/v1/models", timeout=10).text,
+            httpx.post(model + "/v1/responses", json={"input": []}, timeout=10).text,  # a 400
+            httpx.post(model + "/v1/responses", json={"input": "hi", "stream": True}, timeout=10).text,
+            httpx.post(instances["simple_weather_simple_agent"] + "/run", json={"responses_create_params": 1}).text,
+            httpx.get(emulator + "/api/v1/models", timeout=10).text,
+            httpx.get(emulator + "/api/v1/key", headers={"Authorization": f"Bearer {key}"}, timeout=10).text,
+            httpx.get(emulator + "/emulator/stats", timeout=10).text,
+        ]
+    finally:
+        run.stop()
+    assert len(bodies) == len(HEAD_ROUTES) + 4 + 7
+    for body in bodies:
+        assert key not in body and key[-12:] not in body
+
+
+HEAD_ROUTES = ("/instances", "/server_instances", "/global_config_dict_yaml", "/health")
