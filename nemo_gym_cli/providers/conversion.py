@@ -58,6 +58,13 @@ _CHAT_CONVERTED = frozenset(
     + ("response_format", "reasoning_effort", "logprobs")
 )
 _CHAT_ONLY = frozenset(("stream", "stream_options"))
+# The fields of OpenAI's Response model (openai 2.6.1: what NeMo Gym writes in its rows).
+_RESPONSE_FIELDS = frozenset(
+    ("id", "created_at", "error", "incomplete_details", "instructions", "metadata", "model", "object", "output")
+    + ("parallel_tool_calls", "temperature", "tool_choice", "tools", "top_p", "background", "conversation")
+    + ("max_output_tokens", "max_tool_calls", "previous_response_id", "prompt", "prompt_cache_key", "reasoning")
+    + ("safety_identifier", "service_tier", "status", "text", "top_logprobs", "truncation", "usage", "user")
+)
 # Response.service_tier's values in the SDK's model: anything else a provider says is dropped.
 _SERVICE_TIERS = frozenset(("auto", "default", "flex", "scale", "priority"))
 _INCOMPLETE_BY_FINISH = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -330,8 +337,9 @@ def complete_response(response: dict, request: dict | None = None) -> dict:
     take their defaults; ``created_at`` becomes a float and ``usage`` complete. Fields it
     has stay as they are; extra fields (``provider``) too. A new dict; the input is kept."""
     out = dict(response)
-    for key, value in _echo(request or {}).items():
-        out.setdefault(key, value)
+    if not _RESPONSE_FIELDS.issubset(out):  # an answer of ours has them all already
+        for key, value in _echo(request or {}).items():
+            out.setdefault(key, value)
     out.setdefault("object", "response")
     out.setdefault("error", None)
     out.setdefault("incomplete_details", None)
@@ -345,7 +353,20 @@ def complete_response(response: dict, request: dict | None = None) -> dict:
 
 def complete_usage(usage: dict) -> dict:
     """A Responses ``usage`` with every count both SDK versions require (the newest wants
-    ``input_tokens_details.cache_write_tokens``); missing counts are 0, extra keys kept."""
+    ``input_tokens_details.cache_write_tokens``); missing counts are 0, extra keys kept. A new
+    dict, or ``usage`` itself when nothing is missing."""
+    in_details, out_details = usage.get("input_tokens_details"), usage.get("output_tokens_details")
+    if (
+        isinstance(in_details, dict)
+        and "cache_write_tokens" in in_details
+        and "cached_tokens" in in_details
+        and isinstance(out_details, dict)
+        and "reasoning_tokens" in out_details
+        and _is_number(usage.get("total_tokens"))
+        and _is_number(usage.get("input_tokens"))
+        and _is_number(usage.get("output_tokens"))
+    ):
+        return usage  # complete already (every answer of our model servers)
     out = dict(usage)
     for key in ("input_tokens", "output_tokens"):
         if not _is_number(out.get(key)):

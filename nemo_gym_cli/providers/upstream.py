@@ -261,16 +261,21 @@ def _retry_after(resp: Reply, error: Any) -> float | None:
     return None
 
 
-@dataclass
 class Tally:
     """What one request cost beyond its answer: ``retries`` by kind (attempts that failed
     and were tried again), ``unpriced`` (answers billed whose cost could not be read: a
     broken 200 body or a cut stream with a generation id) and ``usage``, summed, of failed
     attempts that reported one (in the upstream API's names)."""
 
-    retries: Counter[str] = field(default_factory=Counter)
-    unpriced: int = 0
-    usage: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("retries", "unpriced", "usage")
+
+    def __init__(self) -> None:
+        self.retries: dict[str, int] = {}
+        self.unpriced = 0
+        self.usage: dict[str, Any] = {}
+
+    def retried(self, kind: str) -> None:
+        self.retries[kind] = self.retries.get(kind, 0) + 1
 
     def extras(self) -> dict[str, Any]:
         """The keys the adapter adds to an answer's ``usage``."""
@@ -414,7 +419,7 @@ class UpstreamClient:
             else:
                 ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
                 delay = random.uniform(0, ceiling)
-            tally.retries[last.kind] += 1
+            tally.retried(last.kind)
             self.retry_log.retry(
                 last.kind,
                 "upstream %s attempt %d/%d failed (%s): %s; retrying in %.2f s%s",
@@ -446,7 +451,6 @@ class UpstreamClient:
         tally: Tally,
     ) -> dict[str, Any]:
         url = f"{upstream.base_url.rstrip('/')}/{path}"
-        shown = f"{upstream.shown_url.rstrip('/')}/{path}"
         if upstream.fallback_models:
             body = {**body, "models": [upstream.model, *upstream.fallback_models]}
         if stream is not None:
@@ -459,7 +463,7 @@ class UpstreamClient:
                 resp = await self.wire.request("POST", url, content=payload, headers=self._headers[index])
             except WireTimeout as exc:
                 error = UpstreamError(
-                    f"{shown} timed out ({exc}); raise read_timeout_s (the longest silence) or "
+                    f"{_shown(upstream, path)} timed out ({exc}); raise read_timeout_s (the longest silence) or "
                     "total_timeout_s (the longest request) if generations are this long",
                     kind="timeout",
                     retryable=True,
@@ -467,7 +471,7 @@ class UpstreamClient:
                 raise _Retry(error) from None
             except WireUnreachable as exc:
                 error = UpstreamError(
-                    f"cannot reach {shown}: {upstream.scrub(str(exc))}",
+                    f"cannot reach {_shown(upstream, path)}: {upstream.scrub(str(exc))}",
                     kind="connection",
                     retryable=True,
                 )
@@ -503,14 +507,15 @@ class UpstreamClient:
             if billed:
                 tally.unpriced += 1
             error = UpstreamError(
-                f"{shown} answered {status} with a body that is not JSON: {upstream.scrub(repr(resp.content[:200]))}",
+                f"{_shown(upstream, path)} answered {status} with a body that is not JSON: "
+                f"{upstream.scrub(repr(resp.content[:200]))}",
                 status=status,
                 kind="bad_response",
                 retryable=True,
             )
         elif status < 400:
             error = UpstreamError(
-                f"{shown} answered {status} with {type(data).__name__}, not an object",
+                f"{_shown(upstream, path)} answered {status} with {type(data).__name__}, not an object",
                 status=status,
                 kind="bad_response",
                 retryable=True,
@@ -522,6 +527,11 @@ class UpstreamClient:
         if not error.retryable:
             raise error
         raise _Retry(error, wait=_retry_after(resp, err), down=status >= 500 and status != 529)
+
+
+def _shown(upstream: Upstream, path: str) -> str:
+    """The URL of ``path`` as messages show it (credentials redacted)."""
+    return f"{upstream.shown_url.rstrip('/')}/{path}"
 
 
 class _Retry(Exception):

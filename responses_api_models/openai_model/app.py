@@ -272,8 +272,8 @@ def _failed_usage(tally: Tally, names: Names) -> dict[str, Any]:
 
 
 def _with_tally(usage: Any, tally: Tally, names: Names) -> dict[str, Any]:
-    """An answer's usage plus what its request cost beyond it."""
-    out = dict(usage) if isinstance(usage, dict) else {}
+    """An answer's usage plus what its request cost beyond it (in place)."""
+    out = usage if isinstance(usage, dict) else {}  # the answer's own, fresh from the conversion
     if tally.usage:
         add_usage(out, names(tally.usage) if names else tally.usage)
     out.update(tally.extras())
