@@ -76,10 +76,15 @@ class Rollout:
         return {SESSION_HEADER: self.session_id, **cookie_header({**self.model_cookies, **self.cookies})}
 
     async def model(self, params: dict[str, Any]) -> dict[str, Any]:
-        """One call to the model server's ``/v1/responses``; its usage joins the rollout's."""
-        answer = await self.agent.client.exchange(
-            "POST", self.agent.model_url, params, headers=cookie_header(self.model_cookies) or None
-        )
+        """One call to the model server's ``/v1/responses``; its usage joins the rollout's
+        (a failed call's too: what its attempts cost, from the error envelope)."""
+        try:
+            answer = await self.agent.client.exchange(
+                "POST", self.agent.model_url, params, headers=cookie_header(self.model_cookies) or None
+            )
+        except ServerError as exc:
+            add_usage(self.usage, exc.usage)
+            raise
         self.model_cookies.update(answer.cookies)
         response = answer.data
         if not isinstance(response, dict) or not isinstance(response.get("output"), list):
