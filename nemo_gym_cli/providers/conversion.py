@@ -65,6 +65,7 @@ _RESPONSE_FIELDS = frozenset(
     + ("max_output_tokens", "max_tool_calls", "previous_response_id", "prompt", "prompt_cache_key", "reasoning")
     + ("safety_identifier", "service_tier", "status", "text", "top_logprobs", "truncation", "usage", "user")
 )
+_TEXT_FORMAT = {"format": {"type": "text"}}  # shared, never changed: serialised as is
 # Response.service_tier's values in the SDK's model: anything else a provider says is dropped.
 _SERVICE_TIERS = frozenset(("auto", "default", "flex", "scale", "priority"))
 _INCOMPLETE_BY_FINISH = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -304,30 +305,31 @@ def chat_to_responses_response(completion: dict, *, request: dict | None = None)
 
 def _echo(request: dict) -> dict[str, Any]:
     """The Response fields that echo the request (the rest of OpenAI's Response model)."""
-    text = request.get("text")
-    tier = request.get("service_tier")
+    get = request.get
+    text = get("text")
+    tier = get("service_tier")
     return {
-        "instructions": request.get("instructions"),
-        "tools": request.get("tools") or [],
-        "tool_choice": request.get("tool_choice") or "auto",
-        "temperature": request.get("temperature"),
-        "top_p": request.get("top_p"),
-        "max_output_tokens": request.get("max_output_tokens"),
-        "parallel_tool_calls": request.get("parallel_tool_calls") is not False,
-        "metadata": request.get("metadata") or {},
+        "instructions": get("instructions"),
+        "tools": get("tools") or [],
+        "tool_choice": get("tool_choice") or "auto",
+        "temperature": get("temperature"),
+        "top_p": get("top_p"),
+        "max_output_tokens": get("max_output_tokens"),
+        "parallel_tool_calls": get("parallel_tool_calls") is not False,
+        "metadata": get("metadata") or {},
         "background": False,  # answered at once, never in the background
         "conversation": None,  # stateless: a conversation is refused
-        "max_tool_calls": request.get("max_tool_calls"),
+        "max_tool_calls": get("max_tool_calls"),
         "previous_response_id": None,  # stateless: refused too
-        "prompt": request.get("prompt"),
-        "prompt_cache_key": request.get("prompt_cache_key"),
-        "reasoning": request.get("reasoning"),
-        "safety_identifier": request.get("safety_identifier"),
+        "prompt": get("prompt"),
+        "prompt_cache_key": get("prompt_cache_key"),
+        "reasoning": get("reasoning"),
+        "safety_identifier": get("safety_identifier"),
         "service_tier": tier if tier in _SERVICE_TIERS else None,
-        "text": text if isinstance(text, dict) and text.get("format") else {"format": {"type": "text"}},
-        "top_logprobs": request.get("top_logprobs"),
-        "truncation": request.get("truncation") or "disabled",
-        "user": request.get("user"),
+        "text": text if isinstance(text, dict) and text.get("format") else _TEXT_FORMAT,
+        "top_logprobs": get("top_logprobs"),
+        "truncation": get("truncation") or "disabled",
+        "user": get("user"),
     }
 
 
@@ -604,33 +606,56 @@ def _convert_usage(usage: Any, source: tuple[str, str], target: tuple[str, str])
     0 (``cached_tokens``, ``cache_write_tokens``, ``reasoning_tokens`` included); OpenRouter's
     ``cost``, ``cost_details`` (with ``upstream_inference_cost``) and ``is_byok`` are kept,
     and so is any other key (the adapter's ``retries``, ``unpriced_calls``)."""
-    usage = usage if isinstance(usage, dict) else {}
+    if not isinstance(usage, dict):
+        usage = {}
     (src_in, src_out), (dst_in, dst_out) = source, target
-    in_details = usage.get(f"{src_in}_details") or {}
-    out_details = usage.get(f"{src_out}_details") or {}
-    prompt, completion = usage.get(src_in) or 0, usage.get(src_out) or 0
-    out: dict[str, Any] = {
-        dst_in: prompt,
-        dst_out: completion,
-        "total_tokens": usage.get("total_tokens") or prompt + completion,
-        f"{dst_in}_details": {
-            **in_details,
-            "cached_tokens": in_details.get("cached_tokens") or 0,
-            "cache_write_tokens": in_details.get("cache_write_tokens") or 0,
-        },
-        f"{dst_out}_details": {**out_details, "reasoning_tokens": out_details.get("reasoning_tokens") or 0},
-    }
-    if usage.get("cost") is not None:
-        out["cost"] = float(usage["cost"])
-        details = usage.get("cost_details")
-        out["cost_details"] = {"upstream_inference_cost": None, **(details if isinstance(details, dict) else {})}
-    elif isinstance(usage.get("cost_details"), dict):
-        out["cost_details"] = usage["cost_details"]
-    known = {src_in, src_out, "total_tokens", f"{src_in}_details", f"{src_out}_details", "cost", "cost_details"}
-    for key, value in usage.items():
-        if key not in known and value is not None:
+    out: dict[str, Any] = {}
+    prompt = completion = 0
+    in_details: Any = None
+    out_details: Any = None
+    cost: Any = None
+    cost_details: Any = None
+    for key, value in usage.items():  # one pass: the names of either API, anything else kept
+        if key == src_in:
+            prompt = value or 0
+        elif key == src_out:
+            completion = value or 0
+        elif key == "total_tokens":
+            out["total_tokens"] = value
+        elif key == _DETAILS[src_in]:
+            in_details = value
+        elif key == _DETAILS[src_out]:
+            out_details = value
+        elif key == "cost":
+            cost = value
+        elif key == "cost_details":
+            cost_details = value
+        elif value is not None:
             out[key] = value
+    out[dst_in] = prompt
+    out[dst_out] = completion
+    if not out.get("total_tokens"):
+        out["total_tokens"] = prompt + completion
+    in_details = in_details if isinstance(in_details, dict) else {}
+    out_details = out_details if isinstance(out_details, dict) else {}
+    out[_DETAILS[dst_in]] = {
+        **in_details,
+        "cached_tokens": in_details.get("cached_tokens") or 0,
+        "cache_write_tokens": in_details.get("cache_write_tokens") or 0,
+    }
+    out[_DETAILS[dst_out]] = {**out_details, "reasoning_tokens": out_details.get("reasoning_tokens") or 0}
+    if cost is not None:
+        out["cost"] = float(cost)
+        out["cost_details"] = {
+            "upstream_inference_cost": None,
+            **(cost_details if isinstance(cost_details, dict) else {}),
+        }
+    elif isinstance(cost_details, dict):
+        out["cost_details"] = cost_details
     return out
+
+
+_DETAILS = {name: f"{name}_details" for name in _CHAT_USAGE + _RESPONSES_USAGE}
 
 
 def usage_as_responses(usage: dict) -> dict:
