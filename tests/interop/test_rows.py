@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,10 +107,15 @@ def test_our_rows_have_every_key_nemo_gym_writes_and_our_extras(our_rows: Path, 
         assert response["provider"] == "Emulator"
 
 
-def test_our_example_tasks_are_valid_nemo_gym_input(tmp_path: Path) -> None:
-    for data in sorted(ROOT.glob("resources_servers/*/data/example.jsonl")):
+def test_our_example_tasks_and_generated_ones_are_valid_nemo_gym_input(tmp_path: Path) -> None:
+    generated = tmp_path / "generated.jsonl"
+    script = ROOT / "resources_servers/simple_weather/generate_tasks.py"
+    subprocess.run([sys.executable, str(script), "-n", "50", "--out", str(generated)], check=True, capture_output=True)
+    files = [*sorted(ROOT.glob("resources_servers/*/data/example.jsonl")), generated]
+    assert len(files) == 3
+    for data in files:
         report = nemo_gym_python(VALIDATE_ROWS, str(data))
-        assert [r["run_request"] for r in report] == [[]] * len(report), data
+        assert report and [r["run_request"] for r in report] == [[]] * len(report), data
 
 
 def test_nemo_gym_reward_profiling_reads_our_rows(our_rows: Path, tmp_path: Path) -> None:
