@@ -14,6 +14,8 @@ Completions; the reverse pair serves ``/v1/chat/completions`` over a Responses u
                                                              ``created_at`` a float, usage
                                                              complete for both SDK versions
 
+Usage objects between the two APIs' names are ``providers.usage``'s.
+
 Pure functions on plain dicts, on the hot path: no I/O, no logging, no pydantic, no deep
 copies (large values such as tool schemas are shared with the input, not copied). Bad
 requests raise ``InputError``; upstream answers that are errors raise ``UpstreamError``.
@@ -27,6 +29,7 @@ from typing import Any
 
 from nemo_gym_cli.errors import InputError, UpstreamError
 from nemo_gym_cli.providers.errors import classify_error, error_object
+from nemo_gym_cli.providers.usage import complete_usage, usage_as_chat, usage_as_responses
 from nemo_gym_cli.wire import dumps
 
 __all__ = [
@@ -36,9 +39,6 @@ __all__ = [
     "responses_to_chat_request",
     "responses_to_chat_response",
     "complete_response",
-    "complete_usage",
-    "usage_as_chat",
-    "usage_as_responses",
 ]
 
 #: The ``include`` entry that asks a Responses API for the output text's logprobs.
@@ -70,9 +70,6 @@ _TEXT_FORMAT = {"format": {"type": "text"}}  # shared, never changed: serialised
 _SERVICE_TIERS = frozenset(("auto", "default", "flex", "scale", "priority"))
 _INCOMPLETE_BY_FINISH = {"length": "max_output_tokens", "content_filter": "content_filter"}
 _FINISH_BY_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
-# The usage counts' names (input, output); each has its "<name>_details" object.
-_CHAT_USAGE = ("prompt_tokens", "completion_tokens")
-_RESPONSES_USAGE = ("input_tokens", "output_tokens")
 
 
 # --- Responses request -> chat request -----------------------------------------------------
@@ -292,7 +289,7 @@ def chat_to_responses_response(completion: dict, *, request: dict | None = None)
         "status": "incomplete" if reason else "completed",
         "incomplete_details": {"reason": reason} if reason else None,
         "error": None,
-        "usage": _convert_usage(completion.get("usage"), _CHAT_USAGE, _RESPONSES_USAGE),
+        "usage": usage_as_responses(completion.get("usage")),
         **_echo(request),
     }
     tier = completion.get("service_tier")
@@ -350,40 +347,6 @@ def complete_response(response: dict, request: dict | None = None) -> dict:
     out["created_at"] = float(created) if _is_number(created) else time.time()
     if isinstance(out.get("usage"), dict):
         out["usage"] = complete_usage(out["usage"])
-    return out
-
-
-def complete_usage(usage: dict) -> dict:
-    """A Responses ``usage`` with every count both SDK versions require (the newest wants
-    ``input_tokens_details.cache_write_tokens``); missing counts are 0, extra keys kept. A new
-    dict, or ``usage`` itself when nothing is missing."""
-    in_details, out_details = usage.get("input_tokens_details"), usage.get("output_tokens_details")
-    if (
-        isinstance(in_details, dict)
-        and "cache_write_tokens" in in_details
-        and "cached_tokens" in in_details
-        and isinstance(out_details, dict)
-        and "reasoning_tokens" in out_details
-        and _is_number(usage.get("total_tokens"))
-        and _is_number(usage.get("input_tokens"))
-        and _is_number(usage.get("output_tokens"))
-    ):
-        return usage  # complete already (every answer of our model servers)
-    out = dict(usage)
-    for key in ("input_tokens", "output_tokens"):
-        if not _is_number(out.get(key)):
-            out[key] = 0
-    if not _is_number(out.get("total_tokens")):
-        out["total_tokens"] = out["input_tokens"] + out["output_tokens"]
-    details = out.get("input_tokens_details")
-    details = dict(details) if isinstance(details, dict) else {}
-    details["cached_tokens"] = details.get("cached_tokens") or 0
-    details["cache_write_tokens"] = details.get("cache_write_tokens") or 0
-    out["input_tokens_details"] = details
-    details = out.get("output_tokens_details")
-    details = dict(details) if isinstance(details, dict) else {}
-    details["reasoning_tokens"] = details.get("reasoning_tokens") or 0
-    out["output_tokens_details"] = details
     return out
 
 
@@ -591,7 +554,7 @@ def responses_to_chat_response(response: dict) -> dict:
         "created": int(response.get("created_at") or time.time()),
         "model": response.get("model"),
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": _logprobs_to_chat(parts)}],
-        "usage": _convert_usage(response.get("usage"), _RESPONSES_USAGE, _CHAT_USAGE),
+        "usage": usage_as_chat(response.get("usage")),
     }
     if isinstance(response.get("provider"), str):
         completion["provider"] = response["provider"]
@@ -599,73 +562,6 @@ def responses_to_chat_response(response: dict) -> dict:
 
 
 # --- shared ----------------------------------------------------------------------------------
-
-
-def _convert_usage(usage: Any, source: tuple[str, str], target: tuple[str, str]) -> dict:
-    """Usage between the two APIs' names, complete for both SDK versions: missing counts are
-    0 (``cached_tokens``, ``cache_write_tokens``, ``reasoning_tokens`` included); OpenRouter's
-    ``cost``, ``cost_details`` (with ``upstream_inference_cost``) and ``is_byok`` are kept,
-    and so is any other key (the adapter's ``retries``, ``unpriced_calls``)."""
-    if not isinstance(usage, dict):
-        usage = {}
-    (src_in, src_out), (dst_in, dst_out) = source, target
-    out: dict[str, Any] = {}
-    prompt = completion = 0
-    in_details: Any = None
-    out_details: Any = None
-    cost: Any = None
-    cost_details: Any = None
-    for key, value in usage.items():  # one pass: the names of either API, anything else kept
-        if key == src_in:
-            prompt = value or 0
-        elif key == src_out:
-            completion = value or 0
-        elif key == "total_tokens":
-            out["total_tokens"] = value
-        elif key == _DETAILS[src_in]:
-            in_details = value
-        elif key == _DETAILS[src_out]:
-            out_details = value
-        elif key == "cost":
-            cost = value
-        elif key == "cost_details":
-            cost_details = value
-        elif value is not None:
-            out[key] = value
-    out[dst_in] = prompt
-    out[dst_out] = completion
-    if not out.get("total_tokens"):
-        out["total_tokens"] = prompt + completion
-    in_details = in_details if isinstance(in_details, dict) else {}
-    out_details = out_details if isinstance(out_details, dict) else {}
-    out[_DETAILS[dst_in]] = {
-        **in_details,
-        "cached_tokens": in_details.get("cached_tokens") or 0,
-        "cache_write_tokens": in_details.get("cache_write_tokens") or 0,
-    }
-    out[_DETAILS[dst_out]] = {**out_details, "reasoning_tokens": out_details.get("reasoning_tokens") or 0}
-    if cost is not None:
-        out["cost"] = float(cost)
-        out["cost_details"] = {
-            "upstream_inference_cost": None,
-            **(cost_details if isinstance(cost_details, dict) else {}),
-        }
-    elif isinstance(cost_details, dict):
-        out["cost_details"] = cost_details
-    return out
-
-
-_DETAILS = {name: f"{name}_details" for name in _CHAT_USAGE + _RESPONSES_USAGE}
-
-
-def usage_as_responses(usage: dict) -> dict:
-    """A chat completion's ``usage`` in the Responses API's names."""
-    return _convert_usage(usage, _CHAT_USAGE, _RESPONSES_USAGE)
-
-
-def usage_as_chat(usage: dict) -> dict:
-    """A Responses ``usage`` in Chat Completions' names."""
-    return _convert_usage(usage, _RESPONSES_USAGE, _CHAT_USAGE)
 
 
 def _raise_if_error_body(body: dict) -> None:

@@ -38,7 +38,7 @@ from nemo_gym_cli.providers import conversion, streams
 from nemo_gym_cli.providers.catalogue import preflight
 from nemo_gym_cli.providers.model_ids import split
 from nemo_gym_cli.providers.upstream import AiohttpWire, Tally, Upstream, UpstreamClient
-from nemo_gym_cli.providers.usage import add_usage
+from nemo_gym_cli.providers.usage import add_usage, usage_as_chat, usage_as_responses
 from nemo_gym_cli.server import ModelServer, ServerConfig
 
 log = logging.getLogger("openai_model")
@@ -180,7 +180,7 @@ class OpenAIModel(ModelServer):
     async def responses(self, body: dict[str, Any]) -> dict[str, Any]:
         tally = Tally()
         # Failed attempts' usage is in the upstream API's names; the answer's are Responses'.
-        names = conversion.usage_as_responses if self.config.upstream_api == "chat_completions" else None
+        names = usage_as_responses if self.config.upstream_api == "chat_completions" else None
         try:
             response = await self._responses(body, tally)
         except UpstreamError as exc:
@@ -192,7 +192,7 @@ class OpenAIModel(ModelServer):
 
     async def chat_completions(self, body: dict[str, Any]) -> dict[str, Any]:
         tally = Tally()
-        names = conversion.usage_as_chat if self.config.upstream_api == "responses" else None
+        names = usage_as_chat if self.config.upstream_api == "responses" else None
         try:
             answer = await self._chat_completions(body, tally)
         except UpstreamError as exc:

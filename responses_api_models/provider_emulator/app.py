@@ -35,7 +35,7 @@ from nemo_gym_cli.providers.model_ids import ROUTING_VARIANTS, split
 from nemo_gym_cli.server import ModelServer, Request, route
 from nemo_gym_cli.wire import dumps, loads
 
-from . import policy
+from . import policy, structured
 from .answers import KEEPALIVE, Plan, chat_chunks, chat_completion, error_200, responses_events, responses_object
 from .config import FAULT_KINDS, EmulatorConfig, EmulatorModel
 
@@ -224,9 +224,10 @@ class ProviderEmulator(ModelServer):
                 )
             else:
                 plan = self._answer(model, messages, tools, body.get("tool_choice"), script, prompt_tokens, max_tokens)
-                fmt = policy.response_format(body)
+                fmt = structured.response_format(body)
                 if fmt is not None and not plan.message.get("tool_calls") and plan.finish != "length":
-                    plan.message = {**plan.message, "content": policy.structured(plan.message["content"] or "", fmt)}
+                    content = structured.structured(plan.message["content"] or "", fmt)
+                    plan.message = {**plan.message, "content": content}
                     plan.completion_tokens = policy.completion_tokens(plan.message)
                     plan.cost = prompt_tokens * model.prompt_price + plan.completion_tokens * model.completion_price
                 return plan

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import asgi
 from responses_api_models.provider_emulator.app import ProviderEmulator
-from responses_api_models.provider_emulator.policy import minimal_instance, structured
+from responses_api_models.provider_emulator.structured import minimal_instance, structured
 from support.emulator import KEY, RESPONSES_PARAMS, WEATHER_TOOL, emulated, stats
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
