@@ -92,6 +92,8 @@ def responses_to_chat_request(params: dict, *, model: str | None = None) -> dict
         body["model"] = model
     body["messages"] = _input_to_messages(params.get("input"), params.get("instructions"))
     if tools := params.get("tools"):
+        if not isinstance(tools, list):
+            raise InputError(f"tools must be a list of tool objects, got {_clip(tools)}")
         body["tools"] = [_tool_to_chat(tool, i) for i, tool in enumerate(tools)]
     if (choice := params.get("tool_choice")) is not None:
         if isinstance(choice, dict) and choice.get("type") == "function":
@@ -207,7 +209,9 @@ def _content_to_chat(content: Any, index: int) -> Any:
     return parts
 
 
-def _tool_to_chat(tool: dict, index: int) -> dict:
+def _tool_to_chat(tool: Any, index: int) -> dict:
+    if not isinstance(tool, dict):
+        raise InputError(f"tools[{index}] must be an object, got {_clip(tool)}")
     if tool.get("type") != "function":
         raise InputError(
             f"tools[{index}] has type {tool.get('type')!r}: only function tools are supported "
@@ -250,7 +254,11 @@ def chat_to_responses_response(completion: dict, *, request: dict | None = None)
     if not isinstance(message, dict):
         raise _bad_response(completion)
 
-    rid = completion.get("id") or f"resp_{secrets.token_hex(12)}"
+    content = message.get("content")
+    calls = message.get("tool_calls") or []
+    if not (content is None or isinstance(content, (str, list))) or not isinstance(calls, list):
+        raise _bad_response(completion)  # a message whose content or tool calls have no usable shape
+    rid = completion["id"] if isinstance(completion.get("id"), str) and completion["id"] else _new_id()
     output: list[dict] = []
     reasoning, text = _split_reasoning(message)
     if reasoning:
@@ -264,14 +272,17 @@ def chat_to_responses_response(completion: dict, *, request: dict | None = None)
         item: dict[str, Any] = {"type": "message", "id": f"msg_{rid}", "role": "assistant", "status": "completed"}
         item["content"] = [part]
         output.append(item)
-    for i, call in enumerate(message.get("tool_calls") or []):
-        function = call.get("function") or {}
+    for i, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise _bad_response(completion)  # a tool call without a function name cannot be run
+        call_id = call.get("id")
         output.append(
             {
                 "type": "function_call",
                 "id": f"fc_{rid}_{i}",
-                "call_id": call.get("id") or f"call_{rid}_{i}",
-                "name": function.get("name"),
+                "call_id": call_id if isinstance(call_id, str) and call_id else f"call_{rid}_{i}",
+                "name": function["name"],
                 "arguments": _arguments(function),
                 "status": "completed",
             }
@@ -284,7 +295,7 @@ def chat_to_responses_response(completion: dict, *, request: dict | None = None)
         "id": rid,
         "object": "response",
         "created_at": float(created) if _is_number(created) and created else time.time(),
-        "model": completion.get("model") or request.get("model"),
+        "model": next((m for m in (completion.get("model"), request.get("model")) if isinstance(m, str)), "unknown"),
         "output": output,
         "status": "incomplete" if reason else "completed",
         "incomplete_details": {"reason": reason} if reason else None,
@@ -390,6 +401,8 @@ def _split_reasoning(message: dict) -> tuple[str, str]:
     text = message.get("content") or ""
     if isinstance(text, list):
         text = _joined_text(text)
+    if not isinstance(text, str):
+        text = ""
     stripped = text.lstrip()
     if stripped.startswith("<think>"):
         thought, closed, tail = stripped[len("<think>") :].partition("</think>")
@@ -602,6 +615,10 @@ def _text_of(value: Any, where: str) -> str:
     if _is_text_parts(value):
         return _joined_text(value)
     raise InputError(f"{where} must be text, got {_clip(value)}")
+
+
+def _new_id() -> str:
+    return f"resp_{secrets.token_hex(12)}"
 
 
 def _is_number(value: Any) -> bool:

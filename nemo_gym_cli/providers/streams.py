@@ -246,6 +246,16 @@ def _cut(what: str, body: bytes, generation_id: str | None) -> UpstreamError:
     return error
 
 
+def _unreadable(chunk: Any, generation_id: str | None) -> UpstreamError:
+    error = UpstreamError(
+        f"the stream has a chunk of no known shape ({dumps(chunk)[:200].decode('utf-8', 'replace')}); retrying",
+        kind="bad_response",
+        retryable=True,
+    )
+    error.generation_id = generation_id  # type: ignore[attr-defined]
+    return error
+
+
 def _stream_error(error: Any, generation_id: str | None) -> UpstreamError:
     found = classify_error(None, error if isinstance(error, dict) else {"message": str(error)})
     # A provider failing mid-generation: the same request may well succeed (OpenRouter).
@@ -273,6 +283,8 @@ def assemble_chat(body: bytes) -> Assembled:
             continue
         if generation_id is None and isinstance(chunk.get("id"), str):
             generation_id = chunk["id"]
+        if not isinstance(chunk.get("choices") or [], list):
+            raise _unreadable(chunk, generation_id)
         for key in ("id", "created", "model", "provider", "system_fingerprint", "service_tier"):
             if chunk.get(key) is not None:
                 head.setdefault(key, chunk[key])
@@ -280,8 +292,11 @@ def assemble_chat(body: bytes) -> Assembled:
             raise _stream_error(chunk["error"], generation_id)
         if chunk.get("usage") is not None:
             usage = chunk["usage"]
-        for delta_choice in chunk.get("choices") or []:
-            _add_delta(choices, delta_choice, generation_id)
+        try:
+            for delta_choice in chunk.get("choices") or []:
+                _add_delta(choices, delta_choice, generation_id)
+        except (AttributeError, TypeError, ValueError):  # a chunk of no known shape
+            raise _unreadable(chunk, generation_id) from None
     if not done:
         raise _cut("data: [DONE]", body, generation_id)
     out = Assembled(head, object="chat.completion", choices=[_choice(i, choices[i]) for i in sorted(choices)])
@@ -294,10 +309,11 @@ def assemble_chat(body: bytes) -> Assembled:
 def _add_delta(choices: dict[int, dict[str, Any]], choice: Any, generation_id: str | None) -> None:
     if not isinstance(choice, dict):
         return
-    state = choices.setdefault(
-        int(choice.get("index") or 0), {"content": [], "reasoning": [], "calls": {}, "logprobs": None}
-    )
+    index = choice.get("index") or 0
     delta = choice.get("delta") or {}
+    if not isinstance(index, int) or not isinstance(delta, dict):
+        raise TypeError("a choice of no known shape")
+    state = choices.setdefault(index, {"content": [], "reasoning": [], "calls": {}, "logprobs": None})
     if delta.get("role"):
         state["role"] = delta["role"]
     if isinstance(delta.get("content"), str):
@@ -305,13 +321,16 @@ def _add_delta(choices: dict[int, dict[str, Any]], choice: Any, generation_id: s
     for key in ("reasoning", "reasoning_content"):
         if isinstance(delta.get(key), str):
             state["reasoning"].append(delta[key])
-    if delta.get("refusal"):
+    if isinstance(delta.get("refusal"), str):
         state["refusal"] = state.get("refusal", "") + delta["refusal"]
     for call in delta.get("tool_calls") or []:
-        slot = state["calls"].setdefault(int(call.get("index") or 0), {"arguments": []})
+        call_index = call.get("index") or 0
+        function = call.get("function") or {}
+        if not isinstance(call_index, int) or not isinstance(function, dict):
+            raise TypeError("a tool call of no known shape")
+        slot = state["calls"].setdefault(call_index, {"arguments": []})
         if call.get("id"):
             slot["id"] = call["id"]
-        function = call.get("function") or {}
         if function.get("name"):
             slot["name"] = function["name"]
         if isinstance(function.get("arguments"), str):

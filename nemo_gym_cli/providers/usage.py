@@ -15,6 +15,7 @@ Converting keeps OpenRouter's ``cost``, ``cost_details`` and ``is_byok`` and any
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = ["add_usage", "complete_usage", "usage_as_chat", "usage_as_responses"]
@@ -77,20 +78,22 @@ def _convert_usage(usage: Any, source: tuple[str, str], target: tuple[str, str])
             cost_details = value
         elif value is not None:
             out[key] = value
+    prompt, completion = _count(prompt), _count(completion)
     out[dst_in] = prompt
     out[dst_out] = completion
-    if not out.get("total_tokens"):
-        out["total_tokens"] = prompt + completion
+    total = _count(out.get("total_tokens"))
+    out["total_tokens"] = total or prompt + completion
     in_details = in_details if isinstance(in_details, dict) else {}
     out_details = out_details if isinstance(out_details, dict) else {}
     out[_DETAILS[dst_in]] = {
         **in_details,
-        "cached_tokens": in_details.get("cached_tokens") or 0,
-        "cache_write_tokens": in_details.get("cache_write_tokens") or 0,
+        "cached_tokens": _count(in_details.get("cached_tokens")),
+        "cache_write_tokens": _count(in_details.get("cache_write_tokens")),
     }
-    out[_DETAILS[dst_out]] = {**out_details, "reasoning_tokens": out_details.get("reasoning_tokens") or 0}
+    out[_DETAILS[dst_out]] = {**out_details, "reasoning_tokens": _count(out_details.get("reasoning_tokens"))}
+    cost = _cost(cost)
     if cost is not None:
-        out["cost"] = float(cost)
+        out["cost"] = cost
         out["cost_details"] = {
             "upstream_inference_cost": None,
             **(cost_details if isinstance(cost_details, dict) else {}),
@@ -98,6 +101,22 @@ def _convert_usage(usage: Any, source: tuple[str, str], target: tuple[str, str])
     elif isinstance(cost_details, dict):
         out["cost_details"] = cost_details
     return out
+
+
+def _count(value: Any) -> int:
+    """A token count: an int as given; anything else (missing, null, a bool, text) is 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _cost(value: Any) -> float | None:
+    """A cost in USD: a finite number, or a string of one (some gateways send strings)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        cost = float(value)
+    except (TypeError, ValueError):
+        return None
+    return cost if math.isfinite(cost) and cost >= 0 else None
 
 
 _DETAILS = {name: f"{name}_details" for name in _CHAT_USAGE + _RESPONSES_USAGE}

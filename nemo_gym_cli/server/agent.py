@@ -84,6 +84,7 @@ class Rollout:
             )
         except ServerError as exc:
             add_usage(self.usage, exc.usage)
+            exc.usage = None  # counted in the rollout's now: /run's envelope carries the sum
             raise
         self.model_cookies.update(answer.cookies)
         response = answer.data
@@ -192,6 +193,9 @@ class Agent(Server):
                 "POST", f"{self.resources_url}/verify", {**row, "response": response}, headers=rollout._verify_headers()
             )
         except NemoGymError as exc:
+            # What the rollout had cost plus what the failed call reported (a judge's tokens
+            # when /verify failed, a model call's attempts), each counted once.
+            add_usage(rollout.usage, getattr(exc, "usage", None))
             if rollout.usage:
                 exc.usage = rollout.usage  # type: ignore[attr-defined]
             raise

@@ -192,3 +192,51 @@ def test_sse_is_read_with_names_multiline_data_and_crlf():
     assert read_sse(body) == [("x", "a\nb"), (None, "z")]
     assert is_sse("text/event-stream; charset=utf-8", b"") and is_sse(None, b"  data: {}")
     assert not is_sse("application/json", b'{"a": 1}')
+
+
+def test_any_bytes_assemble_into_an_answer_or_one_retryable_upstream_error():
+    """Property (hypothesis, seeded): whatever a provider streams, the assembler gives an
+    answer or a retryable ``UpstreamError``; never a crash."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    values = st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=6)),
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+        max_leaves=10,
+    )
+    chunk_dicts = st.fixed_dictionaries(
+        {},
+        optional={
+            "id": values,
+            "type": st.sampled_from(["response.completed", "response.output_item.done", "error", "x"]),
+            "response": values,
+            "output_index": values,
+            "item": values,
+            "usage": values,
+            "error": values,
+            "choices": st.one_of(values, st.lists(st.fixed_dictionaries({}, optional={
+                "index": values, "finish_reason": values, "logprobs": values,
+                "delta": st.one_of(values, st.fixed_dictionaries({}, optional={
+                    "role": values, "content": values, "reasoning": values, "refusal": values,
+                    "tool_calls": st.one_of(values, st.lists(st.fixed_dictionaries({}, optional={
+                        "index": values, "id": values, "function": values}), max_size=2)),
+                })),
+            }), max_size=2)),
+        },
+    )  # fmt: skip
+    lines = st.lists(
+        st.one_of(chunk_dicts.map(lambda c: "data: " + json.dumps(c)), st.sampled_from(["data: [DONE]", ": x", ""])),
+        max_size=6,
+    )
+
+    @hypothesis.settings(max_examples=300, derandomize=True, deadline=None)
+    @hypothesis.given(body=lines)
+    def check(body: list[str]) -> None:
+        raw = "\n\n".join(body).encode()
+        for assemble in (assemble_chat, assemble_responses):
+            try:
+                assert isinstance(assemble(raw), dict)
+            except UpstreamError as exc:
+                assert exc.retryable and "\n" not in str(exc)
+
+    check()

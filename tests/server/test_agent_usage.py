@@ -11,7 +11,7 @@ from nemo_gym_cli.errors import HTTPError
 from nemo_gym_cli.providers.usage import add_usage
 from resources_servers.simple_weather.app import SimpleWeather
 from responses_api_agents.simple_agent.app import SimpleAgent
-from support.scripted_model import ScriptedModel, call
+from support.scripted_model import MESSAGE, ScriptedModel, call
 from support.servers import serving
 
 REFS = {
@@ -65,3 +65,27 @@ def test_summed_usage_keeps_flags_and_keys_reported_as_null():
         "retries": {"rate_limit": 3, "timeout": 1},
         "unpriced_calls": 1,
     }
+
+
+class FailingVerifier(SimpleWeather):
+    """/verify fails after spending tokens of its own (a judge), and says so in the envelope."""
+
+    async def verify(self, session: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        error = HTTPError(502, "the judge failed", type="judge_error", retryable=False)
+        error.usage = {"input_tokens": 300, "output_tokens": 20, "cost": 0.125}  # type: ignore[attr-defined]
+        raise error
+
+
+def test_a_failed_verify_s_usage_adds_to_the_rollout_s_instead_of_replacing_it():
+    factories = {
+        "model": lambda spec: ScriptedModel(
+            [[call("get_weather", '{"city": "San Francisco"}', "c1")], [MESSAGE]], spec=spec
+        ),
+        "res": lambda spec: FailingVerifier(spec=spec),
+        "agent": lambda spec: SimpleAgent.from_fields(REFS, spec),
+    }
+    with serving(factories) as stack:
+        resp = httpx.post(stack.urls["agent"] + "/run", json=ROW, timeout=30)
+    assert resp.status_code == 502 and resp.json()["error"]["type"] == "judge_error"
+    usage = resp.json()["usage"]  # two model calls (10 in, 2 out, 0.5 each) and the judge's
+    assert (usage["input_tokens"], usage["output_tokens"], usage["cost"]) == (320, 24, 1.125)
