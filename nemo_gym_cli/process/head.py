@@ -4,9 +4,11 @@ Routes, in the kernel's one envelope:
 
 - ``GET /instances`` (ours): names, types, implementations, URLs, pids, readiness;
 - ``GET /server_instances`` and ``GET /global_config_dict_yaml`` (NeMo Gym's): its
-  collector and servers find each other through these. The config goes out with every
-  secret redacted (keys whose names say key, token, secret or password, and credentials
-  inside URLs): no HTTP response of ours carries a key.
+  collector and servers find each other through these, in its shapes (the 13 keys of its
+  instance rows; the config as YAML inside a JSON string). The config goes out with every
+  secret redacted (values under names that say key, token, secret or password, credentials
+  and secret query parameters in URLs, and each such value wherever else it was copied):
+  no HTTP response of ours carries a key (``providers/redaction.py``).
 
 It runs inside ``ng_run``'s process, in a thread of its own under uvicorn (which leaves
 signal handling to the main thread there): the supervisor's loop stays ours.
@@ -14,39 +16,22 @@ signal handling to the main thread there): the supervisor's loop stays ours.
 
 from __future__ import annotations
 
-import re
+import os
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from nemo_gym_cli.config import GlobalConfig
+from nemo_gym_cli.providers.redaction import REDACTED, Scrubber, redact, redact_url, secret_values
 from nemo_gym_cli.server.base import Server, asgi
 from nemo_gym_cli.server.http import Request, route
 from nemo_gym_cli.server.spec import ServerSpec
 
-__all__ = ["HeadServer", "redact", "redact_url", "serve_in_thread"]
+if TYPE_CHECKING:
+    from nemo_gym_cli.config import GlobalConfig
 
-_SECRET_NAME = re.compile(r"key|token|secret|password|authorization", re.IGNORECASE)
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^@/\s]+)@", re.IGNORECASE)
-REDACTED = "<redacted>"
-
-
-def redact_url(text: str) -> str:
-    """``text`` with any ``user:password@`` of a URL in it replaced."""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
-
-
-def redact(value: Any, name: str = "") -> Any:
-    """``value`` with every secret-looking key's value and URL credentials redacted."""
-    if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, name) for v in value]
-    if name and _SECRET_NAME.search(name) and value not in (None, ""):
-        return REDACTED
-    if isinstance(value, str):
-        return redact_url(value)
-    return value
+__all__ = ["REDACTED", "HeadServer", "redact", "redact_url", "serve_in_thread"]
 
 
 class HeadServer(Server):
@@ -56,6 +41,13 @@ class HeadServer(Server):
         super().__init__(spec=ServerSpec(name="head_server", server_type="head_server", implementation="head"))
         self.global_config = config
         self.describe_instances = describe
+        # Every value held under a secret-looking name, wherever else it was copied to (an
+        # interpolation can put a key in a header or a URL): scrubbed from every answer.
+        found = secret_values(config.options)
+        for inst in config.instances.values():
+            found += secret_values(inst.fields)
+        self.scrubber = Scrubber(found)
+        self._first_seen: dict[int, float] = {}
 
     @route("GET", "/instances")
     async def instances(self, request: Request) -> dict[str, Any]:
@@ -63,22 +55,46 @@ class HeadServer(Server):
 
     @route("GET", "/server_instances")
     async def server_instances(self, request: Request) -> list[dict[str, Any]]:
-        return [
-            {
-                "name": row["name"],
-                "server_type": row["type"],
-                "process_name": row["name"],
-                "host": row["host"],
-                "port": row["port"],
-                "url": row["url"],
-                "pid": row["pid"],
-                "status": "success" if row["ready"] else "connection_error",
-            }
-            for row in self.describe_instances()
-        ]
+        """NeMo Gym's shape, its 13 keys: ``name`` is the implementation (``simple_agent``),
+        the instance is ``process_name`` and ``config_path``."""
+        now = time.time()
+        out = []
+        for row in self.describe_instances():
+            inst = self.global_config.instances.get(row["name"])
+            entrypoint = Path(inst.entrypoint) if inst is not None else None
+            started = self._start_time(row.get("pid"))
+            out.append(
+                {
+                    "config_path": row["name"],
+                    "dir_path": str(entrypoint.parent) if entrypoint is not None else None,
+                    "entrypoint": entrypoint.name if entrypoint is not None else None,
+                    "host": row["host"],
+                    "name": row.get("implementation") or (inst.implementation if inst is not None else None),
+                    "pid": row["pid"],
+                    "port": row["port"],
+                    "process_name": row["name"],
+                    "server_type": row["type"],
+                    "start_time": started,
+                    "status": "success" if row["ready"] else "connection_error",
+                    "uptime_seconds": None if started is None else max(0.0, now - started),
+                    "url": row["url"] or None,
+                }
+            )
+        return out
+
+    def _start_time(self, pid: int | None) -> float | None:
+        """When process ``pid`` started (epoch seconds): from /proc where there is one, else
+        when the head first saw it."""
+        if pid is None:
+            return None
+        if pid not in self._first_seen:
+            self._first_seen[pid] = _proc_start_time(pid) or time.time()
+        return self._first_seen[pid]
 
     @route("GET", "/global_config_dict_yaml")
     async def global_config_dict_yaml(self, request: Request) -> str:
+        """The config as YAML in a JSON string, as NeMo Gym's head serves it (its collector
+        reads each agent's host and port from it), every secret redacted."""
         import yaml
 
         return yaml.safe_dump(self.global_config_dict(), sort_keys=False)
@@ -87,14 +103,14 @@ class HeadServer(Server):
         """The config as NeMo Gym's servers expect it: every instance with host and port."""
         rows = {row["name"]: row for row in self.describe_instances()}
         urls = {name: row["url"] for name, row in rows.items() if row["url"]}
-        out: dict[str, Any] = dict(redact(self.global_config.bind(urls)))
+        out: dict[str, Any] = dict(redact(self.global_config.bind(urls), scrubber=self.scrubber))
         for name, inst in self.global_config.instances.items():
             row = rows.get(name, {})
             fields = inst.spec(urls).fields
             out[name] = {
                 inst.server_type: {
                     inst.implementation: {
-                        **redact(fields),
+                        **redact(fields, scrubber=self.scrubber),
                         "entrypoint": inst.entrypoint.rsplit("/", 1)[-1],
                         "host": row.get("host") or inst.host,
                         "port": row.get("port"),
@@ -103,6 +119,17 @@ class HeadServer(Server):
             }
         out["head_server"] = {"host": self.global_config.head_host, "port": self.global_config.head_port}
         return out
+
+
+def _proc_start_time(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def serve_in_thread(server: HeadServer, sock: Any) -> Callable[[], None]:

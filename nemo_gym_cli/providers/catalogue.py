@@ -19,6 +19,7 @@ from typing import Any
 from nemo_gym_cli.errors import UpstreamError
 from nemo_gym_cli.providers.errors import classify_error, model_unavailable
 from nemo_gym_cli.providers.model_ids import bare, gateway_prefix
+from nemo_gym_cli.providers.redaction import redact_url
 from nemo_gym_cli.providers.upstream import (
     Reply,
     Upstream,
@@ -141,7 +142,7 @@ def _models_of(resp: Reply, upstream: Upstream) -> list[dict[str, Any]]:
         if resp.status in (401, 402, 403) or (isinstance(err, dict) and resp.status != 404):
             raise classify_error(resp.status, err or resp.text(200), upstream)
         raise UpstreamError(
-            f"{resp.url} answered {resp.status}: {upstream.base_url} does not list its models; "
+            f"{redact_url(resp.url)} answered {resp.status}: {upstream.shown_url} does not list its models; "
             f"check openai_base_url ({_OPENROUTER})",
             status=resp.status,
             kind="bad_base_url",
@@ -149,9 +150,9 @@ def _models_of(resp: Reply, upstream: Upstream) -> list[dict[str, Any]]:
     entries = data.get("data") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise UpstreamError(
-            f"{resp.url} did not answer with a model list "
+            f"{redact_url(resp.url)} did not answer with a model list "
             f"(got {resp.headers.get('content-type')!r}): "
-            f"{upstream.base_url} does not look like an OpenAI-compatible API; check "
+            f"{upstream.shown_url} does not look like an OpenAI-compatible API; check "
             f"openai_base_url ({_OPENROUTER})",
             status=resp.status,
             kind="bad_base_url",
@@ -162,7 +163,7 @@ def _models_of(resp: Reply, upstream: Upstream) -> list[dict[str, Any]]:
 def _unreachable(upstream: Upstream, exc: Exception) -> UpstreamError:
     what = "timed out" if isinstance(exc, WireTimeout) else upstream.scrub(str(exc))
     return UpstreamError(
-        f"cannot reach {upstream.base_url} ({what}): check openai_base_url, the network and "
+        f"cannot reach {upstream.shown_url} ({what}): check openai_base_url, the network and "
         "any proxy; is the server running?",
         kind="connection",
         retryable=True,
@@ -234,12 +235,12 @@ async def _check(wire: Wire, upstream: Upstream, deadline: float, extra_headers:
         params = entry.get("supported_parameters")
         if isinstance(params, list) and "tools" not in params:
             warnings.append(
-                f"model {upstream.model!r} at {upstream.base_url} does not list tool support: "
+                f"model {upstream.model!r} at {upstream.shown_url} does not list tool support: "
                 "requests with tools will fail; `ng models +tools=true` lists models that have it"
             )
     for fallback in upstream.fallback_models:
         if model_listed(fallback, listed) is None:
-            warnings.append(f"fallback model {fallback!r} is not offered at {upstream.base_url}")
+            warnings.append(f"fallback model {fallback!r} is not offered at {upstream.shown_url}")
     return warnings
 
 
@@ -273,7 +274,7 @@ async def preflight(
             )
             if not done:  # one passed; the rest had their grace
                 unreachable += [
-                    UpstreamError(f"{upstreams[tasks.index(t)].base_url} did not answer in time") for t in pending
+                    UpstreamError(f"{upstreams[tasks.index(t)].shown_url} did not answer in time") for t in pending
                 ]
                 break
             for task in done:

@@ -8,6 +8,13 @@ Completions; the reverse pair serves ``/v1/chat/completions`` over a Responses u
     chat_to_responses_response   chat completion          -> Responses object
     chat_to_responses_request    chat request body        -> Responses create params
     responses_to_chat_response   Responses object         -> chat completion
+    complete_response            any Responses object     -> one with every field OpenAI's
+                                                             Response model has (the 30 of
+                                                             openai 2.6.1, NeMo Gym's rows),
+                                                             ``created_at`` a float, usage
+                                                             complete for both SDK versions
+
+Usage objects between the two APIs' names are ``providers.usage``'s.
 
 Pure functions on plain dicts, on the hot path: no I/O, no logging, no pydantic, no deep
 copies (large values such as tool schemas are shared with the input, not copied). Bad
@@ -22,34 +29,47 @@ from typing import Any
 
 from nemo_gym_cli.errors import InputError, UpstreamError
 from nemo_gym_cli.providers.errors import classify_error, error_object
+from nemo_gym_cli.providers.usage import complete_usage, usage_as_chat, usage_as_responses
 from nemo_gym_cli.wire import dumps
 
 __all__ = [
+    "LOGPROBS_INCLUDE",
     "chat_to_responses_request",
     "chat_to_responses_response",
     "responses_to_chat_request",
     "responses_to_chat_response",
+    "complete_response",
 ]
+
+#: The ``include`` entry that asks a Responses API for the output text's logprobs.
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 _TEXT_PARTS = frozenset(("input_text", "output_text", "text"))
 _EMPTY_PARAMETERS = {"type": "object", "properties": {}}
 # Request fields converted by hand, and fields only the other API knows: neither passes through.
 _RESPONSES_CONVERTED = frozenset(
-    ("model", "input", "instructions", "tools", "tool_choice", "max_output_tokens", "text")
+    ("model", "input", "instructions", "tools", "tool_choice", "max_output_tokens", "text", "top_logprobs")
 )
 _RESPONSES_ONLY = frozenset(
     ("store", "include", "truncation", "background", "stream", "stream_options", "max_tool_calls")
 )
 _CHAT_CONVERTED = frozenset(
     ("messages", "tools", "tool_choice", "max_tokens", "max_completion_tokens", "n")
-    + ("response_format", "reasoning_effort")
+    + ("response_format", "reasoning_effort", "logprobs")
 )
-_CHAT_ONLY = frozenset(("stream", "stream_options", "logprobs"))
+_CHAT_ONLY = frozenset(("stream", "stream_options"))
+# The fields of OpenAI's Response model (openai 2.6.1: what NeMo Gym writes in its rows).
+_RESPONSE_FIELDS = frozenset(
+    ("id", "created_at", "error", "incomplete_details", "instructions", "metadata", "model", "object", "output")
+    + ("parallel_tool_calls", "temperature", "tool_choice", "tools", "top_p", "background", "conversation")
+    + ("max_output_tokens", "max_tool_calls", "previous_response_id", "prompt", "prompt_cache_key", "reasoning")
+    + ("safety_identifier", "service_tier", "status", "text", "top_logprobs", "truncation", "usage", "user")
+)
+_TEXT_FORMAT = {"format": {"type": "text"}}  # shared, never changed: serialised as is
+# Response.service_tier's values in the SDK's model: anything else a provider says is dropped.
+_SERVICE_TIERS = frozenset(("auto", "default", "flex", "scale", "priority"))
 _INCOMPLETE_BY_FINISH = {"length": "max_output_tokens", "content_filter": "content_filter"}
 _FINISH_BY_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
-# The usage counts' names (input, output); each has its "<name>_details" object.
-_CHAT_USAGE = ("prompt_tokens", "completion_tokens")
-_RESPONSES_USAGE = ("input_tokens", "output_tokens")
 
 
 # --- Responses request -> chat request -----------------------------------------------------
@@ -72,6 +92,8 @@ def responses_to_chat_request(params: dict, *, model: str | None = None) -> dict
         body["model"] = model
     body["messages"] = _input_to_messages(params.get("input"), params.get("instructions"))
     if tools := params.get("tools"):
+        if not isinstance(tools, list):
+            raise InputError(f"tools must be a list of tool objects, got {_clip(tools)}")
         body["tools"] = [_tool_to_chat(tool, i) for i, tool in enumerate(tools)]
     if (choice := params.get("tool_choice")) is not None:
         if isinstance(choice, dict) and choice.get("type") == "function":
@@ -92,6 +114,13 @@ def responses_to_chat_request(params: dict, *, model: str | None = None) -> dict
             body["response_format"] = {"type": "json_schema", "json_schema": schema}
         else:
             body["response_format"] = {"type": fmt["type"]}  # json_object
+    # Chat Completions returns logprobs only with `logprobs: true`; top_logprobs alone is a 400.
+    include = params.get("include")
+    if params.get("top_logprobs") is not None:
+        body["logprobs"] = True
+        body["top_logprobs"] = params["top_logprobs"]
+    elif isinstance(include, list) and LOGPROBS_INCLUDE in include:
+        body["logprobs"] = True
     for key, value in params.items():
         if value is not None and key not in _RESPONSES_CONVERTED and key not in _RESPONSES_ONLY:
             body[key] = value
@@ -180,7 +209,9 @@ def _content_to_chat(content: Any, index: int) -> Any:
     return parts
 
 
-def _tool_to_chat(tool: dict, index: int) -> dict:
+def _tool_to_chat(tool: Any, index: int) -> dict:
+    if not isinstance(tool, dict):
+        raise InputError(f"tools[{index}] must be an object, got {_clip(tool)}")
     if tool.get("type") != "function":
         raise InputError(
             f"tools[{index}] has type {tool.get('type')!r}: only function tools are supported "
@@ -223,25 +254,35 @@ def chat_to_responses_response(completion: dict, *, request: dict | None = None)
     if not isinstance(message, dict):
         raise _bad_response(completion)
 
-    rid = completion.get("id") or f"resp_{secrets.token_hex(12)}"
+    content = message.get("content")
+    calls = message.get("tool_calls") or []
+    if not (content is None or isinstance(content, (str, list))) or not isinstance(calls, list):
+        raise _bad_response(completion)  # a message whose content or tool calls have no usable shape
+    rid = completion["id"] if isinstance(completion.get("id"), str) and completion["id"] else _new_id()
     output: list[dict] = []
     reasoning, text = _split_reasoning(message)
     if reasoning:
         summary = [{"type": "summary_text", "text": reasoning}]
         output.append({"type": "reasoning", "id": f"rs_{rid}", "summary": summary})
     if text:
-        content = [{"type": "output_text", "text": text, "annotations": []}]
+        part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
+        logprobs = _logprobs_to_responses(choices[0].get("logprobs"))
+        if logprobs is not None:
+            part["logprobs"] = logprobs
         item: dict[str, Any] = {"type": "message", "id": f"msg_{rid}", "role": "assistant", "status": "completed"}
-        item["content"] = content
+        item["content"] = [part]
         output.append(item)
-    for i, call in enumerate(message.get("tool_calls") or []):
-        function = call.get("function") or {}
+    for i, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise _bad_response(completion)  # a tool call without a function name cannot be run
+        call_id = call.get("id")
         output.append(
             {
                 "type": "function_call",
                 "id": f"fc_{rid}_{i}",
-                "call_id": call.get("id") or f"call_{rid}_{i}",
-                "name": function.get("name"),
+                "call_id": call_id if isinstance(call_id, str) and call_id else f"call_{rid}_{i}",
+                "name": function["name"],
                 "arguments": _arguments(function),
                 "status": "completed",
             }
@@ -249,28 +290,107 @@ def chat_to_responses_response(completion: dict, *, request: dict | None = None)
 
     reason = _INCOMPLETE_BY_FINISH.get(finish) if isinstance(finish, str) else None  # stop, tool_calls...: completed
     request = request or {}
+    created: Any = completion.get("created")
     response = {
         "id": rid,
         "object": "response",
-        "created_at": completion.get("created") or int(time.time()),
-        "model": completion.get("model") or request.get("model"),
+        "created_at": float(created) if _is_number(created) and created else time.time(),
+        "model": next((m for m in (completion.get("model"), request.get("model")) if isinstance(m, str)), "unknown"),
         "output": output,
         "status": "incomplete" if reason else "completed",
         "incomplete_details": {"reason": reason} if reason else None,
         "error": None,
-        "usage": _convert_usage(completion.get("usage"), _CHAT_USAGE, _RESPONSES_USAGE),
-        "instructions": request.get("instructions"),
-        "tools": request.get("tools") or [],
-        "tool_choice": request.get("tool_choice") or "auto",
-        "temperature": request.get("temperature"),
-        "top_p": request.get("top_p"),
-        "max_output_tokens": request.get("max_output_tokens"),
-        "parallel_tool_calls": request.get("parallel_tool_calls") is not False,
-        "metadata": request.get("metadata") or {},
+        "usage": usage_as_responses(completion.get("usage")),
+        **_echo(request),
     }
+    tier = completion.get("service_tier")
+    if tier in _SERVICE_TIERS:
+        response["service_tier"] = tier
     if isinstance(completion.get("provider"), str):
         response["provider"] = completion["provider"]
     return response
+
+
+def _echo(request: dict) -> dict[str, Any]:
+    """The Response fields that echo the request (the rest of OpenAI's Response model)."""
+    get = request.get
+    text = get("text")
+    tier = get("service_tier")
+    return {
+        "instructions": get("instructions"),
+        "tools": get("tools") or [],
+        "tool_choice": get("tool_choice") or "auto",
+        "temperature": get("temperature"),
+        "top_p": get("top_p"),
+        "max_output_tokens": get("max_output_tokens"),
+        "parallel_tool_calls": get("parallel_tool_calls") is not False,
+        "metadata": get("metadata") or {},
+        "background": False,  # answered at once, never in the background
+        "conversation": None,  # stateless: a conversation is refused
+        "max_tool_calls": get("max_tool_calls"),
+        "previous_response_id": None,  # stateless: refused too
+        "prompt": get("prompt"),
+        "prompt_cache_key": get("prompt_cache_key"),
+        "reasoning": get("reasoning"),
+        "safety_identifier": get("safety_identifier"),
+        "service_tier": tier if tier in _SERVICE_TIERS else None,
+        "text": text if isinstance(text, dict) and text.get("format") else _TEXT_FORMAT,
+        "top_logprobs": get("top_logprobs"),
+        "truncation": get("truncation") or "disabled",
+        "user": get("user"),
+    }
+
+
+def complete_response(response: dict, request: dict | None = None) -> dict:
+    """``response`` (a Responses object from anywhere: an upstream, another model server)
+    with every field of OpenAI's ``Response`` model: the missing ones echo ``request`` or
+    take their defaults; ``created_at`` becomes a float and ``usage`` complete. Fields it
+    has stay as they are; extra fields (``provider``) too. A new dict; the input is kept."""
+    out = dict(response)
+    if not _RESPONSE_FIELDS.issubset(out):  # an answer of ours has them all already
+        for key, value in _echo(request or {}).items():
+            out.setdefault(key, value)
+    out.setdefault("object", "response")
+    out.setdefault("error", None)
+    out.setdefault("incomplete_details", None)
+    out.setdefault("status", "completed")
+    created: Any = out.get("created_at")
+    out["created_at"] = float(created) if _is_number(created) else time.time()
+    if isinstance(out.get("usage"), dict):
+        out["usage"] = complete_usage(out["usage"])
+    return out
+
+
+def _logprobs_to_responses(logprobs: Any) -> list[dict] | None:
+    """A chat choice's ``logprobs`` -> an output_text part's: every token with its ``bytes``
+    (computed where the provider left them out) and its ``top_logprobs``."""
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        return None
+    return [_logprob(entry, top=True) for entry in content if isinstance(entry, dict)]
+
+
+def _logprob(entry: dict, *, top: bool) -> dict:
+    token = str(entry.get("token") or "")
+    raw = entry.get("bytes")
+    value: Any = entry.get("logprob")
+    out: dict[str, Any] = {
+        "token": token,
+        "bytes": raw if isinstance(raw, list) else list(token.encode()),
+        "logprob": float(value) if _is_number(value) else 0.0,
+    }
+    if top:
+        tops = entry.get("top_logprobs")
+        out["top_logprobs"] = [_logprob(t, top=False) for t in tops or [] if isinstance(t, dict)]
+    return out
+
+
+def _logprobs_to_chat(parts: list[dict]) -> dict | None:
+    """Output_text parts' ``logprobs`` -> a chat choice's ``logprobs`` (None when none came)."""
+    entries = [e for part in parts for e in (part.get("logprobs") or []) if isinstance(e, dict)]
+    if not entries and not any(isinstance(part.get("logprobs"), list) for part in parts):
+        return None
+    return {"content": [_logprob(e, top=True) for e in entries], "refusal": None}
 
 
 def _split_reasoning(message: dict) -> tuple[str, str]:
@@ -281,6 +401,8 @@ def _split_reasoning(message: dict) -> tuple[str, str]:
     text = message.get("content") or ""
     if isinstance(text, list):
         text = _joined_text(text)
+    if not isinstance(text, str):
+        text = ""
     stripped = text.lstrip()
     if stripped.startswith("<think>"):
         thought, closed, tail = stripped[len("<think>") :].partition("</think>")
@@ -333,6 +455,9 @@ def chat_to_responses_request(body: dict) -> dict:
         params["text"] = {"format": {"type": fmt["type"], **(fmt.get("json_schema") or {})}}
     if body.get("reasoning_effort") is not None and body.get("reasoning") is None:
         params["reasoning"] = {"effort": body["reasoning_effort"]}
+    if body.get("logprobs") is True:
+        include: list[Any] = body["include"] if isinstance(body.get("include"), list) else []
+        params["include"] = [*include, LOGPROBS_INCLUDE] if LOGPROBS_INCLUDE not in include else include
     for key, value in body.items():
         if value is not None and key not in _CHAT_CONVERTED and key not in _CHAT_ONLY:
             params[key] = value
@@ -413,10 +538,13 @@ def responses_to_chat_response(response: dict) -> dict:
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[dict] = []
+    parts: list[dict] = []
     for item in output:
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "message":
-            texts.extend(part.get("text", "") for part in item.get("content") or [] if part.get("type") in _TEXT_PARTS)
+            found = [p for p in item.get("content") or [] if isinstance(p, dict) and p.get("type") in _TEXT_PARTS]
+            texts.extend(part.get("text", "") for part in found)
+            parts.extend(found)
         elif kind == "function_call":
             function = {"name": item.get("name"), "arguments": _arguments(item)}
             calls.append({"id": item.get("call_id"), "type": "function", "function": function})
@@ -438,8 +566,8 @@ def responses_to_chat_response(response: dict) -> dict:
         "object": "chat.completion",
         "created": int(response.get("created_at") or time.time()),
         "model": response.get("model"),
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": _convert_usage(response.get("usage"), _RESPONSES_USAGE, _CHAT_USAGE),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": _logprobs_to_chat(parts)}],
+        "usage": usage_as_chat(response.get("usage")),
     }
     if isinstance(response.get("provider"), str):
         completion["provider"] = response["provider"]
@@ -447,28 +575,6 @@ def responses_to_chat_response(response: dict) -> dict:
 
 
 # --- shared ----------------------------------------------------------------------------------
-
-
-def _convert_usage(usage: Any, source: tuple[str, str], target: tuple[str, str]) -> dict:
-    """Usage between the two APIs' names; missing counts are 0; OpenRouter's cost is kept."""
-    usage = usage if isinstance(usage, dict) else {}
-    (src_in, src_out), (dst_in, dst_out) = source, target
-    cached = (usage.get(f"{src_in}_details") or {}).get("cached_tokens") or 0
-    thought = (usage.get(f"{src_out}_details") or {}).get("reasoning_tokens") or 0
-    prompt, completion = usage.get(src_in) or 0, usage.get(src_out) or 0
-    out = {
-        dst_in: prompt,
-        dst_out: completion,
-        "total_tokens": usage.get("total_tokens") or prompt + completion,
-        f"{dst_in}_details": {"cached_tokens": cached},
-        f"{dst_out}_details": {"reasoning_tokens": thought},
-    }
-    if usage.get("cost") is not None:
-        out["cost"] = float(usage["cost"])
-    for key in ("cost_details", "is_byok"):
-        if usage.get(key) is not None:
-            out[key] = usage[key]
-    return out
 
 
 def _raise_if_error_body(body: dict) -> None:
@@ -509,6 +615,14 @@ def _text_of(value: Any, where: str) -> str:
     if _is_text_parts(value):
         return _joined_text(value)
     raise InputError(f"{where} must be text, got {_clip(value)}")
+
+
+def _new_id() -> str:
+    return f"resp_{secrets.token_hex(12)}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _int_or_none(value: Any) -> int | None:

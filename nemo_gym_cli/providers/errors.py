@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from nemo_gym_cli.errors import RETRYABLE_STATUS, UpstreamError
+from nemo_gym_cli.providers.redaction import redact_url
 
 __all__ = ["classify_error", "error_object", "model_unavailable"]
 
@@ -72,7 +73,7 @@ def error_object(body: Any) -> dict[str, Any] | None:
 
 def model_unavailable(upstream: Endpoint, detail: str = "") -> UpstreamError:
     return UpstreamError(
-        f"model {upstream.model!r} is not available at {upstream.base_url}; list the models it "
+        f"model {upstream.model!r} is not available at {redact_url(upstream.base_url)}; list the models it "
         f"offers with `ng models`, then set +policy_model_name=<id>{detail}",
         status=404,
         kind="model_not_found",
@@ -101,7 +102,7 @@ def classify_error(
     code = code or status
     names = (meta.get("error_type"), err.get("code"), err.get("type"))
     error_type = next((n for n in names if isinstance(n, str) and n and not n.isdigit()), "")
-    base, model = up.base_url, up.model
+    base, model = redact_url(up.base_url), up.model
     low = message.lower()
     said = f" (it answered: {message!r})"
     where = f" from {meta['provider_name']}" if isinstance(meta.get("provider_name"), str) else ""

@@ -12,8 +12,18 @@ with a message the user can act on. On the way it:
   never retries 400/401/402/403/404;
 - moves to the next alternative upstream when one is down (connection error or 5xx), at
   once (no backoff for an upstream not tried yet);
-- logs each retry with attempt number, target and reason; never the key (upstream error
-  messages are scrubbed of it, too). Nothing is logged on the success path.
+- is the ONE layer that retries a provider: when ``max_attempts`` run out the error says
+  "gave up after N attempts" and is not retryable, so no caller multiplies the attempts;
+- streams the answer when asked (``stream=``): the request goes with ``stream: true`` and
+  the events are assembled into one answer (``providers/streams.py``); a mid-stream error
+  or a stream cut short is retried like any failure;
+- keeps a ``Tally`` of what each request cost beyond its answer: retries by kind, answers
+  billed whose cost could not be read (``unpriced``: a broken 200 body with a generation
+  id), and the usage failed attempts reported;
+- logs retries without flooding (``RetryLog``): the first of each kind in a minute in full,
+  with attempt number, target and reason, then one summary line a minute ("retried 57 more
+  rate_limit errors in the last 60 s"); never the key nor a URL's credentials (messages
+  are scrubbed of both). Nothing is logged on the success path.
 
 The provider's catalogue (``GET /models``, ``GET /key``) and the start-up check built on it
 are in ``catalogue``; errors are classified in ``providers.errors``.
@@ -22,7 +32,8 @@ The bytes travel over a ``Wire``: ``AiohttpWire`` in the server (an aiohttp sess
 stays cheap with many requests in flight: measured 0.24 ms of client CPU per upstream call
 at 64 in flight, against 3.1 ms for an httpx 0.28 client). A wire translates its library's
 exceptions into ``WireTimeout`` / ``WireUnreachable`` at the edge; tests may bring their own
-(``tests/support``).
+(``tests/support``). Each request has a read timeout (the longest silence) and a total one
+(``total_timeout_s``: a body dripping a byte a second ends there too).
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import random
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,11 +55,16 @@ import aiohttp
 
 from nemo_gym_cli.errors import UpstreamError
 from nemo_gym_cli.providers.errors import classify_error
+from nemo_gym_cli.providers.redaction import redact_url
+from nemo_gym_cli.providers.streams import Assembled, is_sse
+from nemo_gym_cli.providers.usage import add_usage
 from nemo_gym_cli.wire import dumps, loads
 
 __all__ = [
     "AiohttpWire",
     "Reply",
+    "RetryLog",
+    "Tally",
     "Upstream",
     "UpstreamClient",
     "Wire",
@@ -122,11 +139,17 @@ class AiohttpWire:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, *, pool_size: int, connect_timeout_s: float, read_timeout_s: float
+        cls,
+        *,
+        pool_size: int,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        total_timeout_s: float | None = None,
     ) -> AsyncIterator[AiohttpWire]:
         """A wire with its own session: at most ``pool_size`` connections; ``read_timeout_s``
-        is the longest silence while waiting for an answer (a stall ends there)."""
-        timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
+        is the longest silence while waiting for an answer (a stall ends there),
+        ``total_timeout_s`` the longest a request may take, body included (a drip ends there)."""
+        timeout = aiohttp.ClientTimeout(total=total_timeout_s, connect=connect_timeout_s, sock_read=read_timeout_s)
         connector = aiohttp.TCPConnector(limit=pool_size, limit_per_host=0)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
             yield cls(session)
@@ -182,11 +205,20 @@ class Upstream:
     fallback_models: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never show the key
-        return f"Upstream(base_url={self.base_url!r}, model={self.model!r})"
+        return f"Upstream(base_url={self.shown_url!r}, model={self.model!r})"
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL as messages show it: credentials (``user:key@``) and secret query
+        parameters (``?key=``) redacted."""
+        return redact_url(self.base_url)
 
     def scrub(self, text: str) -> str:
-        """``text`` without the key (some providers echo it in error messages)."""
-        return text.replace(self.api_key, "<key>") if self.api_key and len(self.api_key) > 3 else text
+        """``text`` without the key (some providers echo it in error messages) and without
+        the base URL's credentials."""
+        if self.api_key and len(self.api_key) > 3:
+            text = text.replace(self.api_key, "<key>")
+        return redact_url(text.replace(self.base_url, self.shown_url))
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -229,6 +261,68 @@ def _retry_after(resp: Reply, error: Any) -> float | None:
     return None
 
 
+class Tally:
+    """What one request cost beyond its answer: ``retries`` by kind (attempts that failed
+    and were tried again), ``unpriced`` (answers billed whose cost could not be read: a
+    broken 200 body or a cut stream with a generation id) and ``usage``, summed, of failed
+    attempts that reported one (in the upstream API's names)."""
+
+    __slots__ = ("retries", "unpriced", "usage")
+
+    def __init__(self) -> None:
+        self.retries: dict[str, int] = {}
+        self.unpriced = 0
+        self.usage: dict[str, Any] = {}
+
+    def retried(self, kind: str) -> None:
+        self.retries[kind] = self.retries.get(kind, 0) + 1
+
+    def extras(self) -> dict[str, Any]:
+        """The keys the adapter adds to an answer's ``usage``."""
+        return {"retries": dict(self.retries), "unpriced_calls": self.unpriced}
+
+
+class RetryLog:
+    """Retry lines without a flood: the first retry of each kind in a ``window`` is logged in
+    full; the rest are counted, and one line at the window's end says how many."""
+
+    def __init__(self, logger: logging.Logger, *, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.log = logger
+        self.window_s = window_s
+        self.clock = clock
+        self._opened: dict[str, float] = {}  # kind -> when its window opened (its full line)
+        self._quiet: Counter[str] = Counter()  # retries of each kind not logged in this window
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def retry(self, kind: str, message: str, *args: Any) -> None:
+        now = self.clock()
+        opened = self._opened.get(kind)
+        if opened is None or now - opened >= self.window_s:
+            self.flush(kind)
+            self._opened[kind] = now
+            self.log.warning(message, *args)
+            return
+        self._quiet[kind] += 1
+        if kind not in self._timers:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._timers[kind] = loop.call_later(max(0.0, opened + self.window_s - now), self.flush, kind)
+
+    def flush(self, kind: str | None = None) -> None:
+        """Log the summary line of ``kind`` (every kind when None) if retries were counted."""
+        for k in [kind] if kind is not None else list(self._quiet):
+            timer = self._timers.pop(k, None)
+            if timer is not None:
+                timer.cancel()
+            count = self._quiet.pop(k, 0)
+            if count:
+                opened = self._opened.get(k, self.clock())
+                seconds = min(self.window_s, self.clock() - opened)
+                self.log.warning("retried %d more %s errors in the last %.0f s", count, k, seconds)
+
+
 class UpstreamClient:
     """Posts JSON to a provider with retries, failover and a concurrency cap.
 
@@ -246,6 +340,7 @@ class UpstreamClient:
         backoff_max_s: float = 30.0,
         max_retry_after_s: float = 120.0,
         headers: dict[str, str] | None = None,
+        retry_log: RetryLog | None = None,
     ) -> None:
         if not upstreams:
             raise ValueError("at least one upstream is needed")
@@ -255,6 +350,7 @@ class UpstreamClient:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.max_retry_after_s = max_retry_after_s
+        self.retry_log = retry_log or RetryLog(log)
         self._gate = asyncio.Semaphore(max_concurrency)
         self._headers = [_headers(u, headers) for u in upstreams]
         self._current = 0  # index of the upstream in use; moves on when one is down
@@ -270,11 +366,18 @@ class UpstreamClient:
         *,
         tools_sent: bool = False,
         parse: Callable[[dict[str, Any]], Any] | None = None,
+        stream: Callable[[bytes], Assembled] | None = None,
+        tally: Tally | None = None,
     ) -> tuple[Any, Upstream]:
         """POST ``body`` (``model``, and ``models`` when there are fallbacks, set per upstream)
         to ``<base>/<path>``; returns the answer (passed through ``parse``, whose retryable
         ``UpstreamError`` is retried like any other) and the upstream that gave it.
-        Raises ``UpstreamError``."""
+
+        ``stream``: ask for a stream (``stream: true``) and assemble it with this function
+        (``streams.assemble_chat`` / ``assemble_responses``). ``tally`` is filled in with
+        the retries, unpriced answers and failed attempts' usage. Raises ``UpstreamError``;
+        after ``max_attempts`` it is not retryable (this is the layer that retries)."""
+        tally = tally if tally is not None else Tally()
         last: UpstreamError | None = None
         tried = {self._current}
         for attempt in range(1, self.max_attempts + 1):
@@ -282,12 +385,14 @@ class UpstreamClient:
             upstream = self.upstreams[index]
             wait: float | None = None
             try:
-                data = await self._once(index, upstream, path, body, tools_sent)
+                data = await self._once(index, upstream, path, body, tools_sent, stream, tally)
                 if parse is None:
                     return data, upstream
                 try:
                     return parse(data), upstream
                 except UpstreamError as exc:
+                    if isinstance(data, dict) and isinstance(data.get("usage"), dict):
+                        add_usage(tally.usage, data["usage"])  # a failed answer that still counted tokens
                     if not exc.retryable:
                         raise
                     last = exc
@@ -307,22 +412,24 @@ class UpstreamClient:
                     "raise max_retry_after_s, or add fallback_models)",
                     status=last.status,
                     kind=last.kind,
-                    retryable=True,
+                    retryable=False,  # this layer decided not to wait: no caller should retry it
                 )
             elif wait is not None:
                 delay = wait
             else:
                 ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
                 delay = random.uniform(0, ceiling)
-            log.warning(
+            tally.retried(last.kind)
+            self.retry_log.retry(
+                last.kind,
                 "upstream %s attempt %d/%d failed (%s): %s; retrying in %.2f s%s",
-                upstream.base_url,
+                upstream.shown_url,
                 attempt,
                 self.max_attempts,
                 last.kind,
                 last,
                 delay,
-                f" via {self.upstream.base_url}" if self.upstream is not upstream else "",
+                f" via {self.upstream.shown_url}" if self.upstream is not upstream else "",
             )
             await asyncio.sleep(delay)
         assert last is not None
@@ -330,34 +437,57 @@ class UpstreamClient:
             f"{last} (gave up after {self.max_attempts} attempts)",
             status=last.status,
             kind=last.kind,
-            retryable=True,
+            retryable=False,  # this layer retried already: a caller retrying would multiply attempts
         )
 
     async def _once(
-        self, index: int, upstream: Upstream, path: str, body: dict[str, Any], tools_sent: bool
+        self,
+        index: int,
+        upstream: Upstream,
+        path: str,
+        body: dict[str, Any],
+        tools_sent: bool,
+        stream: Callable[[bytes], Assembled] | None,
+        tally: Tally,
     ) -> dict[str, Any]:
         url = f"{upstream.base_url.rstrip('/')}/{path}"
         if upstream.fallback_models:
             body = {**body, "models": [upstream.model, *upstream.fallback_models]}
+        if stream is not None:
+            body = {**body, "stream": True}
+            if path.endswith("chat/completions"):
+                body["stream_options"] = {"include_usage": True}
         payload = dumps({**body, "model": upstream.model})
         async with self._gate:
             try:
                 resp = await self.wire.request("POST", url, content=payload, headers=self._headers[index])
             except WireTimeout as exc:
                 error = UpstreamError(
-                    f"{url} timed out ({exc}); raise read_timeout_s if generations are this long",
+                    f"{_shown(upstream, path)} timed out ({exc}); raise read_timeout_s (the longest silence) or "
+                    "total_timeout_s (the longest request) if generations are this long",
                     kind="timeout",
                     retryable=True,
                 )
                 raise _Retry(error) from None
             except WireUnreachable as exc:
                 error = UpstreamError(
-                    f"cannot reach {url}: {upstream.scrub(str(exc))}",
+                    f"cannot reach {_shown(upstream, path)}: {upstream.scrub(str(exc))}",
                     kind="connection",
                     retryable=True,
                 )
                 raise _Retry(error, down=True) from None
         status = resp.status
+        billed = bool(resp.headers.get("x-generation-id"))
+        if stream is not None and status < 400 and is_sse(resp.headers.get("content-type"), resp.content):
+            try:
+                return stream(resp.content)
+            except UpstreamError as exc:
+                if billed or getattr(exc, "generation_id", None):
+                    if exc.kind == "bad_response":  # cut short or unreadable: billed, cost unknown
+                        tally.unpriced += 1
+                if not exc.retryable:
+                    raise
+                raise _Retry(exc) from None
         data = resp.json()
         err = data.get("error") if isinstance(data, dict) else None
         if status < 400 and isinstance(data, dict):
@@ -370,17 +500,22 @@ class UpstreamClient:
                 err = err or {"message": "the generation stopped with finish_reason 'error'"}
             elif not err or data.get("output"):
                 return data
+            if isinstance(data.get("usage"), dict):
+                add_usage(tally.usage, data["usage"])
             error = classify_error(None, err, upstream, tools_sent=tools_sent)
         elif data is None and status < 400:
+            if billed:
+                tally.unpriced += 1
             error = UpstreamError(
-                f"{url} answered {status} with a body that is not JSON: {upstream.scrub(repr(resp.content[:200]))}",
+                f"{_shown(upstream, path)} answered {status} with a body that is not JSON: "
+                f"{upstream.scrub(repr(resp.content[:200]))}",
                 status=status,
                 kind="bad_response",
                 retryable=True,
             )
         elif status < 400:
             error = UpstreamError(
-                f"{url} answered {status} with {type(data).__name__}, not an object",
+                f"{_shown(upstream, path)} answered {status} with {type(data).__name__}, not an object",
                 status=status,
                 kind="bad_response",
                 retryable=True,
@@ -392,6 +527,11 @@ class UpstreamClient:
         if not error.retryable:
             raise error
         raise _Retry(error, wait=_retry_after(resp, err), down=status >= 500 and status != 529)
+
+
+def _shown(upstream: Upstream, path: str) -> str:
+    """The URL of ``path`` as messages show it (credentials redacted)."""
+    return f"{upstream.shown_url.rstrip('/')}/{path}"
 
 
 class _Retry(Exception):

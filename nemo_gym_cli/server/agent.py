@@ -9,15 +9,21 @@
 
 1. a new session id; ``POST /seed_session`` to the resources server with the row (the
    session travels as the ``x-ng-session-id`` header and as whatever cookies the resources
-   server sets: NeMo Gym's keep their state in a cookie);
+   server sets, carried as NeMo Gym's agents carry them: the cookies ``/seed_session`` set go
+   with every tool call, each tool answer's ``Set-Cookie`` updates them, and ``/verify``
+   gets them together with the model server's; NeMo Gym's environments keep their state in
+   a cookie);
 2. ``loop(rollout, params)`` with the row's ``responses_create_params`` (its ``input`` as a
    list; its ``tools`` from the resources server's ``GET /tools`` when the row has none);
 3. ``POST /verify`` with the row plus ``response``: the last model response, its ``output``
    replaced by every item the rollout produced, its ``usage`` summed over every model call
-   (tokens and ``cost``); the answer is the scored row.
+   (tokens, ``cost``, the adapter's ``retries`` and ``unpriced_calls``), every field of
+   OpenAI's ``Response`` present (what NeMo Gym writes: ``conversion.complete_response``);
+   the answer is the scored row.
 
 ``POST /v1/responses`` runs ``loop()`` alone (the session from the caller's header or
-cookie).
+cookie; the answer sets the resources and model servers' cookies, as NeMo Gym's does, for a
+caller that verifies next).
 
 The retry contract with the collector: an error answer is the envelope of ``errors.py``;
 the collector tries ``/run`` again when no answer came or the envelope says ``retryable``
@@ -33,6 +39,8 @@ from typing import Any
 from pydantic import Field
 
 from nemo_gym_cli.errors import HTTPError, NemoGymError, ServerError
+from nemo_gym_cli.providers.conversion import complete_response
+from nemo_gym_cli.providers.usage import add_usage, complete_usage
 from nemo_gym_cli.server.base import Server
 from nemo_gym_cli.server.client import JSONClient, cookie_header, open_json_client
 from nemo_gym_cli.server.config import ServerConfig, ServerRef
@@ -62,11 +70,22 @@ class Rollout:
     def _env_headers(self) -> dict[str, str]:
         return {SESSION_HEADER: self.session_id, **cookie_header(self.cookies)}
 
+    def _verify_headers(self) -> dict[str, str]:
+        """What ``/verify`` gets: the session, and every cookie the rollout holds (NeMo Gym's
+        agents send the model server's too; the resources server's win a name clash)."""
+        return {SESSION_HEADER: self.session_id, **cookie_header({**self.model_cookies, **self.cookies})}
+
     async def model(self, params: dict[str, Any]) -> dict[str, Any]:
-        """One call to the model server's ``/v1/responses``; its usage joins the rollout's."""
-        answer = await self.agent.client.exchange(
-            "POST", self.agent.model_url, params, headers=cookie_header(self.model_cookies) or None
-        )
+        """One call to the model server's ``/v1/responses``; its usage joins the rollout's
+        (a failed call's too: what its attempts cost, from the error envelope)."""
+        try:
+            answer = await self.agent.client.exchange(
+                "POST", self.agent.model_url, params, headers=cookie_header(self.model_cookies) or None
+            )
+        except ServerError as exc:
+            add_usage(self.usage, exc.usage)
+            exc.usage = None  # counted in the rollout's now: /run's envelope carries the sum
+            raise
         self.model_cookies.update(answer.cookies)
         response = answer.data
         if not isinstance(response, dict) or not isinstance(response.get("output"), list):
@@ -108,34 +127,24 @@ class Rollout:
         self.cookies.update(answer.cookies)
         return _output(call_id, answer.data)
 
-    def response(self, output: list[dict[str, Any]]) -> dict[str, Any]:
-        """The rollout's response: the last model response with every item and summed usage."""
-        return {**self.last_response, "output": output, "usage": self.usage or self.last_response.get("usage")}
+    def response(self, output: list[dict[str, Any]], params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The rollout's response: the last model response with every item and the summed
+        usage, with every field of OpenAI's ``Response`` (the missing ones echo ``params``)."""
+        usage = self.usage or self.last_response.get("usage")
+        response = {**self.last_response, "output": output, "usage": complete_usage(usage) if usage else usage}
+        response.setdefault("id", f"resp_{self.session_id}")
+        return complete_response(response, params)
 
 
 def _output(call_id: Any, result: Any) -> dict[str, Any]:
-    return {"type": "function_call_output", "call_id": call_id, "output": dumps(result).decode()}
-
-
-def add_usage(total: dict[str, Any], usage: Any) -> None:
-    """Add a response's ``usage`` into ``total``: counts summed, nested details too; costs
-    (floats) rounded to 1e-12 USD so sums carry no binary-float dust."""
-    if not isinstance(usage, dict):
-        return
-    for key, value in usage.items():
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int):
-            previous = total.get(key, 0)
-            total[key] = (previous if isinstance(previous, (int, float)) else 0) + value
-        elif isinstance(value, float):
-            previous = total.get(key, 0)
-            total[key] = round((previous if isinstance(previous, (int, float)) else 0) + value, 12)
-        elif isinstance(value, dict):
-            nested = total.get(key)
-            if not isinstance(nested, dict):
-                nested = total[key] = {}
-            add_usage(nested, value)
+    """A ``function_call_output`` item, with the ``id`` and ``status`` NeMo Gym's rows carry."""
+    return {
+        "type": "function_call_output",
+        "call_id": call_id,
+        "output": dumps(result).decode(),
+        "id": None,
+        "status": "completed",
+    }
 
 
 class Agent(Server):
@@ -179,11 +188,14 @@ class Agent(Server):
             )
             rollout.cookies.update(seeded.cookies)
             params = await self._with_tools(params)
-            response = rollout.response(await self.loop(rollout, params))
+            response = rollout.response(await self.loop(rollout, params), params)
             answer = await self.client.exchange(
-                "POST", f"{self.resources_url}/verify", {**row, "response": response}, headers=rollout._env_headers()
+                "POST", f"{self.resources_url}/verify", {**row, "response": response}, headers=rollout._verify_headers()
             )
         except NemoGymError as exc:
+            # What the rollout had cost plus what the failed call reported (a judge's tokens
+            # when /verify failed, a model call's attempts), each counted once.
+            add_usage(rollout.usage, getattr(exc, "usage", None))
             if rollout.usage:
                 exc.usage = rollout.usage  # type: ignore[attr-defined]
             raise
@@ -195,7 +207,10 @@ class Agent(Server):
         session = request.headers.get(SESSION_HEADER) or request.cookies.get(SESSION_COOKIE) or new_session_id()
         rollout = Rollout(self, session, request.cookies)
         params = await self._with_tools(params)
-        return rollout.response(await self.loop(rollout, params))
+        response = rollout.response(await self.loop(rollout, params), params)
+        for name, value in {**rollout.cookies, **rollout.model_cookies}.items():
+            request.set_cookie(name, value)
+        return response
 
     async def _with_tools(self, params: dict[str, Any]) -> dict[str, Any]:
         """The row's params, with the resources server's tools when the row names none; a

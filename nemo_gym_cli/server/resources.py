@@ -20,8 +20,12 @@ Routes (declared once here):
   other metrics ``verify`` returns.
 
 Sessions: the agent names the rollout in the ``x-ng-session-id`` header (ours) or in the
-``ng_session`` cookie this server sets on ``/seed_session`` (NeMo Gym's agents forward
-cookies). ``session`` is a dict kept from ``/seed_session`` until ``/verify``.
+``ng_session`` cookie (NeMo Gym's agents carry cookies, not our header). Without the header,
+``/seed_session`` starts a new session and sets the cookie, and every other answer (tool
+calls, ``/verify``, errors and 404s included) sets it again: NeMo Gym's agent replaces the
+cookies it holds with each tool answer's ``Set-Cookie``, so an answer without it would drop
+the session for the rest of the rollout. ``session`` is a dict kept from ``/seed_session``
+until ``/verify``.
 
 CPU-heavy work (a symbolic verifier, running code) goes through ``await self.offload(fn,
 *args)``: a pool of worker processes with a timeout, so the event loop never stalls and a
@@ -178,7 +182,12 @@ class ResourcesServer(Server):
     # ------------------------------------------------------------------ sessions
 
     def session_id(self, request: Request) -> str | None:
-        return request.headers.get(SESSION_HEADER) or request.cookies.get(SESSION_COOKIE)
+        """The rollout's session: the header, else the one the cookie flow found
+        (``SessionCookies``), else None (a call outside any rollout)."""
+        return request.headers.get(SESSION_HEADER) or request.scope.get(_SCOPE_KEY)
+
+    def middleware(self) -> list[Callable[[Any], Any]]:
+        return [*super().middleware(), SessionCookies]
 
     def _session(self, session_id: str | None) -> dict[str, Any]:
         if session_id is None:
@@ -216,10 +225,7 @@ class ResourcesServer(Server):
     @route("POST", "/seed_session")
     async def http_seed_session(self, request: Request) -> dict[str, Any]:
         row = await request.json_object()
-        session_id = self.session_id(request)
-        if session_id is None:
-            session_id = new_session_id()
-            request.set_cookie(SESSION_COOKIE, session_id)
+        session_id = self.session_id(request) or new_session_id()
         self.sessions.pop(session_id, None)  # a new rollout starts from nothing
         await self.seed_session(self._session(session_id), row)
         return {}
@@ -244,6 +250,59 @@ class ResourcesServer(Server):
                 f"{type(self).__name__}.verify returned {type(metrics).__name__} without a numeric 'reward'"
             )
         return {**body, **metrics}
+
+
+# --- NeMo Gym's cookie flow ---------------------------------------------------------------
+
+_SCOPE_KEY = "ng_session"
+_COOKIE_PREFIX = f"{SESSION_COOKIE}=".encode()
+_SESSION_HEADER = SESSION_HEADER.encode()
+
+
+class SessionCookies:
+    """ASGI middleware: sessions for agents that carry cookies instead of our header.
+
+    A request with the ``x-ng-session-id`` header passes through untouched (our agents: no
+    cookie traffic on the hot path). Otherwise the session is the ``ng_session`` cookie's,
+    or, on ``/seed_session``, a new one; it is put in the scope for ``session_id`` and
+    sent back as ``Set-Cookie`` on the answer, whatever the answer is.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cookie = None
+        for name, value in scope["headers"]:
+            if name == _SESSION_HEADER:
+                await self.app(scope, receive, send)
+                return
+            if name == b"cookie" and _COOKIE_PREFIX in value:
+                cookie = _cookie_value(value.decode("latin-1"))
+        session_id = new_session_id() if scope["path"] == "/seed_session" else cookie
+        if session_id is None:
+            await self.app(scope, receive, send)
+            return
+        scope[_SCOPE_KEY] = session_id
+        header = (b"set-cookie", f"{SESSION_COOKIE}={session_id}; HttpOnly; Path=/; SameSite=lax".encode())
+
+        async def send_with_cookie(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+def _cookie_value(header: str) -> str | None:
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == SESSION_COOKIE:
+            return value.strip().strip('"') or None
+    return None
 
 
 # --- reading a trajectory -------------------------------------------------------------------

@@ -45,6 +45,7 @@ TOOL = {
         "properties": {"city": {"type": "string", "description": "The city name."}},
         "required": ["city"],
     },
+    "strict": False,  # NeMo Gym's agents require the key (FunctionToolParam)
 }
 
 

@@ -6,7 +6,16 @@ OpenAI-compatible provider does) or the Responses API (``upstream_api: responses
 requests and answers are converted as needed (``nemo_gym_cli.providers.conversion``).
 Retries, failover and the concurrency cap live in ``nemo_gym_cli.providers.upstream``, the
 start-up check in ``nemo_gym_cli.providers.catalogue``. One aiohttp session per server
-carries every upstream request.
+carries every upstream request. ``upstream_stream: true`` asks the provider for a stream
+and assembles it (long generations through proxies; ``providers/streams.py``); streaming to
+this server's own callers (``stream: true``) is the ``ModelServer`` base's, whatever the
+upstream does. ``GET /v1/models`` lists the configured model and its fallbacks.
+
+Every Responses answer's ``usage`` says what the request cost beyond the answer's own
+tokens: ``retries`` (``{kind: count}``, the upstream retries made for it), ``unpriced_calls``
+(answers billed whose cost could not be read) and, summed in, the usage failed attempts
+reported; an error's envelope carries the same in its ``usage``, so a run's cost counts
+every upstream call.
 
 At start-up the server checks the upstream once (``preflight``): a rejected key, an unknown
 model or an unreachable provider stops it with one message saying what to do, instead of
@@ -17,14 +26,19 @@ failing every rollout later. Provider errors reach the agent in the error envelo
 from __future__ import annotations
 
 import logging
+import time
+import urllib.parse
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nemo_gym_cli.errors import UpstreamError
-from nemo_gym_cli.providers import conversion
+from nemo_gym_cli.errors import ConfigError, UpstreamError
+from nemo_gym_cli.providers import conversion, streams
 from nemo_gym_cli.providers.catalogue import preflight
-from nemo_gym_cli.providers.upstream import AiohttpWire, Upstream, UpstreamClient
+from nemo_gym_cli.providers.model_ids import split
+from nemo_gym_cli.providers.upstream import AiohttpWire, Tally, Upstream, UpstreamClient
+from nemo_gym_cli.providers.usage import add_usage, usage_as_chat, usage_as_responses
 from nemo_gym_cli.server import ModelServer, ServerConfig
 
 log = logging.getLogger("openai_model")
@@ -53,6 +67,14 @@ class OpenAIModel(ModelServer):
         )
         connect_timeout_s: float = Field(10.0, gt=0, description="TCP/TLS connect timeout")
         read_timeout_s: float = Field(300.0, gt=0, description="longest wait for response bytes (long generations)")
+        total_timeout_s: float = Field(
+            600.0, gt=0, description="longest one upstream request may take, its body included (a drip ends here)"
+        )
+        upstream_stream: bool = Field(
+            False,
+            description="ask the provider for a stream and assemble it (keeps long generations alive through"
+            " proxies; OpenRouter's keep-alive comments are ignored)",
+        )
         max_attempts: int = Field(6, ge=1, description="attempts per request, the first included")
         backoff_base_s: float = Field(0.5, ge=0, description="first retry waits up to this (doubling, full jitter)")
         backoff_max_s: float = Field(30.0, ge=0, description="longest backoff between two attempts")
@@ -89,13 +111,21 @@ class OpenAIModel(ModelServer):
     async def start(self) -> None:
         config = self.config
         upstreams = config.upstreams()
+        for upstream in upstreams:
+            if upstream.api_key and urllib.parse.urlsplit(upstream.base_url).username is not None:
+                raise ConfigError(
+                    f"{self.spec.where}: the base URL {upstream.shown_url} carries credentials (user:password@) "
+                    "and an API key is set too: an HTTP request can carry only one of them; drop one"
+                )
         wire = await self.enter(
             AiohttpWire.open(
                 pool_size=config.max_concurrency,
                 connect_timeout_s=config.connect_timeout_s,
                 read_timeout_s=config.read_timeout_s,
+                total_timeout_s=config.total_timeout_s,
             )
         )
+        self._created = int(time.time())
         if config.preflight:
             try:
                 warnings = await preflight(
@@ -122,10 +152,23 @@ class OpenAIModel(ModelServer):
         )
         self._reported: set[str] = set()
 
+    async def stop(self) -> None:
+        self.client.retry_log.flush()  # the last summary line of retries not logged in full
+
+    async def models(self) -> list[dict[str, Any]]:
+        """The configured model, then every fallback and alternative upstream's model."""
+        ids: list[str] = []
+        for upstream in self.config.upstreams():
+            for model in (upstream.model, *upstream.fallback_models):
+                if model not in ids:
+                    ids.append(model)
+        return [{"id": m, "object": "model", "created": self._created, "owned_by": _owner(m)} for m in ids]
+
     def _body(self, body: dict[str, Any]) -> dict[str, Any]:
         if self.config.extra_body:
             body = {**self.config.extra_body, **body}
-        body.pop("stream", None)  # answers are whole JSON bodies, never streamed
+        body.pop("stream", None)  # the base streams to our callers; upstream_stream decides upstream
+        body.pop("stream_options", None)
         return body
 
     def _report(self, exc: UpstreamError) -> None:
@@ -135,26 +178,43 @@ class OpenAIModel(ModelServer):
             log.error("%s", exc)
 
     async def responses(self, body: dict[str, Any]) -> dict[str, Any]:
+        tally = Tally()
+        # Failed attempts' usage is in the upstream API's names; the answer's are Responses'.
+        names = usage_as_responses if self.config.upstream_api == "chat_completions" else None
         try:
-            return await self._responses(body)
+            response = await self._responses(body, tally)
         except UpstreamError as exc:
             self._report(exc)
+            exc.usage = _failed_usage(tally, names)  # type: ignore[attr-defined]
             raise
+        response["usage"] = _with_tally(response.get("usage"), tally, names)
+        return response
 
     async def chat_completions(self, body: dict[str, Any]) -> dict[str, Any]:
+        tally = Tally()
+        names = usage_as_chat if self.config.upstream_api == "responses" else None
         try:
-            return await self._chat_completions(body)
+            answer = await self._chat_completions(body, tally)
         except UpstreamError as exc:
             self._report(exc)
+            exc.usage = _failed_usage(tally, names)  # type: ignore[attr-defined]
             raise
+        answer["usage"] = _with_tally(answer.get("usage"), tally, names)
+        return answer
 
-    async def _responses(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _responses(self, params: dict[str, Any], tally: Tally) -> dict[str, Any]:
         tools_sent = bool(params.get("tools"))
+        stream = self.config.upstream_stream
         if self.config.upstream_api == "responses":
             body = {k: v for k, v in params.items() if k not in ("store", "previous_response_id")}
             body["store"] = False
             response, _ = await self.client.post(
-                "responses", self._body(body), tools_sent=tools_sent, parse=_check_responses
+                "responses",
+                self._body(body),
+                tools_sent=tools_sent,
+                parse=lambda data: conversion.complete_response(_check_responses(data), params),
+                stream=streams.assemble_responses if stream else None,
+                tally=tally,
             )
             return response
         chat = self._body(conversion.responses_to_chat_request(params))
@@ -163,19 +223,61 @@ class OpenAIModel(ModelServer):
             chat,
             tools_sent=tools_sent,
             parse=lambda data: conversion.chat_to_responses_response(data, request=params),
+            stream=streams.assemble_chat if stream else None,
+            tally=tally,
         )
         return response
 
-    async def _chat_completions(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _chat_completions(self, body: dict[str, Any], tally: Tally) -> dict[str, Any]:
         tools_sent = bool(body.get("tools"))
+        stream = self.config.upstream_stream
         if self.config.upstream_api == "responses":
             params = self._body(conversion.chat_to_responses_request(body))
             answer, _ = await self.client.post(
-                "responses", params, tools_sent=tools_sent, parse=conversion.responses_to_chat_response
+                "responses",
+                params,
+                tools_sent=tools_sent,
+                parse=conversion.responses_to_chat_response,
+                stream=streams.assemble_responses if stream else None,
+                tally=tally,
             )
             return answer
-        answer, _ = await self.client.post("chat/completions", self._body(dict(body)), tools_sent=tools_sent)
-        return answer
+        answer, _ = await self.client.post(
+            "chat/completions",
+            self._body(dict(body)),
+            tools_sent=tools_sent,
+            stream=streams.assemble_chat if stream else None,
+            tally=tally,
+        )
+        return dict(answer)
+
+
+Names = Callable[[dict[str, Any]], dict[str, Any]] | None
+
+
+def _owner(model: str) -> str:
+    """Who a model id says made it: ``anthropic`` of ``openrouter:anthropic/claude-3.5-sonnet``."""
+    _, stem, _ = split(model)
+    return stem.split("/", 1)[0] if "/" in stem else "openai_model"
+
+
+def _failed_usage(tally: Tally, names: Names) -> dict[str, Any]:
+    """What a request's failed attempts cost: the usage they reported (in the answer's
+    names), its retries and unpriced answers; empty when there was nothing."""
+    if not tally.usage and not tally.retries and not tally.unpriced:
+        return {}
+    out = (names(tally.usage) if names else dict(tally.usage)) if tally.usage else {}
+    out.update(tally.extras())
+    return out
+
+
+def _with_tally(usage: Any, tally: Tally, names: Names) -> dict[str, Any]:
+    """An answer's usage plus what its request cost beyond it (in place)."""
+    out = usage if isinstance(usage, dict) else {}  # the answer's own, fresh from the conversion
+    if tally.usage:
+        add_usage(out, names(tally.usage) if names else tally.usage)
+    out.update(tally.extras())
+    return out
 
 
 def _check_responses(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """One decided answer (``Plan``), rendered the ways OpenRouter sends it: a chat completion,
-chat completion chunks (SSE), a Responses object. Written for the emulator alone: it shares
-no code with the adapter's conversion, so a bug there cannot cancel out here.
+chat completion chunks (SSE), a Responses object, Responses stream events (SSE). Written for
+the emulator alone: it shares no code with the adapter's conversion or streams, so a bug
+there cannot cancel out here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from nemo_gym_cli.wire import dumps
 
 from .config import EmulatorModel
 
-__all__ = ["DONE", "KEEPALIVE", "Plan", "chat_chunks", "chat_completion", "error_200", "responses_object"]
+__all__ = [
+    "DONE",
+    "KEEPALIVE",
+    "Plan",
+    "chat_chunks",
+    "chat_completion",
+    "error_200",
+    "responses_events",
+    "responses_object",
+]
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
@@ -39,7 +49,7 @@ class Plan:
             "total_tokens": self.prompt_tokens + self.completion_tokens,
             "cost": self.cost,
             "is_byok": False,
-            "prompt_tokens_details": {"cached_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "cost_details": {"upstream_inference_cost": None},
             "completion_tokens_details": {"reasoning_tokens": 0},
         }
@@ -165,11 +175,13 @@ def responses_object(plan: Plan, params: dict[str, Any]) -> dict[str, Any]:
         "output": output,
         "usage": {
             "input_tokens": plan.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": plan.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": plan.prompt_tokens + plan.completion_tokens,
             "cost": plan.cost,
+            "is_byok": False,
+            "cost_details": {"upstream_inference_cost": None},
         },
         "instructions": params.get("instructions"),
         "tools": params.get("tools") or [],
@@ -183,4 +195,58 @@ def responses_object(plan: Plan, params: dict[str, Any]) -> dict[str, Any]:
         "text": params.get("text") or {"format": {"type": "text"}},
         "reasoning": params.get("reasoning") or {"effort": None, "summary": None},
         "truncation": params.get("truncation") or "disabled",
+        "background": False,
+        "conversation": None,
+        "max_tool_calls": params.get("max_tool_calls"),
+        "previous_response_id": None,
+        "prompt": None,
+        "prompt_cache_key": params.get("prompt_cache_key"),
+        "safety_identifier": params.get("safety_identifier"),
+        "service_tier": "default",
+        "top_logprobs": params.get("top_logprobs"),
+        "user": params.get("user"),
     }
+
+
+def responses_events(plan: Plan, params: dict[str, Any], *, error: bool = False) -> Iterator[bytes]:
+    """The SSE events of a streamed Responses answer, as OpenAI documents them: created,
+    in_progress, each item added, its text or arguments in deltas, done, then completed
+    (or, with ``error``, an ``error`` event: a provider failing mid-generation)."""
+    final = responses_object(plan, params)
+    seq = iter(range(1_000_000))
+
+    def event(kind: str, **fields: Any) -> bytes:
+        data = {"type": kind, "sequence_number": next(seq), **fields}
+        return b"event: " + kind.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+    start = {**final, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
+    yield event("response.created", response=start)
+    yield event("response.in_progress", response=start)
+    if error:
+        yield event("error", code="server_error", message="Provider returned error (emulated)", param=None)
+        return
+    for index, item in enumerate(final["output"]):
+        where = {"item_id": item["id"], "output_index": index}
+        if item["type"] == "message":
+            yield event(
+                "response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []}
+            )
+            part = item["content"][0]
+            yield event("response.content_part.added", **where, content_index=0, part={**part, "text": ""})
+            words = part["text"].split(" ")
+            for i, word in enumerate(words):
+                delta = word if i == 0 else " " + word
+                yield event("response.output_text.delta", **where, content_index=0, delta=delta, logprobs=[])
+            yield event("response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[])
+            yield event("response.content_part.done", **where, content_index=0, part=part)
+        else:
+            added = {**item, "arguments": "", "status": "in_progress"}
+            yield event("response.output_item.added", output_index=index, item=added)
+            arguments = item["arguments"]
+            half = len(arguments) // 2
+            for piece in (arguments[:half], arguments[half:]):
+                yield event("response.function_call_arguments.delta", **where, delta=piece)
+            yield event("response.function_call_arguments.done", **where, arguments=arguments, name=item["name"])
+        yield event("response.output_item.done", output_index=index, item=item)
+    kind = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
+    yield event(kind, response=final)

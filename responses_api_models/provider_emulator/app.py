@@ -3,11 +3,14 @@
 An ordinary model server (``ModelServer``), started like any other: it is the provider the
 ``openai_model`` adapter talks to in ``configs/offline.yaml``, in tests and in benchmarks,
 and it runs alone as ``ng_emulator``. Same wire format as ``https://openrouter.ai/api/v1``
-(routes under ``/api/v1`` and ``/v1``): ``POST /chat/completions`` (also streamed),
-``POST /responses`` (stateless), ``GET /models``, ``GET /key``; usage with ``cost``,
-OpenRouter's error bodies (in the kernel's envelope, ``metadata`` included), ``models``
-fallback lists, and injectable faults (rate limits, 5xx, 200-with-error bodies, stalls,
-malformed bodies). ``GET /emulator/stats`` reports what happened.
+(routes under ``/api/v1`` and ``/v1``): ``POST /chat/completions`` and ``POST /responses``
+(stateless; both also streamed), ``GET /models``, ``GET /models/{author}/{slug}``,
+``GET /key``; usage with ``cost``, OpenRouter's error bodies (in the kernel's envelope,
+``metadata`` included), ``models`` fallback lists, structured outputs (``response_format``
+/ ``text.format``: the answer is JSON of the schema), and injectable faults (rate limits,
+5xx, 200-with-error bodies, stalls, malformed bodies, a body dripping a byte at a time, a
+stream cut short). ``GET /emulator/stats`` reports what happened, requests whose client
+went away included.
 
 What a model answers: the turn a task row scripts (``metadata.emulator_script``), else the
 configured policy (``policy.py``); per model, ``accuracy`` below 1 makes it answer wrong on
@@ -32,8 +35,8 @@ from nemo_gym_cli.providers.model_ids import ROUTING_VARIANTS, split
 from nemo_gym_cli.server import ModelServer, Request, route
 from nemo_gym_cli.wire import dumps, loads
 
-from . import policy
-from .answers import KEEPALIVE, Plan, chat_chunks, chat_completion, error_200, responses_object
+from . import policy, structured
+from .answers import KEEPALIVE, Plan, chat_chunks, chat_completion, error_200, responses_events, responses_object
 from .config import FAULT_KINDS, EmulatorConfig, EmulatorModel
 
 __all__ = ["FAULT_KINDS", "EmulatorConfig", "EmulatorModel", "ProviderEmulator"]
@@ -66,6 +69,7 @@ class _Stats:
         self.errors: Counter[int] = Counter()
         self.served: Counter[str] = Counter()
         self.completion_requests = 0
+        self.cancelled = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cost = 0.0
@@ -81,6 +85,7 @@ class _Stats:
             "requests": sum(self.by_endpoint.values()),
             "by_endpoint": dict(self.by_endpoint),
             "completion_requests": self.completion_requests,
+            "cancelled": self.cancelled,
             "completions": sum(self.served.values()),
             "served_by_model": dict(self.served),
             "faults": dict(self.faults),
@@ -101,7 +106,8 @@ class ProviderEmulator(ModelServer):
         config = self.config
         self.models = {m.id: m for m in config.models}
         self.default_model = config.models[0]
-        self.models_body = dumps({"object": "list", "data": [_model_entry(m) for m in config.models]})
+        self.entries = {m.id: _model_entry(m) for m in config.models}
+        self.models_body = dumps({"object": "list", "data": list(self.entries.values())})
         try:
             self.policy = policy.load_policy(config.policy)
         except (ValueError, ImportError) as exc:
@@ -217,7 +223,14 @@ class ProviderEmulator(ModelServer):
                     "context_length_exceeded",
                 )
             else:
-                return self._answer(model, messages, tools, body.get("tool_choice"), script, prompt_tokens, max_tokens)
+                plan = self._answer(model, messages, tools, body.get("tool_choice"), script, prompt_tokens, max_tokens)
+                fmt = structured.response_format(body)
+                if fmt is not None and not plan.message.get("tool_calls") and plan.finish != "length":
+                    content = structured.structured(plan.message["content"] or "", fmt)
+                    plan.message = {**plan.message, "content": content}
+                    plan.completion_tokens = policy.completion_tokens(plan.message)
+                    plan.cost = prompt_tokens * model.prompt_price + plan.completion_tokens * model.completion_price
+                return plan
         assert failure is not None
         raise failure
 
@@ -290,6 +303,13 @@ class ProviderEmulator(ModelServer):
 
     async def _complete(self, request: Request, endpoint: str) -> Any:
         """One completion request: auth, faults, routing, the answer, in that order."""
+        try:
+            return await self._completion(request, endpoint)
+        except asyncio.CancelledError:
+            self.stats.cancelled += 1  # the client went away (cancel_on_disconnect)
+            raise
+
+    async def _completion(self, request: Request, endpoint: str) -> Any:
         self.stats.by_endpoint[endpoint] += 1
         self._auth(request)
         try:
@@ -309,9 +329,15 @@ class ProviderEmulator(ModelServer):
         plan = self._plan(body, messages)
         latency = plan.model.latency_ms if plan.model.latency_ms is not None else self.config.latency_ms
         headers = {"X-Generation-Id": plan.gen_id}
-        if not responses and body.get("stream") is True:
+        if body.get("stream") is True:
+            if responses:
+                events = list(responses_events(plan, body, error=fault == "error_200"))
+            else:
+                events = list(chat_chunks(plan, error=fault == "error_200", malformed=fault == "malformed"))
+            if fault == "cut":
+                events = events[: max(1, len(events) // 2)]
             return StreamingResponse(
-                self._stream(plan, fault, latency / 1000),
+                self._stream(plan, fault, latency / 1000, events),
                 media_type="text/event-stream",
                 headers={**headers, "Cache-Control": "no-cache"},
             )
@@ -323,9 +349,13 @@ class ProviderEmulator(ModelServer):
             return body_200 if not responses else {"error": body_200["error"]}
         self.stats.bill(plan)
         raw = dumps(responses_object(plan, body) if responses else chat_completion(plan))
-        if fault == "malformed":
-            self.stats.faults["malformed"] += 1
+        if fault in ("malformed", "cut"):
+            self.stats.faults[fault] += 1
             raw = raw[: len(raw) // 2]
+        if fault in ("drip", "cut"):
+            if fault == "drip":
+                self.stats.faults["drip"] += 1
+            return StreamingResponse(self._drip([raw], fault == "drip"), media_type="application/json", headers=headers)
         return Response(raw, media_type="application/json", headers=headers)
 
     def _chat_messages(self, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -346,24 +376,35 @@ class ProviderEmulator(ModelServer):
             )
         if body.get("store") is True:
             raise self._fail(400, "store: true is not supported: the Responses API is stateless")
-        if body.get("stream") is True:
-            raise self._fail(400, "stream: true is not supported by the emulator's /responses")
         try:
             return policy.messages_from_responses(body)
         except ValueError as exc:
             raise self._fail(400, str(exc)) from None
 
-    async def _stream(self, plan: Plan, fault: str | None, latency: float) -> Any:
-        yield KEEPALIVE
-        if latency:
-            await asyncio.sleep(latency)
-        if fault == "error_200":
-            self.stats.faults["error_200"] += 1
-        elif fault == "malformed":
-            self.stats.faults["malformed"] += 1
-        else:
-            self.stats.bill(plan)
-        yield b"".join(chat_chunks(plan, error=fault == "error_200", malformed=fault == "malformed"))
+    async def _stream(self, plan: Plan, fault: str | None, latency: float, events: list[bytes]) -> Any:
+        """A streamed answer: OpenRouter's keep-alive comment, the latency, the events (one
+        byte at a time for ``drip``; half of them for ``cut``)."""
+        try:
+            yield KEEPALIVE
+            if latency:
+                await asyncio.sleep(latency)
+            if fault in ("error_200", "malformed", "cut", "drip"):
+                self.stats.faults[fault] += 1
+            if fault != "error_200":
+                self.stats.bill(plan)  # a stream cut short or broken was still generated: billed
+            async for piece in self._drip(events, fault == "drip"):
+                yield piece
+        except (asyncio.CancelledError, GeneratorExit):
+            self.stats.cancelled += 1
+            raise
+
+    async def _drip(self, parts: list[bytes], drip: bool) -> Any:
+        if not drip:
+            yield b"".join(parts)
+            return
+        for byte in b"".join(parts):
+            yield bytes((byte,))
+            await asyncio.sleep(self.config.drip_interval_s)
 
     # -- other routes ----------------------------------------------------------------------
 
@@ -371,6 +412,20 @@ class ProviderEmulator(ModelServer):
     async def http_models(self, request: Request) -> Response:
         self.stats.by_endpoint["models"] += 1
         return Response(self.models_body, media_type="application/json")
+
+    @route("GET", "/api/v1/models/{author}/{slug}")
+    @route("GET", "/v1/models/{author}/{slug}")
+    @route("GET", "/api/v1/models/{model_id}")
+    @route("GET", "/v1/models/{model_id}")
+    async def http_model(self, request: Request) -> dict[str, Any]:
+        """One model (OpenAI's ``GET /models/{id}``; OpenRouter's ids have a slash)."""
+        self.stats.by_endpoint["models"] += 1
+        params = request.path_params
+        model_id = params.get("model_id") or f"{params.get('author')}/{params.get('slug')}"
+        model = self._lookup(model_id)
+        if model is None:
+            raise self._fail(404, f"{model_id} is not a valid model ID")
+        return self.entries[model.id]
 
     @route("GET", "/api/v1/key")
     @route("GET", "/v1/key")

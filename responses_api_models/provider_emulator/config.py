@@ -11,7 +11,9 @@ from nemo_gym_cli.server import ServerConfig
 
 __all__ = ["API_PREFIXES", "DEFAULT_MODELS", "FAULT_KINDS", "EmulatorConfig", "EmulatorModel"]
 
-FaultKind = Literal["429", "429_bare", "500", "502", "503", "524", "529", "error_200", "stall", "malformed"]
+FaultKind = Literal[
+    "429", "429_bare", "500", "502", "503", "524", "529", "error_200", "stall", "malformed", "drip", "cut"
+]
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
 _NO_FAULT = ("", "none", "ok")
 _DEFAULT_FAULTS: tuple[FaultKind, ...] = ("429", "500", "502", "503")
@@ -94,6 +96,9 @@ class EmulatorConfig(ServerConfig):
     )
     retry_after_seconds: float = Field(1.0, ge=0, description="Retry-After of injected 429s")
     stall_seconds: float = Field(3600.0, ge=0, description="how long a 'stall' fault sleeps")
+    drip_interval_s: float = Field(
+        1.0, ge=0, description="a 'drip' fault sends the answer one byte every this many seconds"
+    )
     reject_keys: dict[str, Literal[401, 402]] = Field(
         default_factory=dict, repr=False, description="API keys answered 401 or 402"
     )

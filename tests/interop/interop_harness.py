@@ -9,7 +9,7 @@ processes), then checks /proc that nothing survived.
 - ``NemoGymRun``: NeMo Gym's ``ng_run`` from a scratch working directory.
 - ``NemoGymServer``: one NeMo Gym server (e.g. its ``simple_agent``) without ``ng_run``,
   wired to servers anywhere (ours included) through the config dict it reads from the env.
-- ``OurServer``: one of our servers without ``ng_run`` (``python -m nemo_gym_cli.serve``),
+- ``OurServer``: one of our servers without ``ng_run`` (``python -m nemo_gym_cli.server.serve``),
   wired to servers anywhere (NeMo Gym's included).
 - ``Upstream``: our provider emulator or the reference upstream (``reference_upstream.py``).
 - ``nemo_gym_collect`` / ``our_collect``: the two ``ng_collect_rollouts``.
@@ -410,9 +410,10 @@ def nemo_gym_cli(command: str, *args: str, cwd: Path, timeout: float = 120) -> s
 
 
 class OurServer:
-    """One of our servers without ``ng_run``: ``python -m nemo_gym_cli.serve`` with its spec on
+    """One of our servers without ``ng_run``: ``python -m nemo_gym_cli.server.serve`` with its
+    payload (``{"entrypoint", "spec"}``; specs may hold keys, so never on a command line) on
     stdin. ``server_urls`` maps every instance its config refers to onto a base URL, which may
-    be a NeMo Gym server. (Coupled to ``serve.main``'s payload: update here if that changes.)"""
+    be a NeMo Gym server."""
 
     def __init__(
         self,
@@ -422,21 +423,23 @@ class OurServer:
         server_urls: dict[str, str],
         tmp: Path,
     ) -> None:
+        from nemo_gym_cli.server.spec import ServerSpec
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         server_type, impl = folder.split("/")
-        spec = {
-            "name": name,
-            "server_type": server_type,
-            "implementation": impl,
-            "host": "127.0.0.1",
-            "port": self.port,
-            "fields": fields,
-            "server_urls": {**server_urls, name: self.url},
-        }
-        payload = json.dumps({"entrypoint": str(ROOT / folder / "app.py"), "spec": spec}).encode()
+        spec = ServerSpec(
+            name=name,
+            server_type=server_type,
+            implementation=impl,
+            host="127.0.0.1",
+            port=self.port,
+            fields=fields,
+            server_urls={**server_urls, name: self.url},
+        )
+        payload = json.dumps({"entrypoint": str(ROOT / folder / "app.py"), "spec": spec.to_payload()}).encode()
         self.process = Process(
-            [OUR_PYTHON, "-m", "nemo_gym_cli.serve"],
+            [OUR_PYTHON, "-m", "nemo_gym_cli.server.serve"],
             cwd=ROOT,
             stdin=payload,
             log=tmp / f"ours-{name}-{self.port}.log",
@@ -605,10 +608,3 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def rewards_by_task(rows: list[dict[str, Any]]) -> dict[tuple[int, int], float]:
     return {(r["_ng_task_index"], r["_ng_rollout_index"]): r.get("reward") for r in rows}
-
-
-def with_strict_tools(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with ``strict`` on each function tool, as NeMo Gym's input schema requires."""
-    rcp = dict(row["responses_create_params"])
-    rcp["tools"] = [{"strict": False, **t} for t in rcp.get("tools", [])]
-    return {**row, "responses_create_params": rcp}

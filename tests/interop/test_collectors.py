@@ -29,11 +29,8 @@ WEATHER = ROOT / "resources_servers/simple_weather/data/example.jsonl"
 OUR_AGENT = "simple_weather_simple_agent"
 THEIR_AGENT = "example_single_tool_call_simple_agent"
 
-NO_HEAD_ROUTES = pytest.mark.xfail(
-    strict=False,
-    reason="our head server has no /global_config_dict_yaml (NeMo Gym's collector reads agent host/port "
-    "from it) nor /server_instances",
-)
+#: What the collector must do is the lead's (docs/nemo_gym.md, "What our collector must do").
+COLLECTOR_LEAD = pytest.mark.xfail(strict=False, reason="collector: lead")
 
 
 def _head_port(url: str) -> str:
@@ -53,7 +50,6 @@ def _our_native(ours: NgRun, tmp: Path, *extra: str) -> list[dict]:
     return read_jsonl(out)
 
 
-@NO_HEAD_ROUTES
 def test_nemo_gym_collector_completes_every_row_against_our_ng_run(ours: NgRun, tmp_path: Path) -> None:
     native = _our_native(ours, tmp_path, "+num_repeats=2")
     out = tmp_path / "theirs_on_ours.jsonl"
@@ -65,9 +61,7 @@ def test_nemo_gym_collector_completes_every_row_against_our_ng_run(ours: NgRun, 
     assert (tmp_path / "theirs_on_ours_agent_metrics.json").is_file()  # its reward profiling ran on our rows
 
 
-@pytest.mark.xfail(
-    strict=False, reason="our collector discovers agents through GET /instances, which NeMo Gym's head lacks"
-)
+@COLLECTOR_LEAD  # our collector finds agents through GET /instances, which NeMo Gym's head lacks
 def test_our_collector_completes_every_row_against_nemo_gym_ng_run(nemo_gym: NemoGymRun, tmp_path: Path) -> None:
     data = nemo_gym_site() / "resources_servers/example_single_tool_call/data/example.jsonl"
     native_out = tmp_path / "native.jsonl"
@@ -87,7 +81,6 @@ def test_our_collector_completes_every_row_against_nemo_gym_ng_run(nemo_gym: Nem
     assert rewards_by_task(rows) == rewards_by_task(read_jsonl(native_out))
 
 
-@NO_HEAD_ROUTES
 def test_our_head_server_gives_nemo_gym_clients_every_address_and_no_secret(ours: NgRun) -> None:
     """NeMo Gym's ServerClient.load_from_global_config: GET /global_config_dict_yaml, json.loads,
     OmegaConf.create, then get_first_server_config_dict(cfg, name) -> host, port."""
@@ -110,13 +103,26 @@ print(json.dumps({n: f"http://{get_first_server_config_dict(client.global_config
     assert isinstance(yaml.safe_load(text), dict)
     listed = httpx.get(ours.head_url + "/server_instances", timeout=5).json()
     assert {r["config_path"]: r["url"] for r in listed} == ours_instances
+    agent = next(r for r in listed if r["process_name"] == OUR_AGENT)
+    assert agent["name"] == "simple_agent" and agent["server_type"] == "responses_api_agents"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="our collector ignores NeMo Gym's +num_repeats_add_seed (no seed added) and +resume_from_cache "
-    "(it refuses to overwrite the output instead of resuming)",
-)
+def test_nemo_gym_status_command_reads_our_head_server(ours: NgRun, tmp_path: Path) -> None:
+    """ng_status: GET /server_instances, each row through its ServerInstanceDisplayConfig."""
+    code = r"""
+import json, sys
+import requests
+from nemo_gym.server_utils import ServerInstanceDisplayConfig
+rows = requests.get(f"http://127.0.0.1:{sys.argv[1]}/server_instances", timeout=5).json()
+shown = [ServerInstanceDisplayConfig(**row) for row in rows]
+print(json.dumps(sorted((s.process_name, s.server_type, s.name, s.status) for s in shown)))
+"""
+    shown = nemo_gym_python(code, str(ours.head_port))
+    assert ["simple_weather_simple_agent", "responses_api_agents", "simple_agent", "success"] in shown
+    assert len(shown) == 4
+
+
+@COLLECTOR_LEAD  # our collector ignores +num_repeats_add_seed and +resume_from_cache
 def test_our_collector_honours_nemo_gym_collector_keys(ours: NgRun, tmp_path: Path) -> None:
     """NeMo Gym's documented keys with its semantics (docs/nemo_gym.md, "Collector keys"):
     num_repeats_add_seed puts seed = rollout index into responses_create_params;

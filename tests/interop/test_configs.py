@@ -1,7 +1,9 @@
 """Configs across toolkits: a NeMo Gym config composes in ours, ours in NeMo Gym's loader.
 
 NeMo Gym's loader rules are in docs/nemo_gym.md ("Config"). NeMo Gym commands run in a
-scratch directory (Hydra writes ./outputs/ there), with absolute config paths.
+scratch directory (Hydra writes ./outputs/ there), with absolute config paths. Our offline
+configs (``configs/offline*.yaml``: the emulator, ``${ng_url:...}``) are ours only; every
+environment config loads in both.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from interop_harness import OUR_PYTHON, ROOT, nemo_gym_cli, nemo_gym_site
 
 POLICY = ["+policy_base_url=http://127.0.0.1:9/v1", "+policy_api_key=sk-dummy", "+policy_model_name=m"]
@@ -74,28 +77,39 @@ def test_nemo_gym_loads_its_own_example_configs(tmp_path: Path) -> None:
     assert "policy_api_key: '****'" in proc.stdout  # ng_dump_config hides keys with 'key'/'token' in the name
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="our simple_weather instance has no 'domain', which NeMo Gym requires of every resources server "
-    "(an 'almost-server': ValueError unless +error_on_almost_servers=false)",
-)
-def test_nemo_gym_loads_our_simple_weather_config(tmp_path: Path) -> None:
+@pytest.mark.parametrize("environment", ["simple_weather", "calculator"])
+def test_nemo_gym_loads_our_environment_configs(environment: str, tmp_path: Path) -> None:
+    """Every resources server config of ours carries NeMo Gym's required ``domain`` and no
+    resolver of ours: NeMo Gym's loader takes it with its own model config."""
     paths = [
-        ROOT / "responses_api_models/openai_model/configs/openai_model.yaml",
-        ROOT / "resources_servers/simple_weather/configs/simple_weather.yaml",
+        nemo_gym_site() / "responses_api_models/openai_model/configs/openai_model.yaml",
+        ROOT / f"resources_servers/{environment}/configs/{environment}.yaml",
     ]
     proc = _dump_nemo_gym(paths, tmp_path, *POLICY)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "simple_weather_simple_agent:" in proc.stdout
+    assert f"{environment}_simple_agent:" in proc.stdout
+    assert "domain:" in proc.stdout
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="configs/offline.yaml uses ${ng_url:...}, a resolver NeMo Gym lacks (UnsupportedInterpolationType); "
-    "simple_weather also lacks 'domain'",
-)
-def test_nemo_gym_loads_our_offline_config(tmp_path: Path) -> None:
-    """From our root, as a user would run it (NeMo Gym resolves nested config_paths against the
-    working directory, then its install root; never against the including file)."""
-    proc = _dump_nemo_gym(["configs/offline.yaml"], tmp_path, cwd=ROOT)
+def test_a_config_of_both_toolkits_loads_in_both(tmp_path: Path) -> None:
+    """NeMo Gym's model and weather example next to our simple_weather, in one composition,
+    through each toolkit's loader (NeMo Gym's resolves relative paths in its install root)."""
+    theirs = [
+        "responses_api_models/openai_model/configs/openai_model.yaml",
+        "resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml",
+    ]
+    ours = [str(ROOT / "resources_servers/simple_weather/configs/simple_weather.yaml")]
+    proc = _dump_nemo_gym([*theirs, *ours], tmp_path, *POLICY)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    dumped = yaml.safe_load(proc.stdout)
+    assert {"example_single_tool_call_simple_agent", "simple_weather_simple_agent"} <= set(dumped)
+    loaded = subprocess.run(
+        [str(OUR_PYTHON), "-c", OUR_LOAD, str(nemo_gym_site()), f"+config_paths=[{','.join(theirs + ours)}]", *POLICY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    instances = json.loads(loaded.stdout.splitlines()[-1])
+    assert instances["simple_weather"] == ["resources_servers", "simple_weather", "app.py"]
+    assert instances["example_single_tool_call"] == ["resources_servers", "example_single_tool_call", "app.py"]

@@ -1,5 +1,13 @@
 """The official OpenAI SDK against our model server and our provider emulator.
 
+Targets: the reference upstream (proves the probe), our emulator, our model server in front
+of the emulator (``policy_model`` of the offline ``ng_run``), and our model server with
+``upstream_stream: true`` in front of the reference upstream, speaking Chat Completions
+(``streamed_chat_upstream``) or the Responses API (``streamed_responses_upstream``) to it: so
+the assembling of OpenAI-exact streams is checked too. Rendered streams of what the probe
+cannot provoke (reasoning, logprobs, refusals, an incomplete answer) are validated on their
+own, event by event, with both SDKs' models.
+
 ``sdk_probe.py`` makes each call with the SDK (chat, Responses, both streamed, models.list),
 then validates the raw bodies and every SSE event with the SDK's own models and compares the
 event sequence with the documented one. It runs under two SDKs: the newest on PyPI
@@ -15,16 +23,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from interop_harness import HERE, NG_VENV, SDK_VENV, Upstream
+from interop_harness import HERE, NG_VENV, SDK_VENV, OurServer, Upstream
 
 from support.cli import NgRun
 
 SDKS = {"latest": SDK_VENV, "nemo-gym-pin": NG_VENV}
-TARGETS = ("reference", "emulator", "model_server")
+TARGETS = ("reference", "emulator", "model_server", "streamed_chat_upstream", "streamed_responses_upstream")
 CHECKS = (
     "models_list",
     "chat_tool_call",
@@ -38,36 +47,9 @@ CHECKS = (
 )
 BOTH = tuple(SDKS)
 
-#: (target, check) -> (SDKs it fails under, why). Measured with openai 3.54.0 and 2.6.1.
-KNOWN_FAILURES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
-    ("emulator", "models_list"): (
-        BOTH,
-        "/models items lack 'object' and 'owned_by' (openai.types.Model requires them)",
-    ),
-    ("emulator", "responses_tool_call"): (
-        ("latest",),
-        "usage.input_tokens_details lacks 'cache_write_tokens' (required since the newer SDK)",
-    ),
-    ("emulator", "responses_text"): (
-        ("latest",),
-        "usage.input_tokens_details lacks 'cache_write_tokens' (required since the newer SDK)",
-    ),
-    ("emulator", "responses_stream_tool_call"): (BOTH, "the emulator's /responses answers stream=true with a 400"),
-    ("emulator", "responses_stream_text"): (BOTH, "the emulator's /responses answers stream=true with a 400"),
-    ("model_server", "models_list"): (BOTH, "the model server has no GET /v1/models (404)"),
-    ("model_server", "chat_stream_tool_call"): (BOTH, "stream=true is ignored: one JSON body, not SSE chunks"),
-    ("model_server", "chat_stream_text"): (BOTH, "stream=true is ignored: one JSON body, not SSE chunks"),
-    ("model_server", "responses_tool_call"): (
-        ("latest",),
-        "usage.input_tokens_details lacks 'cache_write_tokens' (required since the newer SDK)",
-    ),
-    ("model_server", "responses_text"): (
-        ("latest",),
-        "usage.input_tokens_details lacks 'cache_write_tokens' (required since the newer SDK)",
-    ),
-    ("model_server", "responses_stream_tool_call"): (BOTH, "stream=true is ignored: one JSON body, no events"),
-    ("model_server", "responses_stream_text"): (BOTH, "stream=true is ignored: one JSON body, no events"),
-}
+#: (target, check) -> (SDKs it fails under, why). Empty: every check passes under both SDKs
+#: (docs/nemo_gym.md, "OpenAI SDK"); a regression is a plain failure.
+KNOWN_FAILURES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {}
 
 
 def _cases() -> list[Any]:
@@ -82,13 +64,38 @@ def _cases() -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def base_urls(reference: Upstream, emulator: Upstream, ours: NgRun) -> dict[str, tuple[str, str]]:
+def streamed_upstreams(reference: Upstream, interop_tmp: Path) -> Iterator[dict[str, OurServer]]:
+    """Our openai_model with upstream_stream: true in front of the reference upstream."""
+    servers: dict[str, OurServer] = {}
+    try:
+        for api in ("chat_completions", "responses"):
+            fields = {
+                "openai_base_url": reference.base_url,
+                "openai_api_key": "sk-interop-dummy",
+                "openai_model": reference.model,
+                "upstream_api": api,
+                "upstream_stream": True,
+            }
+            folder = "responses_api_models/openai_model"
+            servers[api] = OurServer(f"streamed_{api}", folder, fields, {}, interop_tmp)
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def base_urls(
+    reference: Upstream, emulator: Upstream, ours: NgRun, streamed_upstreams: dict[str, OurServer]
+) -> dict[str, tuple[str, str]]:
     """target -> (base URL the SDK gets, model name)."""
     policy = next(r["url"] for r in ours.wait_ready() if r["name"] == "policy_model")
     return {
         "reference": (reference.base_url, reference.model),
         "emulator": (emulator.base_url, emulator.model),
         "model_server": (policy + "/v1", emulator.model),
+        "streamed_chat_upstream": (streamed_upstreams["chat_completions"].url + "/v1", reference.model),
+        "streamed_responses_upstream": (streamed_upstreams["responses"].url + "/v1", reference.model),
     }
 
 
@@ -122,3 +129,107 @@ def test_openai_sdk_accepts_every_body_and_event(reports: Any, sdk: str, target:
     assert result["ok"], "\n".join(result["errors"][:20]) + (
         f"\nevents: {result['events']}" if result["events"] else ""
     )
+
+
+#: Validate rendered streams with the SDK's models: argv[1] a JSON file {"responses": [[event, ...]],
+#: "chat": [[chunk, ...]]}; prints the error lists.
+VALIDATE_STREAMS = r"""
+import json, sys, typing
+from pydantic import ValidationError
+from openai.types.chat import ChatCompletionChunk
+from openai.types.responses import Response, ResponseStreamEvent
+union = ResponseStreamEvent
+while typing.get_origin(union) is typing.Annotated:
+    union = typing.get_args(union)[0]
+models = {typing.get_args(c.model_fields["type"].annotation)[0]: c for c in typing.get_args(union)}
+streams = json.load(open(sys.argv[1]))
+errors = []
+def check(model, value, where):
+    try:
+        model.model_validate(value)
+    except ValidationError as exc:
+        errors.extend(f"{where}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+for s, events in enumerate(streams["responses"]):
+    for i, event in enumerate(events):
+        model = models.get(event["type"])
+        if model is None:
+            errors.append(f"responses[{s}][{i}]: {event['type']} is not an event type")
+        else:
+            check(model, event, f"responses[{s}][{i}] {event['type']}")
+for s, chunks in enumerate(streams["chat"]):
+    for i, chunk in enumerate(chunks):
+        check(ChatCompletionChunk, chunk, f"chat[{s}][{i}]")
+print(json.dumps(errors))
+"""
+
+
+def _rendered_streams() -> dict[str, Any]:
+    """Streams of answers with reasoning, logprobs, a refusal, and an incomplete one."""
+    from nemo_gym_cli.providers.conversion import chat_to_responses_response
+    from nemo_gym_cli.providers.streams import chat_chunks, response_events
+
+    logprobs = {
+        "content": [
+            {"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": [{"token": "Hey", "logprob": -2.5}]},
+            {"token": "!", "logprob": -0.01, "bytes": None, "top_logprobs": []},
+        ]
+    }
+    usage = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13, "cost": 0.0001}
+    completions = [
+        {
+            "id": "gen-1",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Hi!", "reasoning": "greet them"},
+                    "finish_reason": "stop",
+                    "logprobs": logprobs,
+                }
+            ],
+            "usage": usage,
+        },
+        {
+            "id": "gen-2",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "cut sh"}, "finish_reason": "length"}],
+            "usage": usage,
+        },
+    ]
+    responses = [chat_to_responses_response(c, request={"top_logprobs": 1}) for c in completions]
+    refusal = {**responses[0], "id": "resp_r", "output": [{
+        "type": "message", "id": "msg_r", "role": "assistant", "status": "completed",
+        "content": [{"type": "refusal", "refusal": "I cannot help with that."}],
+    }]}  # fmt: skip
+    return {
+        "responses": [list(response_events(r)) for r in (*responses, refusal)],
+        "chat": [list(chat_chunks(c, usage=True)) for c in completions],
+    }
+
+
+@pytest.mark.parametrize("sdk", list(SDKS))
+def test_rendered_streams_of_reasoning_logprobs_refusals_and_incomplete_answers_validate(
+    sdk: str, tmp_path: Path
+) -> None:
+    streams = _rendered_streams()
+    kinds = [e["type"] for e in streams["responses"][0]]
+    assert "response.reasoning_summary_text.delta" in kinds and kinds[-1] == "response.completed"
+    assert streams["responses"][1][-1]["type"] == "response.incomplete"
+    assert "response.refusal.delta" in [e["type"] for e in streams["responses"][2]]
+    delta = next(e for e in streams["responses"][0] if e["type"] == "response.output_text.delta")
+    assert delta["logprobs"][0]["top_logprobs"] == [{"token": "Hey", "logprob": -2.5}]
+    path = tmp_path / "streams.json"
+    path.write_text(json.dumps(streams))
+    proc = subprocess.run(
+        [str(SDKS[sdk] / "bin/python"), "-c", VALIDATE_STREAMS, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout) == []

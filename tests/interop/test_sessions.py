@@ -3,8 +3,9 @@
 Acceptance (issue 10): same rewards as the native pairing. Per-rollout state is what breaks:
 NeMo Gym keys it on a Starlette session cookie that its agent carries from /seed_session
 through every tool call to /verify (docs/nemo_gym.md, "Sessions"); we key it on the
-``x-ng-session-id`` header. Concurrency makes a lost session visible: state leaks between
-rollouts or vanishes, and rewards drop.
+``x-ng-session-id`` header and honour the cookie flow too (the ``ng_session`` cookie), and our
+agent carries cookies as NeMo Gym's does. Concurrency makes a lost session visible: state
+leaks between rollouts or vanishes, and rewards drop.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from interop_harness import (
     nemo_gym_instance,
     post_rows,
     read_jsonl,
-    with_strict_tools,
 )
 
 from support.cli import NgRun
@@ -96,11 +96,6 @@ def _rewards(results: list[tuple[int, object]]) -> list[float | None]:
     return [body.get("reward") if status == 200 and isinstance(body, dict) else None for status, body in results]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="our simple_agent sends x-ng-session-id and ignores Set-Cookie, so NeMo Gym's stateful server "
-    "sees a new session on every call (reward 0)",
-)
 def test_our_agent_on_nemo_gym_stateful_server_gets_native_rewards(
     nemo_gym: NemoGymRun, our_agent_on_nemo_gym: OurServer
 ) -> None:
@@ -113,32 +108,25 @@ def test_our_agent_on_nemo_gym_stateful_server_gets_native_rewards(
 
 
 def _weather_rows() -> list[dict]:
-    """Our example tasks, each five times, with ``strict`` on the tools (NeMo Gym's agent
-    rejects tools without it with a 422; see test_rows for that gap on its own)."""
-    rows = [with_strict_tools(r) for r in read_jsonl(ROOT / "resources_servers/simple_weather/data/example.jsonl")]
-    return rows * 5
+    """Our example tasks as shipped (NeMo Gym's agent takes them: their tools carry ``strict``),
+    each five times."""
+    return read_jsonl(ROOT / "resources_servers/simple_weather/data/example.jsonl") * 5
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="our resources servers key state on x-ng-session-id only: NeMo Gym's agent sends cookies, so all its "
-    "rollouts share one session",
-)
 def test_nemo_gym_agent_on_our_resources_server_gets_native_rewards(
     our_urls: dict[str, str], nemo_gym_agent_on_ours: NemoGymServer
 ) -> None:
     rows = _weather_rows()
-    native = _rewards(post_rows(our_urls["simple_weather_simple_agent"] + "/run", rows, CONCURRENCY))
+    native_rows = post_rows(our_urls["simple_weather_simple_agent"] + "/run", rows, CONCURRENCY)
+    native = _rewards(native_rows)
     assert native == [1.0] * len(rows)
     cross = post_rows(nemo_gym_agent_on_ours.url + "/run", rows, CONCURRENCY)
     assert [s for s, _ in cross] == [200] * len(rows), cross[0]
     assert _rewards(cross) == native
+    # Each rollout saw only its own tool call (a shared session would count the others').
+    assert [b["num_tool_calls"] for _, b in cross] == [b["num_tool_calls"] for _, b in native_rows] == [1] * len(rows)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="our resources server sets no session cookie: NeMo Gym's agent has nothing to carry to tools and /verify",
-)
 def test_our_resources_server_sets_a_session_cookie_on_seed_session_and_every_tool_call(
     our_urls: dict[str, str],
 ) -> None:
@@ -153,3 +141,4 @@ def test_our_resources_server_sets_a_session_cookie_on_seed_session_and_every_to
         verify = client.post("/verify", json={**row, "response": {"output": []}})
         assert verify.status_code == 200
         assert verify.json()["num_tool_calls"] == 1  # the call was in this session
+        assert "set-cookie" in verify.headers

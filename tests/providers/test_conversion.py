@@ -8,9 +8,18 @@ from nemo_gym_cli.errors import InputError, UpstreamError
 from nemo_gym_cli.providers.conversion import (
     chat_to_responses_request,
     chat_to_responses_response,
+    complete_response,
     responses_to_chat_request,
     responses_to_chat_response,
 )
+
+#: The fields of openai 2.6.1's Response model: what NeMo Gym writes in every row's response.
+RESPONSE_FIELDS = {
+    "id", "created_at", "error", "incomplete_details", "instructions", "metadata", "model", "object", "output",
+    "parallel_tool_calls", "temperature", "tool_choice", "tools", "top_p", "background", "conversation",
+    "max_output_tokens", "max_tool_calls", "previous_response_id", "prompt", "prompt_cache_key", "reasoning",
+    "safety_identifier", "service_tier", "status", "text", "top_logprobs", "truncation", "usage", "user",
+}  # fmt: skip
 
 EMPTY_SCHEMA = {"type": "object", "properties": {}}
 WEATHER_TOOL = {
@@ -455,7 +464,7 @@ def test_usage_maps_token_counts_and_keeps_cost_cached_and_reasoning_tokens():
     completion = _completion({"role": "assistant", "content": "x"}, usage=usage)
     assert chat_to_responses_response(completion)["usage"] == {
         "input_tokens": 100,
-        "input_tokens_details": {"cached_tokens": 64},
+        "input_tokens_details": {"cached_tokens": 64, "cache_write_tokens": 0},
         "output_tokens": 40,
         "output_tokens_details": {"reasoning_tokens": 25},
         "total_tokens": 140,
@@ -469,7 +478,7 @@ def test_missing_usage_is_all_zeros_and_null_details_count_zero():
     bare = chat_to_responses_response(_completion({"role": "assistant", "content": "x"}))
     assert bare["usage"] == {
         "input_tokens": 0,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": 0,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 0,
@@ -752,9 +761,10 @@ def test_responses_usage_maps_back_to_chat_usage_with_cost():
         "prompt_tokens": 10,
         "completion_tokens": 5,
         "total_tokens": 15,
-        "prompt_tokens_details": {"cached_tokens": 4},
+        "prompt_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 2},
         "cost": 0.5,
+        "cost_details": {"upstream_inference_cost": None},
     }
 
 
@@ -807,9 +817,11 @@ def test_a_completion_round_trip_through_responses_keeps_message_finish_reason_a
         "prompt_tokens": 7,
         "completion_tokens": 3,
         "total_tokens": 10,
-        "prompt_tokens_details": {"cached_tokens": 1},
+        "prompt_tokens_details": {"cached_tokens": 1, "cache_write_tokens": 2},
         "completion_tokens_details": {"reasoning_tokens": 2},
         "cost": 0.25,
+        "cost_details": {"upstream_inference_cost": 0.2},
+        "is_byok": True,
     }
     completion = _completion(message, "tool_calls", usage=usage)
     back = responses_to_chat_response(chat_to_responses_response(completion))
@@ -821,3 +833,74 @@ def test_a_completion_round_trip_through_responses_keeps_message_finish_reason_a
         completion["model"],
         completion["created"],
     )
+
+
+# --- every field NeMo Gym writes, logprobs both ways --------------------------------------------
+
+
+def test_a_converted_response_has_every_field_of_openai_response_and_a_float_created_at():
+    request = {"input": "hi", "top_logprobs": 2, "user": "u1", "prompt_cache_key": "k", "service_tier": "flex"}
+    completion = _completion({"role": "assistant", "content": "x"}, provider="P", service_tier="standard")
+    response = chat_to_responses_response(completion, request=request)
+    assert set(response) == RESPONSE_FIELDS | {"provider"}  # the 31 keys of NeMo Gym's rows
+    assert isinstance(response["created_at"], float) and response["created_at"] == 1700000000.0
+    assert response["background"] is False and response["truncation"] == "disabled"
+    assert response["text"] == {"format": {"type": "text"}}
+    assert (response["top_logprobs"], response["user"], response["prompt_cache_key"]) == (2, "u1", "k")
+    assert response["service_tier"] == "flex"  # the provider's "standard" is not a value OpenAI's model takes
+
+
+def test_complete_response_fills_what_a_responses_upstream_left_out_and_keeps_the_rest():
+    partial = {"id": "r", "created_at": 5, "model": "m", "output": [], "provider": "P", "temperature": 0.3}
+    partial["usage"] = {"input_tokens": 3, "output_tokens": 2, "cost": 0.1}
+    done = complete_response(partial, {"temperature": 0.9, "metadata": {"a": "b"}, "truncation": "auto"})
+    assert set(done) == RESPONSE_FIELDS | {"provider"}
+    assert (done["created_at"], done["temperature"]) == (5.0, 0.3)
+    assert (done["metadata"], done["truncation"]) == ({"a": "b"}, "auto")
+    assert done["usage"] == {
+        "input_tokens": 3,
+        "output_tokens": 2,
+        "total_tokens": 5,
+        "cost": 0.1,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    }
+    assert "status" not in partial  # the input is not changed
+
+
+def test_top_logprobs_ask_the_chat_upstream_for_logprobs_and_so_does_the_include_entry():
+    with_top = responses_to_chat_request({"input": "hi", "top_logprobs": 3})
+    assert (with_top["logprobs"], with_top["top_logprobs"]) == (True, 3)
+    included = responses_to_chat_request({"input": "hi", "include": ["message.output_text.logprobs"]})
+    assert included["logprobs"] is True and "top_logprobs" not in included and "include" not in included
+    assert "logprobs" not in responses_to_chat_request({"input": "hi"})
+
+
+def test_chat_logprobs_come_back_on_the_output_text_with_bytes_and_back_again():
+    logprobs = {
+        "content": [
+            {"token": "Hé", "logprob": -0.5, "bytes": None, "top_logprobs": [{"token": "Hi", "logprob": -1.0}]},
+            {"token": "!", "logprob": -0.1, "bytes": [33], "top_logprobs": []},
+        ]
+    }
+    completion = _completion({"role": "assistant", "content": "Hé!"})
+    completion["choices"][0]["logprobs"] = logprobs
+    part = chat_to_responses_response(completion)["output"][0]["content"][0]
+    assert part["logprobs"] == [
+        {"token": "Hé", "bytes": [72, 195, 169], "logprob": -0.5,
+         "top_logprobs": [{"token": "Hi", "bytes": [72, 105], "logprob": -1.0}]},
+        {"token": "!", "bytes": [33], "logprob": -0.1, "top_logprobs": []},
+    ]  # fmt: skip
+    back = responses_to_chat_response(chat_to_responses_response(completion))
+    assert back["choices"][0]["logprobs"]["content"][0]["top_logprobs"][0]["token"] == "Hi"
+    assert [e["token"] for e in back["choices"][0]["logprobs"]["content"]] == ["Hé", "!"]
+    plain = chat_to_responses_response(_completion({"role": "assistant", "content": "x"}))
+    assert "logprobs" not in plain["output"][0]["content"][0]
+    assert responses_to_chat_response(plain)["choices"][0]["logprobs"] is None
+
+
+def test_chat_logprobs_true_asks_a_responses_upstream_with_the_include_entry():
+    body = {"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 2}
+    params = chat_to_responses_request(body)
+    assert params["include"] == ["message.output_text.logprobs"] and params["top_logprobs"] == 2
+    assert "logprobs" not in params

@@ -44,7 +44,14 @@ def test_the_loop_calls_tools_feeds_outputs_back_and_verifies():
     assert [i["type"] for i in row["response"]["output"]] == ["function_call", "function_call_output", "message"]
     assert '"condition":"foggy"' in row["response"]["output"][1]["output"]
     assert row["reward"] == 1.0
-    assert row["response"]["usage"] == {"input_tokens": 20, "output_tokens": 4, "cost": 1.0}
+    assert row["response"]["usage"] == {
+        "input_tokens": 20,
+        "output_tokens": 4,
+        "cost": 1.0,
+        "total_tokens": 24,  # completed: every count both OpenAI SDK versions require
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    }
     # the second model call saw the user turn, the call and its output
     assert [i.get("type", "message") for i in model.inputs[1]] == ["message", "function_call", "function_call_output"]
 

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 
 from nemo_gym_cli.errors import ConfigError, UpstreamError
+from nemo_gym_cli.providers.streams import assemble_chat
 from nemo_gym_cli.server import ServerSpec, asgi
 from responses_api_models.openai_model.app import OpenAIModel
 from responses_api_models.provider_emulator.app import ProviderEmulator
@@ -79,8 +80,9 @@ def test_chat_completions_and_a_responses_upstream_work_too() -> None:
         with model_server(upstream, upstream_api="responses") as url:
             resp = post(url, "/v1/responses", RESPONSES_PARAMS)
             chat = post(url, "/v1/chat/completions", CHAT)
-    # asked to stream, the adapter still answers one JSON body
-    assert streamed.status_code == 200 and streamed.json()["choices"][0]["finish_reason"] == "tool_calls"
+    # asked to stream, the adapter streams (the base renders the answer as chunks)
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+    assert assemble_chat(streamed.content)["choices"][0]["finish_reason"] == "tool_calls"
     assert resp.status_code == 200 and resp.json()["output"][0]["name"] == "get_weather"
     assert resp.json()["usage"]["cost"] > 0
     assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["tool_calls"]
@@ -227,13 +229,15 @@ def test_errors_reach_the_agent_in_the_envelope_and_are_logged_once_per_kind(cap
     assert counted["by_endpoint"] == {"chat.completions": 4}  # one each: no retry storm
 
 
-def test_retries_that_run_out_give_the_agent_a_502_it_may_retry() -> None:
+def test_retries_that_run_out_give_the_agent_a_502_no_one_retries_and_what_they_cost() -> None:
+    """One layer retries (the adapter): 6 adapter attempts x 3 collector tries would be 18."""
     with emulated(fault_rate=1.0, fault_kinds=["503"]) as upstream:
         with model_server(upstream, preflight=False, max_attempts=2) as url:
             resp = post(url, "/v1/responses", RESPONSES_PARAMS)
     assert resp.status_code == 502
     error = resp.json()["error"]
-    assert error["retryable"] is True and "gave up after 2 attempts" in error["message"]
+    assert error["retryable"] is False and "gave up after 2 attempts" in error["message"]
+    assert resp.json()["usage"] == {"retries": {"server": 1}, "unpriced_calls": 0}
 
 
 def test_a_request_the_adapter_cannot_convert_is_a_400_that_never_goes_upstream() -> None:

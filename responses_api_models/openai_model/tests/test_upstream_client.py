@@ -16,7 +16,15 @@ import pytest
 
 from nemo_gym_cli.errors import UpstreamError
 from nemo_gym_cli.providers.errors import classify_error
-from nemo_gym_cli.providers.upstream import AiohttpWire, Upstream, UpstreamClient, WireUnreachable, parse_retry_after
+from nemo_gym_cli.providers.upstream import (
+    AiohttpWire,
+    RetryLog,
+    Tally,
+    Upstream,
+    UpstreamClient,
+    WireUnreachable,
+    parse_retry_after,
+)
 from support.emulator import CHAT, KEY, MODEL, emulated, emulator, stats
 from support.servers import serving
 from support.upstream import HttpxWire, RecordingProxy, refusing_url
@@ -52,18 +60,52 @@ def scripted_wire(reply: Callable[[httpx.Request], httpx.Response]) -> HttpxWire
 # --- retries ----------------------------------------------------------------------------------
 
 
-async def test_429_and_5xx_are_retried_and_each_retry_is_logged_with_attempt_and_reason(caplog) -> None:
+async def test_429_and_5xx_are_retried_counted_and_logged_once_per_kind_then_summed_up(caplog) -> None:
+    tally = Tally()
     with emulated(fault_schedule={1: "429_bare", 2: "502", 3: "503", 4: "529"}) as url:
-        data, upstream = await post(url + "/api/v1")
+        async with upstream_client([Upstream(url + "/api/v1", KEY, MODEL)]) as client:
+            data, upstream = await client.post("chat/completions", CHAT, tally=tally)
+            client.retry_log.flush()  # what the window's end (or the server's stop) logs
         counted = stats(url)
     assert data["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
     assert upstream.model == MODEL
     assert counted["completion_requests"] == 5
+    assert tally.extras() == {"retries": {"rate_limit": 1, "server": 3}, "unpriced_calls": 0}
     lines = retry_lines(caplog)
-    assert len(lines) == 4
-    for attempt, (line, reason) in enumerate(zip(lines, ("rate_limit", "502", "503", "529"), strict=True), 1):
-        assert f"attempt {attempt}/6 failed" in line and reason in line
+    assert len(lines) == 3
+    assert "attempt 1/6 failed (rate_limit)" in lines[0] and "429" in lines[0]
+    assert "attempt 2/6 failed (server)" in lines[1] and "502" in lines[1]
+    assert lines[2] == "retried 2 more server errors in the last 0 s"
     assert KEY not in caplog.text
+
+
+def test_the_retry_log_logs_each_kind_once_a_window_then_one_summary_line(caplog) -> None:
+    now = [0.0]
+    retry_log = RetryLog(logging.getLogger(LOGGER), window_s=60, clock=lambda: now[0])
+    for t in range(0, 150, 2):  # a rate limit every 2 s for 150 s, one 503 at 10 s
+        now[0] = float(t)
+        retry_log.retry("rate_limit", "full line rate_limit at %d", t)
+        if t == 10:
+            retry_log.retry("server", "full line server at %d", t)
+    retry_log.flush()
+    assert retry_lines(caplog) == [
+        "full line rate_limit at 0",
+        "full line server at 10",
+        "retried 29 more rate_limit errors in the last 60 s",
+        "full line rate_limit at 60",
+        "retried 29 more rate_limit errors in the last 60 s",
+        "full line rate_limit at 120",
+        "retried 14 more rate_limit errors in the last 28 s",
+    ]
+
+
+async def test_the_summary_line_comes_at_the_window_s_end_without_another_retry(caplog) -> None:
+    retry_log = RetryLog(logging.getLogger(LOGGER), window_s=0.2)
+    for _ in range(5):
+        retry_log.retry("timeout", "full line")
+    assert retry_lines(caplog) == ["full line"]
+    await asyncio.sleep(0.4)
+    assert retry_lines(caplog) == ["full line", "retried 4 more timeout errors in the last 0 s"]
 
 
 async def test_a_retry_waits_what_retry_after_asks(caplog) -> None:
@@ -104,13 +146,17 @@ async def test_an_error_in_a_200_body_and_a_body_that_is_not_json_are_retried(ca
     assert "attempt 2/6" in lines[1] and "not JSON" in lines[1]
 
 
-async def test_attempts_are_bounded() -> None:
+async def test_attempts_are_bounded_and_the_error_after_them_is_not_retryable() -> None:
+    """One layer retries: the collector must not try again what the adapter gave up on."""
+    tally = Tally()
     with emulated(fault_rate=1.0, fault_kinds=["503"]) as url:
-        with pytest.raises(UpstreamError) as info:
-            await post(url + "/api/v1", max_attempts=3)
+        async with upstream_client([Upstream(url + "/api/v1", KEY, MODEL)], max_attempts=3) as client:
+            with pytest.raises(UpstreamError) as info:
+                await client.post("chat/completions", CHAT, tally=tally)
         counted = stats(url)
-    assert "gave up after 3 attempts" in str(info.value) and info.value.retryable
+    assert "gave up after 3 attempts" in str(info.value) and not info.value.retryable
     assert counted["completion_requests"] == 3
+    assert tally.retries == {"server": 2}
 
 
 async def test_a_stall_ends_in_a_timeout_not_a_hang_and_the_next_request_is_answered(caplog) -> None:
