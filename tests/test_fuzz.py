@@ -249,7 +249,6 @@ completions = st.one_of(
 )  # fmt: skip
 
 
-@pytest.mark.xfail(strict=True, reason="conversion's usage and tool checks land with the compat merge")
 @FUZZ
 @given(body=completions)
 def test_any_provider_answer_converts_or_is_one_upstream_error(body):
@@ -265,7 +264,6 @@ def test_any_provider_answer_converts_or_is_one_upstream_error(body):
     tally("provider answer", "converted")
 
 
-@pytest.mark.xfail(strict=True, reason="conversion's usage and tool checks land with the compat merge")
 @FUZZ
 @given(params=st.fixed_dictionaries({}, optional={"input": json_values, "tools": json_values,
                                                   "tool_choice": json_values, "instructions": json_values,
