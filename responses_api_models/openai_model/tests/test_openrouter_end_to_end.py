@@ -88,12 +88,13 @@ def test_a_run_with_30_percent_upstream_faults_completes_every_rollout_and_costs
     assert sum(counted.values()) == faults and set(counted) == {"rate_limit", "server"}
     full = re.findall(r"attempt (\d+)/10 failed \((\w+)\)", server_log)
     assert sorted(reason for _, reason in full) == ["rate_limit", "server"]  # once per kind in a minute
-    summed = re.findall(r"retried (\d+) more (\w+) errors in the last", server_log)
-    assert len(full) + sum(int(n) for n, _ in summed) == faults
+    # The rest are counted, not logged: a stopping server's summary line is not shown
+    # (ng_run hides what servers say while being stopped); the metrics file has every retry.
 
     # The summary carries what the emulator billed: same tokens, same cost, who served.
     metrics = orjson.loads((tmp_path / "rollouts_metrics.json").read_bytes())
     assert metrics["succeeded"] == 40 and metrics["failed"] == 0
+    assert metrics["retries"]["upstream"] == counted
     assert metrics["tokens"] == {
         "input": stats["prompt_tokens"],
         "output": stats["completion_tokens"],
