@@ -103,8 +103,8 @@ class Rollout:
     async def call_tool(self, call: dict[str, Any]) -> dict[str, Any]:
         """Run one ``function_call`` item on the resources server; returns its
         ``function_call_output`` item. What the model got wrong (arguments that are not
-        JSON, an unknown tool, a call the tool refused) becomes the output the model sees;
-        a broken resources server raises ``ServerError``."""
+        JSON, an unknown tool, a call the tool refused: 404/405/422) becomes the output the
+        model sees; any other failure of the resources server raises ``ServerError``."""
         self.tool_calls += 1
         name = str(call.get("name") or "")
         call_id = call.get("call_id")
@@ -121,9 +121,9 @@ class Rollout:
         except ServerError as exc:
             if exc.status in (404, 405):
                 return _output(call_id, {"error": f"unknown tool {name!r}"})
-            if exc.status is not None and exc.status < 500:
+            if exc.status == 422:  # the call itself was wrong (ToolError, arguments): the model's to fix
                 return _output(call_id, {"error": exc.detail})
-            raise
+            raise  # anything else (no session, refused, broken) is not the model's doing: the rollout fails
         self.cookies.update(answer.cookies)
         return _output(call_id, answer.data)
 

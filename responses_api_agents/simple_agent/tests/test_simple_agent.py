@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from nemo_gym_cli.errors import HTTPError
+from nemo_gym_cli.server import tool
 from resources_servers.simple_weather.app import SimpleWeather
 from responses_api_agents.simple_agent.app import SimpleAgent
 from support.scripted_model import MESSAGE, ScriptedModel, call
@@ -22,12 +23,23 @@ REFS = {
 }
 
 
+class LostSessions(SimpleWeather):
+    """simple_weather whose tool has lost every session, as a restarted server would have."""
+
+    @tool
+    async def get_weather(self, session: dict[str, Any], city: str) -> dict[str, Any]:
+        """Get the current weather in a city."""
+        raise HTTPError(400, "no seeded session: call /seed_session first", type="no_session")
+
+
 @contextmanager
-def stack(turns: list[Any], **agent_fields: Any) -> Iterator[tuple[str, ScriptedModel]]:
+def stack(
+    turns: list[Any], env: type[SimpleWeather] = SimpleWeather, **agent_fields: Any
+) -> Iterator[tuple[str, ScriptedModel]]:
     model = ScriptedModel(turns)
     factories = {
         "model": lambda spec: model,
-        "res": lambda spec: SimpleWeather(spec=spec),
+        "res": lambda spec: env(spec=spec),
         "agent": lambda spec: SimpleAgent.from_fields({**REFS, **agent_fields}, spec),
     }
     with serving(factories) as s:
@@ -93,6 +105,14 @@ def test_an_unknown_tool_is_an_error_output_not_a_crash():
     with stack([[call("get_stock_price", "{}", "c1")], [MESSAGE]]) as (url, _):
         row = run(url, ROW).json()
     assert "unknown tool 'get_stock_price'" in row["response"]["output"][1]["output"]
+
+
+def test_a_resources_server_failure_that_is_not_the_models_fails_the_rollout():
+    with stack([[call("get_weather", '{"city": "Paris"}', "c1")], [MESSAGE]], env=LostSessions) as (url, model):
+        resp = run(url, ROW)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["type"] == "no_session" and resp.json()["error"]["retryable"] is False
+    assert len(model.inputs) == 1  # the model never saw the failure as a tool output
 
 
 def test_max_steps_ends_a_loop_that_never_stops_calling_tools():
