@@ -25,6 +25,7 @@ from nemo_gym_cli.server import (
     route,
     tool,
 )
+from nemo_gym_cli.server.serve import load_server
 from nemo_gym_cli.server.spec import ServerSpec
 
 
@@ -297,6 +298,42 @@ def test_offloaded_work_runs_in_a_worker_and_a_hung_call_is_stopped_and_not_retr
         assert again.json()["result"] == "done"
         failed = c.post("/explode", json={})
         assert failed.status_code == 500 and "ValueError: bad input" in envelope_of(failed)["message"]
+
+
+USER_ENV = """
+from nemo_gym_cli.server import ResourcesServer
+
+from .checks import square
+
+
+class Squares(ResourcesServer):
+    async def verify(self, session, body):
+        value = await self.offload(square, body["x"])
+        return {"reward": 1.0, "square": value}
+
+    async def verify_lambda(self):
+        return await self.offload(lambda: 1)
+"""
+
+
+def test_an_environment_in_a_users_folder_offloads_its_own_functions(tmp_path) -> None:
+    folder = tmp_path / "resources_servers" / "squares"
+    folder.mkdir(parents=True)
+    (folder / "app.py").write_text(USER_ENV)
+    (folder / "checks.py").write_text("def square(x):\n    return x * x\n")
+    spec = ServerSpec("squares", "resources_servers", "squares", fields={"offload_workers": 1})
+    server = load_server(str(folder / "app.py"), spec)
+    with TestClient(asgi(server), raise_server_exceptions=False) as c:
+        verified = c.post("/verify", json={"response": {"output": []}, "x": 7})
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["square"] == 49
+
+        async def lambda_call() -> None:
+            with pytest.raises(HTTPError) as caught:
+                await server.verify_lambda()
+            assert caught.value.type == "offload_error" and "module-level function" in str(caught.value)
+
+        c.portal.call(lambda_call)
 
 
 def test_an_agent_without_a_loop_and_a_model_server_without_methods_say_so():

@@ -7,7 +7,10 @@ module-level function: it travels by name) to an idle worker process and waits w
 blocking the loop. The timeout counts from when the worker starts ``fn`` (importing its
 module is not counted); a call that runs past it gets its worker killed and replaced, and
 raises ``HTTPError`` 500 ``offload_timeout`` (not retryable: the same input would hang
-again). An exception inside ``fn`` is raised here as ``HTTPError`` 500 ``offload_error``.
+again). An exception inside ``fn``, or a function a worker cannot load, is raised here as
+``HTTPError`` 500 ``offload_error``. Workers re-create the packages of the user's environment
+folders (``serve.register_user_package``), so an environment outside this repository can
+offload its own functions.
 
 Workers are started with multiprocessing's ``spawn`` method (a fresh interpreter: safe in a
 process that has threads and a running loop) when first needed, and exit with the server
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import pickle
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -31,13 +35,22 @@ __all__ = ["WorkerPool"]
 IMPORT_GRACE_S = 120.0
 
 
-def _worker_main(conn: Connection) -> None:
+def _worker_main(conn: Connection, packages: dict[str, str]) -> None:
+    from nemo_gym_cli.server.serve import register_user_package
+
+    for name, folder in packages.items():  # a user's environment folder, importable here too
+        register_user_package(name, folder)
     while True:
         try:
-            message = conn.recv()  # unpickling imports fn's module: before "started"
+            message = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        fn, args = message
+        try:
+            fn, args = pickle.loads(message)  # imports fn's module: before "started"
+        except BaseException as exc:
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            conn.send(("error", f"a worker process could not load it ({detail}); offload a module-level function"))
+            continue
         conn.send(("started", None))
         try:
             conn.send(("ok", fn(*args)))
@@ -48,8 +61,11 @@ def _worker_main(conn: Connection) -> None:
 
 class _Worker:
     def __init__(self, ctx: Any) -> None:
+        from nemo_gym_cli.server.serve import user_packages
+
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True, name="ng-offload")
+        args = (child, user_packages())
+        self.process = ctx.Process(target=_worker_main, args=args, daemon=True, name="ng-offload")
         self.process.start()
         child.close()
 
@@ -80,14 +96,25 @@ class WorkerPool:
 
     async def run(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
         loop = asyncio.get_running_loop()
+        try:
+            message = pickle.dumps((fn, args))  # a function travels by name, arguments by value
+        except Exception as exc:
+            raise HTTPError(
+                500,
+                f"{getattr(fn, '__qualname__', fn)} cannot be sent to a worker process ({exc}): offload a "
+                "module-level function with picklable arguments",
+                type="offload_error",
+                retryable=False,
+            ) from None
         worker = await self._idle.get()
         try:
             if worker is None or not worker.process.is_alive():
                 worker = await loop.run_in_executor(None, _Worker, self._ctx)
                 self._workers.add(worker)
-            worker.conn.send((fn, args))
-            await self._receive(worker, IMPORT_GRACE_S, fn)  # "started"
-            kind, value = await self._receive(worker, timeout, fn)
+            worker.conn.send_bytes(message)
+            kind, value = await self._receive(worker, IMPORT_GRACE_S, fn)  # "started", or why not
+            if kind == "started":
+                kind, value = await self._receive(worker, timeout, fn)
         except BaseException:
             if worker is not None:
                 self._workers.discard(worker)
@@ -121,7 +148,7 @@ class WorkerPool:
         except (EOFError, OSError):
             raise HTTPError(
                 500,
-                f"the worker running {fn.__qualname__} died (out of memory?)",
+                f"the worker running {fn.__qualname__} died (killed, out of memory, or a crash in native code)",
                 type="offload_error",
                 retryable=False,
             ) from None

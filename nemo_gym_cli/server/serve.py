@@ -57,13 +57,30 @@ def import_implementation(entrypoint: str, server_type: str, implementation: str
     if any(Path(loc).resolve() == folder for loc in locations):
         return importlib.import_module(f"{package}.{dotted}")
     # A folder of the user's: import it as a package named after it.
-    name = f"_ng_{server_type}__{implementation}"
+    name = f"{USER_PACKAGE_PREFIX}{server_type}__{implementation}"
+    register_user_package(name, str(folder))
+    return importlib.import_module(f"{name}.{dotted}")
+
+
+#: Names of the packages made for the user's folders (offload workers re-create them).
+USER_PACKAGE_PREFIX = "_ng_"
+
+
+def register_user_package(name: str, folder: str) -> None:
+    """Make the folder importable as the package ``name`` (a no-op when it already is)."""
     if name not in sys.modules:
         spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
-        spec.submodule_search_locations = [str(folder)]
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-    return importlib.import_module(f"{name}.{dotted}")
+        spec.submodule_search_locations = [folder]
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+
+
+def user_packages() -> dict[str, str]:
+    """The user-folder packages of this process, by name: their folder."""
+    return {
+        name: module.__path__[0]
+        for name, module in list(sys.modules.items())
+        if name.startswith(USER_PACKAGE_PREFIX) and "." not in name and getattr(module, "__path__", None)
+    }
 
 
 def _implementation_folder(path: Path, server_type: str, implementation: str) -> Path:
