@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 from interop_harness import (
     ROOT,
@@ -28,9 +27,6 @@ from support.cli import NgRun
 WEATHER = ROOT / "resources_servers/simple_weather/data/example.jsonl"
 OUR_AGENT = "simple_weather_simple_agent"
 THEIR_AGENT = "example_single_tool_call_simple_agent"
-
-#: What the collector must do is the lead's (docs/nemo_gym.md, "What our collector must do").
-COLLECTOR_LEAD = pytest.mark.xfail(strict=False, reason="collector: lead")
 
 
 def _head_port(url: str) -> str:
@@ -61,7 +57,6 @@ def test_nemo_gym_collector_completes_every_row_against_our_ng_run(ours: NgRun, 
     assert (tmp_path / "theirs_on_ours_agent_metrics.json").is_file()  # its reward profiling ran on our rows
 
 
-@COLLECTOR_LEAD  # our collector finds agents through GET /instances, which NeMo Gym's head lacks
 def test_our_collector_completes_every_row_against_nemo_gym_ng_run(nemo_gym: NemoGymRun, tmp_path: Path) -> None:
     data = nemo_gym_site() / "resources_servers/example_single_tool_call/data/example.jsonl"
     native_out = tmp_path / "native.jsonl"
@@ -122,7 +117,6 @@ print(json.dumps(sorted((s.process_name, s.server_type, s.name, s.status) for s 
     assert len(shown) == 4
 
 
-@COLLECTOR_LEAD  # our collector ignores +num_repeats_add_seed and +resume_from_cache
 def test_our_collector_honours_nemo_gym_collector_keys(ours: NgRun, tmp_path: Path) -> None:
     """NeMo Gym's documented keys with its semantics (docs/nemo_gym.md, "Collector keys"):
     num_repeats_add_seed puts seed = rollout index into responses_create_params;

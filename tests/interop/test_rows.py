@@ -130,7 +130,6 @@ def test_nemo_gym_reward_profiling_reads_our_rows(our_rows: Path, tmp_path: Path
     assert "mean/input_tokens" in agent  # it flattens response.usage into the metrics
 
 
-@pytest.mark.xfail(strict=False, reason="collector: lead")  # no <stem>_materialized_inputs.jsonl written
 def test_nemo_gym_reward_profile_command_runs_on_our_output(our_rows: Path, tmp_path: Path) -> None:
     out = tmp_path / our_rows.name
     shutil.copy(our_rows, out)
