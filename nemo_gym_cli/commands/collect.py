@@ -361,19 +361,30 @@ def _materialize_inputs(lane: Lane, opts: CollectOptions, num_tasks: int) -> Non
 
 
 def _write_sweep(opts: CollectOptions, lanes: list[Lane], docs: dict[str, dict[str, Any]]) -> None:
+    """``sweep.json``: this run's variants, kept in the order of an earlier manifest of the
+    folder over the same input, whose other variants stay (resuming one variant, or adding
+    one, leaves the rest in the report)."""
     folder = opts.output_path.with_suffix("")
-    variants = []
+    current = {}
     for lane in lanes:
         assert lane.variant is not None
-        variants.append(
-            {
-                "name": lane.name,
-                "output": lane.output.name,
-                "model": lane.variant.model,
-                "overrides": lane.variant.params(),
-                "status": docs[lane.name]["status"],
-            }
-        )
+        current[lane.name] = {
+            "name": lane.name,
+            "output": lane.output.name,
+            "model": lane.variant.model,
+            "overrides": lane.variant.params(),
+            "status": docs[lane.name]["status"],
+        }
+    try:
+        earlier = loads((folder / "sweep.json").read_bytes())
+    except (OSError, ValueError):
+        earlier = None
+    variants = []
+    if isinstance(earlier, dict) and earlier.get("input") == str(opts.input_path):
+        for entry in earlier.get("variants") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                variants.append(current.pop(entry["name"], entry))
+    variants += current.values()
     manifest = {"input": str(opts.input_path), "variants": variants}
     (folder / "sweep.json").write_bytes(dumps(manifest))
 

@@ -4,6 +4,7 @@ one line when it does not serve them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from nemo_gym_cli.config import load_config
 from support.cli import ROOT, NgRun, run_cli
 
 SWEEP_JUDGE = "+config_paths=[configs/offline_sweep.yaml,resources_servers/llm_judge/configs/llm_judge.yaml]"
-MODELS = ["emulator/small", "emulator/large"]
+SWEEP_MCQA = "+config_paths=[configs/offline_sweep.yaml,resources_servers/mcqa/configs/mcqa.yaml]"
 
 
 def _options(*args: str) -> tuple:
@@ -90,3 +91,28 @@ def test_a_sweep_against_an_ng_run_that_does_not_serve_its_models_is_refused_bef
     assert allowed.returncode == 0, allowed.stderr
     rows = (tmp_path / "allowed" / "anthropic__claude-3.5-sonnet.jsonl").read_text().splitlines()
     assert len(rows) == 5 and all('"model":"anthropic/claude-3.5-sonnet"' in row for row in rows)
+
+
+@pytest.mark.e2e
+def test_a_second_sweep_into_the_same_folder_keeps_the_first_one_s_variants_in_the_manifest(tmp_path: Path) -> None:
+    def sweep(models: str, *extra: str):
+        return run_cli(
+            "ng_collect_rollouts", SWEEP_MCQA, "+agent_name=mcqa_simple_agent",
+            "+input_jsonl_fpath=resources_servers/mcqa/data/questions.jsonl", "+limit=3", f"+models={models}",
+            f"+output_jsonl_fpath={tmp_path / 'mcqa.jsonl'}", *extra,
+        )  # fmt: skip
+
+    first = sweep("[emulator/small,emulator/large]")
+    assert first.returncode == 0, first.stderr
+    again = sweep("[emulator/medium,emulator/large]", "+resume=true")  # large resumed, medium added
+    assert again.returncode == 0, again.stderr
+    manifest = json.loads((tmp_path / "mcqa" / "sweep.json").read_text())
+    assert [(v["name"], v["model"]) for v in manifest["variants"]] == [
+        ("emulator__small", "emulator/small"),
+        ("emulator__large", "emulator/large"),
+        ("emulator__medium", "emulator/medium"),
+    ]
+    report = run_cli("ng_report", str(tmp_path / "mcqa"))
+    assert report.returncode == 0, report.stderr
+    assert "warning" not in report.stdout + report.stderr  # materialized inputs are not variants
+    assert report.stdout.splitlines()[0] == "3 variants, 9 rollouts over 3 tasks"
