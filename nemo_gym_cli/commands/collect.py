@@ -6,7 +6,10 @@ else runs; without them it uses the servers of a running head server (``ng_run``
 Gym's), and records which. It runs the collection (``collect/collector.py``), one output per
 variant for a sweep (``+models=[...]`` or ``variants:``), writes ``<stem>_metrics.json``
 (with the ``run`` record), ``<stem>_materialized_inputs.jsonl`` and, for a sweep,
-``sweep.json``; prints the summary and applies the exit-code gates:
+``sweep.json``; prints the summary and applies the exit-code gates. A sweep's models are
+added to the model servers' ``allowed_models`` (``collect/sweep.py``).
+
+Exit codes:
 
 - 0: every rollout succeeded (or at most ``+max_failures`` failed) and every gate passed;
 - 1: more than ``+max_failures`` rollouts failed, a gate such as ``+min_mean_reward`` was
@@ -32,6 +35,7 @@ from nemo_gym_cli.collect.files import count_tasks, metrics_path, read_tasks
 from nemo_gym_cli.collect.metrics import Progress, format_summary
 from nemo_gym_cli.collect.options import CollectOptions
 from nemo_gym_cli.collect.record import check_resume, input_digest, now, run_record
+from nemo_gym_cli.collect.sweep import allow_sweep_models, check_served, sweep_models
 from nemo_gym_cli.commands.options import ALL_OPTIONS, COLLECT_OPTIONS
 from nemo_gym_cli.config import GlobalConfig, load_config, substitute_urls
 from nemo_gym_cli.errors import ConfigError, NemoGymError, ServerError
@@ -188,6 +192,8 @@ async def _collect(config: GlobalConfig, opts: CollectOptions, forkserver: ForkS
                     url=config.head_url,
                 )
             agents, where = found
+            if models := sweep_models(opts):
+                await check_served(config.head_url, models, opts.agent_name)
             print_err(f"using the servers of {where}")
             outcome = await _collect_with(config, opts, agents, where, num_tasks, digest, stop_event, _HINT_HEAD)
             if full.dry_run:
@@ -355,19 +361,30 @@ def _materialize_inputs(lane: Lane, opts: CollectOptions, num_tasks: int) -> Non
 
 
 def _write_sweep(opts: CollectOptions, lanes: list[Lane], docs: dict[str, dict[str, Any]]) -> None:
+    """``sweep.json``: this run's variants, kept in the order of an earlier manifest of the
+    folder over the same input, whose other variants stay (resuming one variant, or adding
+    one, leaves the rest in the report)."""
     folder = opts.output_path.with_suffix("")
-    variants = []
+    current = {}
     for lane in lanes:
         assert lane.variant is not None
-        variants.append(
-            {
-                "name": lane.name,
-                "output": lane.output.name,
-                "model": lane.variant.model,
-                "overrides": lane.variant.params(),
-                "status": docs[lane.name]["status"],
-            }
-        )
+        current[lane.name] = {
+            "name": lane.name,
+            "output": lane.output.name,
+            "model": lane.variant.model,
+            "overrides": lane.variant.params(),
+            "status": docs[lane.name]["status"],
+        }
+    try:
+        earlier = loads((folder / "sweep.json").read_bytes())
+    except (OSError, ValueError):
+        earlier = None
+    variants = []
+    if isinstance(earlier, dict) and earlier.get("input") == str(opts.input_path):
+        for entry in earlier.get("variants") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                variants.append(current.pop(entry["name"], entry))
+    variants += current.values()
     manifest = {"input": str(opts.input_path), "variants": variants}
     (folder / "sweep.json").write_bytes(dumps(manifest))
 
@@ -403,6 +420,7 @@ def collect(args: list[str]) -> int:
     try:
         config = load_config(args, command=COLLECT_OPTIONS, everywhere=ALL_OPTIONS)
         opts = CollectOptions.from_config(config.options)
+        config = allow_sweep_models(config, opts)  # each variant served by the model it names
     except BaseException:
         if forkserver is not None:
             forkserver.close()

@@ -238,6 +238,14 @@ async def _check(wire: Wire, upstream: Upstream, deadline: float, extra_headers:
                 f"model {upstream.model!r} at {upstream.shown_url} does not list tool support: "
                 "requests with tools will fail; `ng models +tools=true` lists models that have it"
             )
+    for other in upstream.allowed_models:
+        if model_listed(other, listed) is None:
+            raise UpstreamError(
+                f"model {other!r} (in allowed_models, or a sweep's +models) is not available at "
+                f"{upstream.shown_url}; list the models it offers with `ng models`, then fix the model id",
+                status=404,
+                kind="model_not_found",
+            )
     for fallback in upstream.fallback_models:
         if model_listed(fallback, listed) is None:
             warnings.append(f"fallback model {fallback!r} is not offered at {upstream.shown_url}")
@@ -252,7 +260,8 @@ async def preflight(
     grace_s: float = 1.0,
     headers: dict[str, str] | None = None,
 ) -> list[str]:
-    """Check every upstream once, concurrently: the key is accepted, the model is offered.
+    """Check every upstream once, concurrently: the key is accepted, the model (and every
+    allowed model) is offered.
 
     Returns warnings (an alternative upstream that cannot be reached, a model without tool
     support, a fallback model not listed). Raises ``UpstreamError`` for a rejected key, no

@@ -12,6 +12,9 @@ with a message the user can act on. On the way it:
   never retries 400/401/402/403/404;
 - moves to the next alternative upstream when one is down (connection error or 5xx), at
   once (no backoff for an upstream not tried yet);
+- sends the upstream's model with its fallbacks (OpenRouter's ``models`` list), or, when the
+  caller names another model (``model=``), that model alone, under its own name, on every
+  upstream: what serves is what was asked, never a fallback;
 - is the ONE layer that retries a provider: when ``max_attempts`` run out the error says
   "gave up after N attempts" and is not retryable, so no caller multiplies the attempts;
 - streams the answer when asked (``stream=``): the request goes with ``stream: true`` and
@@ -48,7 +51,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import aiohttp
@@ -196,13 +199,15 @@ class AiohttpWire:
 class Upstream:
     """One OpenAI-compatible endpoint: base URL, key and model name (passed through as is).
 
-    ``fallback_models`` go out as OpenRouter's ``models`` list, after ``model``.
+    ``fallback_models`` go out as OpenRouter's ``models`` list, after ``model``;
+    ``allowed_models`` are the other models a request may ask for here (checked at start-up).
     """
 
     base_url: str
     api_key: str = field(repr=False)
     model: str
     fallback_models: tuple[str, ...] = ()
+    allowed_models: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never show the key
         return f"Upstream(base_url={self.shown_url!r}, model={self.model!r})"
@@ -368,10 +373,13 @@ class UpstreamClient:
         parse: Callable[[dict[str, Any]], Any] | None = None,
         stream: Callable[[bytes], Assembled] | None = None,
         tally: Tally | None = None,
+        model: str | None = None,
     ) -> tuple[Any, Upstream]:
         """POST ``body`` (``model``, and ``models`` when there are fallbacks, set per upstream)
         to ``<base>/<path>``; returns the answer (passed through ``parse``, whose retryable
         ``UpstreamError`` is retried like any other) and the upstream that gave it.
+
+        ``model``: send this model instead of the upstream's, without its fallbacks.
 
         ``stream``: ask for a stream (``stream: true``) and assemble it with this function
         (``streams.assemble_chat`` / ``assemble_responses``). ``tally`` is filled in with
@@ -383,6 +391,8 @@ class UpstreamClient:
         for attempt in range(1, self.max_attempts + 1):
             index = self._current
             upstream = self.upstreams[index]
+            if model is not None and model != upstream.model:
+                upstream = replace(upstream, model=model, fallback_models=())
             wait: float | None = None
             try:
                 data = await self._once(index, upstream, path, body, tools_sent, stream, tally)

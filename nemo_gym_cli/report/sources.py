@@ -26,6 +26,7 @@ __all__ = ["MANIFEST", "Source", "default_report_dir", "find_sources"]
 MANIFEST = "sweep.json"
 _FAILURES = "_failures.jsonl"
 _METRICS = "_metrics.json"
+_INPUTS = "_materialized_inputs.jsonl"
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ def _source(output: Path, warnings: list[str], **manifest: Any) -> Source:
 
 
 def _is_output(path: Path) -> bool:
-    return path.suffix == ".jsonl" and not path.name.endswith(_FAILURES)
+    """An output file: not a failures file, nor the collector's materialized inputs."""
+    return path.suffix == ".jsonl" and not path.name.endswith((_FAILURES, _INPUTS))
 
 
 def _from_manifest(directory: Path, warnings: list[str]) -> list[Source]:

@@ -89,8 +89,9 @@ class LLMJudge(ResourcesServer):
             request = build_judge_request(
                 body,
                 final_text(body),
-                # Our model servers send their own configured model upstream; this names the role.
-                model=self.config.judge_model_server.name,
+                # No model: the judge's model server judges with its configured one (a model it
+                # was not configured for would be refused).
+                model=None,
                 rubric=body.get("rubric") or self.config.rubric,
                 max_tokens=self.config.judge_max_tokens,
             )

@@ -238,18 +238,20 @@ def judge_emulator_metadata(row: dict[str, Any]) -> dict[str, str]:
 
 
 def build_judge_request(
-    row: dict[str, Any], answer: str, model: str, rubric: str | None = None, max_tokens: int = 400
+    row: dict[str, Any], answer: str, model: str | None, rubric: str | None = None, max_tokens: int = 400
 ) -> dict[str, Any]:
     """The Chat Completions body for grading ``answer`` to ``row``'s question (temperature 0),
-    with the row's judge script as ``metadata.emulator_script`` when it has one."""
+    with the row's judge script as ``metadata.emulator_script`` when it has one; without
+    ``model`` when it is None (the judge's model server then uses its configured model)."""
     body: dict[str, Any] = {
-        "model": model,
         "messages": build_judge_messages(
             row["question"], row["reference_answer"], answer, rubric or row.get("rubric") or None
         ),
         "temperature": 0,
         "max_tokens": max_tokens,
     }
+    if model is not None:
+        body["model"] = model
     metadata = judge_emulator_metadata(row)
     if metadata:
         body["metadata"] = metadata

@@ -9,7 +9,19 @@ start-up check in ``nemo_gym_cli.providers.catalogue``. One aiohttp session per 
 carries every upstream request. ``upstream_stream: true`` asks the provider for a stream
 and assembles it (long generations through proxies; ``providers/streams.py``); streaming to
 this server's own callers (``stream: true``) is the ``ModelServer`` base's, whatever the
-upstream does. ``GET /v1/models`` lists the configured model and its fallbacks.
+upstream does. ``GET /v1/models`` lists the configured model, its fallbacks and the allowed
+models.
+
+Which model a request gets: without ``model`` (or naming ``openai_model``) the configured
+one, with its ``fallback_models``; naming one of ``allowed_models``, that one alone (no
+fallbacks: a comparison of models must not be served by another); naming anything else (in
+``model`` or OpenRouter's ``models`` list), a 400 that says which models are allowed and
+which key to change, so no request is ever silently answered by another model than it
+asked for. A sweep (``ng_collect_rollouts +models=[...]``) fills ``allowed_models``.
+
+``metadata.emulator_script`` (a task row's scripted answers, which only the offline provider
+emulator reads) is taken out of every request unless ``emulator_metadata: true`` (the offline
+configs): the scripts hold the expected answers, and must not reach a real provider.
 
 Every Responses answer's ``usage`` says what the request cost beyond the answer's own
 tokens: ``retries`` (``{kind: count}``, the upstream retries made for it), ``unpriced_calls``
@@ -33,7 +45,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nemo_gym_cli.errors import ConfigError, UpstreamError
+from nemo_gym_cli.errors import ConfigError, HTTPError, UpstreamError
 from nemo_gym_cli.providers import conversion, streams
 from nemo_gym_cli.providers.catalogue import preflight
 from nemo_gym_cli.providers.model_ids import split
@@ -87,7 +99,19 @@ class OpenAIModel(ModelServer):
         )
         default_headers: dict[str, str] = Field(default_factory=dict, description="extra headers on every request")
         extra_body: dict[str, Any] = Field(default_factory=dict, description="fields merged into every request body")
-        fallback_models: list[str] = Field(default_factory=list, description="sent as OpenRouter's 'models' list")
+        fallback_models: list[str] = Field(
+            default_factory=list, description="sent as OpenRouter's 'models' list (for openai_model only)"
+        )
+        allowed_models: list[str] = Field(
+            default_factory=list,
+            description="other models a request may name in 'model' (sent as asked, without fallbacks);"
+            " a sweep's +models fills it",
+        )
+        emulator_metadata: bool = Field(
+            False,
+            description="keep metadata.emulator_script in requests (only the provider emulator reads it;"
+            " never true for a real provider: the scripts hold the answers)",
+        )
         alternative_upstreams: list[AlternativeUpstream] = Field(
             default_factory=list, description="tried in order when the first upstream is down"
         )
@@ -98,12 +122,18 @@ class OpenAIModel(ModelServer):
 
         def upstreams(self) -> list[Upstream]:
             """The first upstream, then the alternatives in order."""
-            out = [Upstream(self.openai_base_url, self.openai_api_key, self.openai_model, tuple(self.fallback_models))]
+            allowed = tuple(self.allowed_models)
+            first = Upstream(
+                self.openai_base_url, self.openai_api_key, self.openai_model, tuple(self.fallback_models), allowed
+            )
+            out = [first]
             for alt in self.alternative_upstreams:
-                # Without a model of its own it names models the same way: same fallbacks.
+                # Without a model of its own it names models the same way: same fallbacks, and
+                # the allowed models are checked there too.
                 inherited = [] if alt.model else self.fallback_models
                 fallbacks = inherited if alt.fallback_models is None else alt.fallback_models
-                out.append(Upstream(alt.base_url, alt.api_key, alt.model or self.openai_model, tuple(fallbacks)))
+                model = alt.model or self.openai_model
+                out.append(Upstream(alt.base_url, alt.api_key, model, tuple(fallbacks), () if alt.model else allowed))
             return out
 
     client: UpstreamClient
@@ -156,19 +186,46 @@ class OpenAIModel(ModelServer):
         self.client.retry_log.flush()  # the last summary line of retries not logged in full
 
     async def models(self) -> list[dict[str, Any]]:
-        """The configured model, then every fallback and alternative upstream's model."""
+        """The configured model, then every fallback, allowed and alternative upstream's model."""
         ids: list[str] = []
         for upstream in self.config.upstreams():
-            for model in (upstream.model, *upstream.fallback_models):
+            for model in (upstream.model, *upstream.fallback_models, *upstream.allowed_models):
                 if model not in ids:
                     ids.append(model)
         return [{"id": m, "object": "model", "created": self._created, "owned_by": _owner(m)} for m in ids]
+
+    def _asked(self, body: dict[str, Any]) -> str | None:
+        """The model a request asks for when it is not the configured one (None: the configured
+        one, with its fallbacks). A model not allowed is a 400 naming the allowed ones."""
+        config = self.config
+        asked = body.get("model")
+        listed = body.get("models")
+        names = [asked, *listed] if isinstance(listed, list) else [asked]
+        allowed = [config.openai_model, *config.allowed_models]
+        for name in names:
+            if name is not None and name != "" and name not in allowed:
+                raise HTTPError(
+                    400,
+                    f"model {name!r} is not allowed by {self.spec.where}: it serves {allowed} (openai_model and "
+                    f"allowed_models); add {name!r} to {self.spec.where}.allowed_models (ng_collect_rollouts "
+                    "+models=[...] does when it starts the servers), or leave 'model' out of the request",
+                    type="model_not_allowed",
+                    retryable=False,
+                )
+        return asked if asked and asked != config.openai_model else None
 
     def _body(self, body: dict[str, Any]) -> dict[str, Any]:
         if self.config.extra_body:
             body = {**self.config.extra_body, **body}
         body.pop("stream", None)  # the base streams to our callers; upstream_stream decides upstream
         body.pop("stream_options", None)
+        metadata = body.get("metadata")
+        if not self.config.emulator_metadata and isinstance(metadata, dict) and "emulator_script" in metadata:
+            rest = {k: v for k, v in metadata.items() if k != "emulator_script"}
+            if rest:
+                body["metadata"] = rest
+            else:
+                del body["metadata"]
         return body
 
     def _report(self, exc: UpstreamError) -> None:
@@ -178,11 +235,12 @@ class OpenAIModel(ModelServer):
             log.error("%s", exc)
 
     async def responses(self, body: dict[str, Any]) -> dict[str, Any]:
+        model = self._asked(body)
         tally = Tally()
         # Failed attempts' usage is in the upstream API's names; the answer's are Responses'.
         names = usage_as_responses if self.config.upstream_api == "chat_completions" else None
         try:
-            response = await self._responses(body, tally)
+            response = await self._responses(body, tally, model)
         except UpstreamError as exc:
             self._report(exc)
             exc.usage = _failed_usage(tally, names)  # type: ignore[attr-defined]
@@ -191,10 +249,11 @@ class OpenAIModel(ModelServer):
         return response
 
     async def chat_completions(self, body: dict[str, Any]) -> dict[str, Any]:
+        model = self._asked(body)
         tally = Tally()
         names = usage_as_chat if self.config.upstream_api == "responses" else None
         try:
-            answer = await self._chat_completions(body, tally)
+            answer = await self._chat_completions(body, tally, model)
         except UpstreamError as exc:
             self._report(exc)
             exc.usage = _failed_usage(tally, names)  # type: ignore[attr-defined]
@@ -202,7 +261,7 @@ class OpenAIModel(ModelServer):
         answer["usage"] = _with_tally(answer.get("usage"), tally, names)
         return answer
 
-    async def _responses(self, params: dict[str, Any], tally: Tally) -> dict[str, Any]:
+    async def _responses(self, params: dict[str, Any], tally: Tally, model: str | None) -> dict[str, Any]:
         tools_sent = bool(params.get("tools"))
         stream = self.config.upstream_stream
         if self.config.upstream_api == "responses":
@@ -215,6 +274,7 @@ class OpenAIModel(ModelServer):
                 parse=lambda data: conversion.complete_response(_check_responses(data), params),
                 stream=streams.assemble_responses if stream else None,
                 tally=tally,
+                model=model,
             )
             return response
         chat = self._body(conversion.responses_to_chat_request(params))
@@ -225,10 +285,11 @@ class OpenAIModel(ModelServer):
             parse=lambda data: conversion.chat_to_responses_response(data, request=params),
             stream=streams.assemble_chat if stream else None,
             tally=tally,
+            model=model,
         )
         return response
 
-    async def _chat_completions(self, body: dict[str, Any], tally: Tally) -> dict[str, Any]:
+    async def _chat_completions(self, body: dict[str, Any], tally: Tally, model: str | None) -> dict[str, Any]:
         tools_sent = bool(body.get("tools"))
         stream = self.config.upstream_stream
         if self.config.upstream_api == "responses":
@@ -240,6 +301,7 @@ class OpenAIModel(ModelServer):
                 parse=conversion.responses_to_chat_response,
                 stream=streams.assemble_responses if stream else None,
                 tally=tally,
+                model=model,
             )
             return answer
         answer, _ = await self.client.post(
@@ -248,6 +310,7 @@ class OpenAIModel(ModelServer):
             tools_sent=tools_sent,
             stream=streams.assemble_chat if stream else None,
             tally=tally,
+            model=model,
         )
         return dict(answer)
 

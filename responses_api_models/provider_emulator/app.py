@@ -68,6 +68,7 @@ class _Stats:
         self.faults: Counter[str] = Counter()
         self.errors: Counter[int] = Counter()
         self.served: Counter[str] = Counter()
+        self.cost_by_model: dict[str, float] = {}
         self.completion_requests = 0
         self.cancelled = 0
         self.prompt_tokens = 0
@@ -79,6 +80,7 @@ class _Stats:
         self.prompt_tokens += plan.prompt_tokens
         self.completion_tokens += plan.completion_tokens
         self.cost += plan.cost
+        self.cost_by_model[plan.model.id] = self.cost_by_model.get(plan.model.id, 0.0) + plan.cost
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +95,7 @@ class _Stats:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost": self.cost,
+            "cost_by_model": dict(self.cost_by_model),
         }
 
 
@@ -223,7 +226,9 @@ class ProviderEmulator(ModelServer):
                     "context_length_exceeded",
                 )
             else:
-                plan = self._answer(model, messages, tools, body.get("tool_choice"), script, prompt_tokens, max_tokens)
+                plan = self._answer(
+                    model, messages, tools, body.get("tool_choice"), script, prompt_tokens, max_tokens, body.get("seed")
+                )
                 fmt = structured.response_format(body)
                 if fmt is not None and not plan.message.get("tool_calls") and plan.finish != "length":
                     content = structured.structured(plan.message["content"] or "", fmt)
@@ -266,8 +271,12 @@ class ProviderEmulator(ModelServer):
         script: list[dict[str, Any]] | None,
         prompt_tokens: int,
         max_tokens: int | None,
+        seed: Any = None,
     ) -> Plan:
-        wrong = policy.gets_wrong(model.id, model.accuracy, policy.task_key(messages))
+        key = policy.task_key(messages)
+        if seed is not None:  # another seed samples the task again: its own draw
+            key += f"\x00seed={seed}"
+        wrong = policy.gets_wrong(model.id, model.accuracy, key)
         try:
             if script is not None:
                 message = policy.scripted(script, messages, wrong)

@@ -92,7 +92,7 @@ def test_chat_completions_and_a_responses_upstream_work_too() -> None:
 def test_a_row_s_emulator_script_reaches_the_emulator_through_the_adapter(upstream_api: str) -> None:
     script = '[{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}, {"text": "Cold in Oslo."}]'
     params = {**RESPONSES_PARAMS, "metadata": {"emulator_script": script}}
-    with emulated() as upstream, model_server(upstream, upstream_api=upstream_api) as url:
+    with emulated() as upstream, model_server(upstream, upstream_api=upstream_api, emulator_metadata=True) as url:
         first = post(url, "/v1/responses", params).json()
         call = first["output"][0]
         output = {"type": "function_call_output", "call_id": call["call_id"], "output": "{}"}
@@ -156,6 +156,15 @@ def test_a_model_without_tool_support_is_a_start_up_warning(caplog) -> None:
         resp = post(url, "/v1/responses", RESPONSES_PARAMS)
     assert "does not list tool support" in caplog.text
     assert resp.status_code == 404 and resp.json()["error"]["type"] == "tools_unsupported"
+
+
+def test_an_allowed_model_the_upstream_does_not_offer_fails_the_start_up_check() -> None:
+    with emulated() as upstream:
+        with pytest.raises(UpstreamError) as info:
+            with model_server(upstream, allowed_models=["openai/gpt-4o-mini", "acme/nonexistent"]):
+                pass
+    assert "model 'acme/nonexistent' (in allowed_models, or a sweep's +models) is not available at" in str(info.value)
+    assert info.value.status == 404
 
 
 def test_preflight_false_skips_the_check() -> None:
@@ -265,7 +274,7 @@ def test_extra_body_and_headers_go_out_and_the_request_wins_over_extra_body() ->
         "model": lambda spec: openai_model(spec.server_urls["proxy"] + "/api/v1", **fields)(spec),
     }
     with serving(factories) as stack:
-        resp = post(stack.urls["model"], "/v1/responses", {**RESPONSES_PARAMS, "temperature": 0.7, "model": "ignored"})
+        resp = post(stack.urls["model"], "/v1/responses", {**RESPONSES_PARAMS, "temperature": 0.7})
         proxy: RecordingProxy = stack.servers["proxy"]
     assert resp.status_code == 200
     checked = sorted(r["path"] for r in proxy.requests if r["method"] == "GET")
@@ -273,10 +282,89 @@ def test_extra_body_and_headers_go_out_and_the_request_wins_over_extra_body() ->
     (sent,) = proxy.posts()
     assert sent["path"] == "/api/v1/chat/completions"
     assert sent["json"]["provider"] == {"sort": "price"} and sent["json"]["temperature"] == 0.7
-    assert sent["json"]["model"] == MODEL  # the server's model, not the request's
+    assert sent["json"]["model"] == MODEL  # a request without a model gets the configured one
     assert "stream" not in sent["json"]
     assert all(r["headers"]["x-openrouter-title"] == "tests" for r in proxy.requests)  # start-up check too
     assert all(r["headers"]["authorization"] == f"Bearer {KEY}" for r in proxy.requests)
+
+
+# --- which model a request gets -----------------------------------------------------------------
+
+ALLOWED = "anthropic/claude-3.5-sonnet"
+FALLBACK = "openai/gpt-4o-mini"
+
+
+def _recorded(requests: list[tuple[str, dict[str, Any]]], **fields: Any) -> tuple[list[httpx.Response], list[dict]]:
+    """Each (path, body) posted to the adapter (with these fields) in front of a recording
+    proxy before the emulator; returns the answers and the bodies the proxy forwarded."""
+    factories = {
+        "emulator": emulator(),
+        "proxy": RecordingProxy.from_spec,
+        "model": lambda spec: openai_model(spec.server_urls["proxy"] + "/api/v1", **fields)(spec),
+    }
+    with serving(factories) as stack:
+        answers = [post(stack.urls["model"], path, body) for path, body in requests]
+        proxy: RecordingProxy = stack.servers["proxy"]
+    return answers, [r["json"] for r in proxy.posts()]
+
+
+def test_a_request_naming_an_allowed_model_is_sent_with_that_model_alone() -> None:
+    fields = {"allowed_models": [ALLOWED], "fallback_models": [FALLBACK]}
+    requests = [
+        ("/v1/responses", {**RESPONSES_PARAMS, "model": ALLOWED}),
+        ("/v1/chat/completions", {**CHAT, "model": ALLOWED}),
+        ("/v1/responses", RESPONSES_PARAMS),
+        ("/v1/responses", {**RESPONSES_PARAMS, "model": MODEL}),
+    ]
+    answers, sent = _recorded(requests, **fields)
+    assert [a.status_code for a in answers] == [200] * 4
+    assert [a.json()["model"] for a in answers] == [ALLOWED, ALLOWED, MODEL, MODEL]
+    # an allowed model goes without the configured model's fallbacks: what serves is what was asked
+    assert [(b["model"], b.get("models")) for b in sent] == [
+        (ALLOWED, None),
+        (ALLOWED, None),
+        (MODEL, [MODEL, FALLBACK]),
+        (MODEL, [MODEL, FALLBACK]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/responses", {**RESPONSES_PARAMS, "model": "openai/gpt-4o"}),
+        ("/v1/chat/completions", {**CHAT, "model": "openai/gpt-4o"}),
+        ("/v1/responses", {**RESPONSES_PARAMS, "models": [ALLOWED, "openai/gpt-4o"]}),
+    ],
+)
+def test_a_request_naming_a_model_not_allowed_is_a_400_saying_which_are_and_never_goes_upstream(
+    path: str, body: dict[str, Any]
+) -> None:
+    (answer,), sent = _recorded([(path, body)], allowed_models=[ALLOWED])
+    assert answer.status_code == 400 and sent == []
+    error = answer.json()["error"]
+    assert (error["type"], error["code"], error["retryable"]) == ("model_not_allowed", 400, False)
+    assert error["message"] == (  # the instance's key path, model.test.model under `serving`
+        f"model 'openai/gpt-4o' is not allowed by model.test.model: it serves ['{MODEL}', '{ALLOWED}'] "
+        "(openai_model and allowed_models); add 'openai/gpt-4o' to model.test.model.allowed_models "
+        "(ng_collect_rollouts +models=[...] does when it starts the servers), or leave 'model' out of the request"
+    )
+
+
+@pytest.mark.parametrize("emulator_metadata", [False, True])
+def test_emulator_scripts_go_upstream_only_when_emulator_metadata_is_set(emulator_metadata: bool) -> None:
+    script = '[{"text": "Sunny."}]'
+    requests = [
+        ("/v1/responses", {**RESPONSES_PARAMS, "metadata": {"emulator_script": script, "run": "r1"}}),
+        ("/v1/chat/completions", {**CHAT, "metadata": {"emulator_script": script}}),
+    ]
+    answers, sent = _recorded(requests, emulator_metadata=emulator_metadata)
+    assert [a.status_code for a in answers] == [200, 200]
+    if emulator_metadata:
+        assert [b["metadata"] for b in sent] == [{"emulator_script": script, "run": "r1"}, {"emulator_script": script}]
+        assert answers[1].json()["choices"][0]["message"]["content"] == "Sunny."
+    else:  # other metadata stays; the script (the expected answers) never reaches a provider
+        assert sent[0]["metadata"] == {"run": "r1"} and "metadata" not in sent[1]
+        assert answers[1].json()["choices"][0]["message"]["tool_calls"]  # the emulator's own policy answered
 
 
 def test_upstream_requests_in_flight_are_capped_by_max_concurrency() -> None:

@@ -70,14 +70,15 @@ def test_a_streamed_chat_request_gets_chunks_then_the_usage_then_done() -> None:
     assert all(c["choices"] for c in sse(without_usage.text))  # no usage chunk unless asked
 
 
-def test_models_lists_the_configured_model_and_its_fallbacks_in_openai_s_shape() -> None:
+def test_models_lists_the_configured_model_its_fallbacks_and_the_allowed_models_in_openai_s_shape() -> None:
+    fields = {"fallback_models": ["openai/gpt-4o-mini"], "allowed_models": ["anthropic/claude-3.5-sonnet"]}
     with emulated() as upstream:
-        with model_server(upstream, fallback_models=["openai/gpt-4o-mini"], preflight=False) as url:
+        with model_server(upstream, **fields, preflight=False) as url:
             listed = httpx.get(url + "/v1/models", timeout=10).json()
     assert listed["object"] == "list"
-    assert [m["id"] for m in listed["data"]] == [MODEL, "openai/gpt-4o-mini"]
+    assert [m["id"] for m in listed["data"]] == [MODEL, "openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet"]
     assert all(m["object"] == "model" and isinstance(m["created"], int) for m in listed["data"])
-    assert [m["owned_by"] for m in listed["data"]] == ["emulator", "openai"]
+    assert [m["owned_by"] for m in listed["data"]] == ["emulator", "openai", "anthropic"]
 
 
 def test_a_failed_streamed_request_is_the_json_envelope() -> None:

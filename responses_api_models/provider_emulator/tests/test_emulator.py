@@ -359,6 +359,19 @@ def test_a_model_with_accuracy_one_half_answers_wrong_on_a_fixed_half_of_the_tas
     assert set(sure) == {"right"}
 
 
+def test_a_seed_samples_a_task_again_and_the_same_seed_answers_the_same_way() -> None:
+    script = {"emulator_script": [{"text": "right", "wrong": {"text": "wrong"}}]}
+    task = [{"role": "user", "content": "one task, sampled with many seeds"}]
+    with client(models=[{"id": "acme/coin", "accuracy": 0.5}]) as c:
+
+        def answers() -> list[str]:
+            return [content_of(chat(c, model="acme/coin", messages=task, metadata=script, seed=s)) for s in range(60)]
+
+        first, again = answers(), answers()
+    assert 15 <= first.count("wrong") <= 45  # one task, but each seed its own draw
+    assert again == first
+
+
 def test_a_model_that_gets_a_task_wrong_calls_the_tool_for_another_city() -> None:
     with client(models=[{"id": "acme/lost", "accuracy": 0.0}, {"id": "acme/sure"}]) as c:
         wrong = chat(c, model="acme/lost", tools=[WEATHER_TOOL])
