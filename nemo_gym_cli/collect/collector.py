@@ -85,6 +85,15 @@ class Lane:
     failed: int = 0
     exhausted: bool = False
     in_flight: int = 0
+    #: perf_counter() of its first dispatched rollout and of the last one finished: a
+    #: variant's own time, for its rollouts/s (variants of a sweep share the run's wall time)
+    first_started: float | None = None
+    last_finished: float | None = None
+
+    def busy_time(self, default: float) -> float:
+        if self.first_started is None or self.last_finished is None:
+            return default
+        return self.last_finished - self.first_started
 
     def __post_init__(self) -> None:
         self.out = OutputFile(self.output)
@@ -276,10 +285,13 @@ class Collector:
                 if job is None:
                     return
                 lane.in_flight += 1
+                if lane.first_started is None:
+                    lane.first_started = time.perf_counter()
                 try:
                     await self._do(lane, job)
                 finally:
                     lane.in_flight -= 1
+                    lane.last_finished = time.perf_counter()
         except Exception:
             self.stop_event.set()  # stop the other workers too; run() re-raises this
             raise

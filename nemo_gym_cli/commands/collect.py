@@ -310,7 +310,8 @@ async def _collect_with(
     ended_at = now()
     docs = {}
     for lane in lanes:
-        doc = lane.metrics.summary(wall_time_s=wall, new_rollouts=lane.new_rollouts)
+        own = lane.busy_time(wall) if len(lanes) > 1 else wall  # a variant's rollouts/s: its own time
+        doc = lane.metrics.summary(wall_time_s=own, new_rollouts=lane.new_rollouts)
         doc["output"] = str(lane.output)
         doc["failures_file"] = str(lane.failures.path)
         doc["complete"] = lane.complete and collector.fatal is None and collector.stopped is None

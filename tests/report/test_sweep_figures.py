@@ -91,7 +91,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert reported.returncode == 0, reported.stderr
     report = orjson.loads((tmp / "mcqa" / "report" / "report.json").read_bytes())
     rows = {name: _rows(tmp / "mcqa" / f"{name}.jsonl") for name in NAMES}
-    return {"rows": rows, "billed": billed, "report": report, "table": reported.stdout}
+    metrics = {name: orjson.loads((tmp / "mcqa" / f"{name}_metrics.json").read_bytes()) for name in NAMES}
+    return {"rows": rows, "billed": billed, "report": report, "table": reported.stdout, "metrics": metrics}
 
 
 def _variant(report: dict[str, Any], name: str) -> dict[str, Any]:
@@ -113,6 +114,9 @@ def test_each_variant_is_served_by_its_own_model_and_they_differ_in_accuracy_lat
     assert medians[0] < medians[1] < medians[2]  # 20, 60, 150 ms of emulated latency
     assert costs[0] < costs[1] < costs[2]
     assert not sweep["report"]["warnings"]
+    # Each variant's rollouts/s is over its own time: the fast model finishes first.
+    rates = [sweep["metrics"][name]["rollouts_per_s"] for name in NAMES]
+    assert rates[0] > rates[2], rates
 
 
 def test_every_variant_figure_matches_a_hand_computation_and_the_emulator_s_bill(sweep) -> None:
