@@ -6,8 +6,10 @@
 Sections:
 - kill and resume: SIGKILL the collector at random moments, resume each time; count rows,
   duplicates and gaps at the end;
-- faults: 30% of provider calls fail (429, 5xx, errors in a 200); every rollout completes,
-  and the cost in the metrics file equals what the emulator billed;
+- faults: 10%, 30% and 50% of provider calls fail (429, 5xx, errors in a 200, timeouts,
+  malformed bodies) at ng_emulator, started apart so its bill can be read after the run;
+  every rollout completes, and the cost in the metrics file equals what the emulator billed
+  minus the malformed answers (billed, their cost unreadable: counted as unpriced calls);
 - a dead provider (every call 503): how long until the run stops, how many calls it made;
 - a low open-file limit (ulimit -n 1024): concurrency 500, 1000, 2048 complete;
 - fuzzing: cases per class and outcomes (tests/test_fuzz.py with NG_FUZZ_EXAMPLES).
@@ -20,12 +22,14 @@ import os
 import random
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,9 +55,9 @@ def metrics(out: Path) -> dict:
     return orjson.loads(out.with_name(out.stem + "_metrics.json").read_bytes())
 
 
-def collect(*args: str, limit_fds: int | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def collect(*args: str, limit_fds: int | None = None, timeout: float = 900, base: list[str] = BASE):
     pre = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit_fds, limit_fds))) if limit_fds else None
-    return subprocess.run([str(BIN / "ng_collect_rollouts"), *BASE, *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([str(BIN / "ng_collect_rollouts"), *base, *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, preexec_fn=pre)  # fmt: skip
 
 
@@ -81,20 +85,48 @@ def kill_and_resume(folder: Path, n: int, kills: int) -> str:
     )
 
 
-def faults(folder: Path, n: int) -> str:
-    inp, out = tasks(folder, n), folder / "faults.jsonl"
-    args = [f"+input_jsonl_fpath={inp}", f"+output_jsonl_fpath={out}", "+concurrency=64",
-            f"{EMULATOR}.fault_rate=0.3", f"{EMULATOR}.fault_kinds=[429,500,502,503,error_200]",
-            f"{EMULATOR}.retry_after_seconds=0.05", f"{MODEL}.backoff_base_s=0.02",
-            f"{MODEL}.backoff_max_s=0.2"]  # fmt: skip
-    started = time.monotonic()
-    result = collect(*args)
-    wall = time.monotonic() - started
+def faults(folder: Path, n: int, rate: float) -> str:
+    inp, out = tasks(folder, n), folder / f"faults_{rate}.jsonl"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kinds = "429,500,502,503,error_200,stall,malformed"
+    emulator = subprocess.Popen([str(BIN / "ng_emulator"), "--port", str(port), "--fault-rate", str(rate),
+                                 "--fault-kinds", kinds, "--retry-after-seconds", "0.05", "--stall-seconds", "60"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        base = ["+config_paths=[responses_api_models/openai_model/configs/openai_model.yaml,"
+                "resources_servers/simple_weather/configs/simple_weather.yaml]", BASE[1],
+                f"+policy_base_url={url}/api/v1", "+policy_api_key=sk-or-v1-anything",
+                "+policy_model_name=emulator/scripted-tool-caller"]  # fmt: skip
+        args = [f"+input_jsonl_fpath={inp}", f"+output_jsonl_fpath={out}", "+concurrency=64",
+                f"{MODEL}.read_timeout_s=1", f"{MODEL}.max_attempts=10", f"{MODEL}.backoff_base_s=0.02",
+                f"{MODEL}.backoff_max_s=0.2", f"{MODEL}.max_concurrency=2048"]  # fmt: skip
+        started = time.monotonic()
+        result = collect(*args, base=base)
+        wall = time.monotonic() - started
+        time.sleep(1)  # the timed-out calls' hang-ups reach the emulator
+        billed = httpx.get(url + "/emulator/stats", timeout=10).json()
+    finally:
+        emulator.send_signal(signal.SIGINT)
+        emulator.wait(30)
     m = metrics(out)
+    unreadable = billed["cost_by_fault"].get("malformed", 0.0)
+    faulted = sum(billed["faults"].values())
     return (
-        f"30% of provider calls faulted (429, 500, 502, 503, error in a 200): {m['succeeded']}/{n} rollouts "
-        f"completed, {m['failed']} failed, in {wall:.1f} s (exit {result.returncode}); upstream retries by kind "
-        f"{m['retries']['upstream']}; cost in the metrics file ${m['cost_usd']:.6f}"
+        f"{rate:.0%} of provider calls faulted ({kinds}): {billed['completion_requests']} calls, {faulted} faults "
+        f"{billed['faults']}; {m['succeeded']}/{n} rollouts completed, {m['failed']} failed, in {wall:.1f} s "
+        f"(exit {result.returncode}); upstream retries by kind {m['retries']['upstream']}; cost in the metrics file "
+        f"${m['cost_usd']:.8f}, emulator billed ${billed['cost']:.8f} of which ${unreadable:.8f} for "
+        f"{billed['faults'].get('malformed', 0)} malformed answers (metrics: {m['cost']['unpriced_upstream_calls']} "
+        f"unpriced calls); billed - unreadable - metrics = {billed['cost'] - unreadable - m['cost_usd']:.2e}"
     )
 
 
@@ -144,7 +176,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         print("-", kill_and_resume(folder, 2000 if quick else 4000, 5 if quick else 20), flush=True)
-        print("-", faults(folder, 500 if quick else 2000), flush=True)
+        for rate in (0.1, 0.3, 0.5):
+            print("-", faults(folder, 200 if quick else 1000, rate), flush=True)
         print("-", dead_provider(folder, 2000), flush=True)
         print("-", low_fd_limit(folder, 2048 if quick else 4096), flush=True)
     print("-", fuzz(200 if quick else 1000), flush=True)

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from support.cli import BIN, ROOT, NgRun, run_cli
+from support.emulator import emulated, stats
 from support.procs import descendants, still_alive
 
 pytestmark = pytest.mark.e2e
@@ -326,6 +327,53 @@ def test_resuming_with_another_agent_config_is_refused(tmp_path):
     assert collect(out, "+limit=2").returncode == 0
     line = one_line_usage_error(collect(out, "+limit=2", "+resume=true", f"{AGENT_KEY}.max_steps=2"))
     assert "config_sha256:" in line
+
+
+# --------------------------------------------------------------------------- honest numbers under faults
+
+
+def test_under_30_percent_faults_the_metrics_cost_is_what_the_emulator_billed_minus_what_it_cannot_read(tmp_path):
+    """Rate limits, 5xx, errors in a 200, timeouts and malformed bodies on 30% of the calls:
+    every rollout completes; each fault is one upstream retry, reported by kind; the metrics'
+    cost equals the emulator's bill except for the malformed answers, which were billed but
+    carry no readable cost: they are counted in ``unpriced_upstream_calls`` instead."""
+    out = tmp_path / "out.jsonl"
+    faults = [429, 500, 502, 503, "error_200", "stall", "malformed"]
+    with emulated(fault_rate=0.3, fault_kinds=faults, fault_seed=7, retry_after_seconds=0.05, stall_seconds=60) as url:
+        result = run_cli(
+            "ng_collect_rollouts",
+            "+config_paths=[responses_api_models/openai_model/configs/openai_model.yaml,"
+            "resources_servers/simple_weather/configs/simple_weather.yaml]",
+            f"+policy_base_url={url}/api/v1", "+policy_api_key=sk-or-v1-anything",
+            "+policy_model_name=emulator/scripted-tool-caller", AGENT, f"+input_jsonl_fpath={EXAMPLE}",
+            f"+output_jsonl_fpath={out}", "+num_repeats=8", "+concurrency=8",
+            f"{MODEL_KEY}.read_timeout_s=0.5", f"{MODEL_KEY}.backoff_base_s=0.02", f"{MODEL_KEY}.backoff_max_s=0.1",
+            f"{MODEL_KEY}.max_attempts=10",
+        )  # fmt: skip
+        deadline = time.monotonic() + 10  # a hang-up reaches the emulator a moment after the client moved on
+        while (billed := stats(url))["cancelled"] < billed["faults"].get("stall", 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert result.returncode == 0, result.stderr
+    m = metrics_of(out)
+    assert (m["succeeded"], m["failed"]) == (40, 0)
+
+    f = billed["faults"]
+    assert sum(f.values()) >= 15 and all(f.get(kind) for kind in ("429", "error_200", "stall", "malformed")), f
+    assert billed["cancelled"] == f["stall"]  # every timed-out call was hung up on, so never billed
+    assert m["retries"]["upstream"] == {
+        "rate_limit": f["429"],
+        "server": sum(f.get(kind, 0) for kind in ("500", "502", "503", "error_200")),
+        "timeout": f["stall"],
+        "bad_response": f["malformed"],
+    }
+    # Upstream calls: one per answer read, one per retry (no rollout ran out of attempts).
+    answered = billed["completions"] - f["malformed"]
+    assert billed["completion_requests"] == answered + sum(m["retries"]["upstream"].values())
+    assert m["cost"]["unpriced_upstream_calls"] == f["malformed"]
+    unreadable = billed["cost_by_fault"]["malformed"]
+    assert 0 < unreadable < billed["cost"]
+    assert m["cost_usd"] == pytest.approx(billed["cost"] - unreadable, rel=1e-9, abs=1e-12)
+    assert "upstream answers were billed without a readable cost" in result.stdout
 
 
 # --------------------------------------------------------------------------- budgets (issue 11)

@@ -74,13 +74,16 @@ class _Stats:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cost = 0.0
+        self.cost_by_fault: Counter[str] = Counter()  # of billed answers given a fault (malformed, cut, ...)
 
-    def bill(self, plan: Plan) -> None:
+    def bill(self, plan: Plan, fault: str | None) -> None:
         self.served[plan.model.id] += 1
         self.prompt_tokens += plan.prompt_tokens
         self.completion_tokens += plan.completion_tokens
         self.cost += plan.cost
         self.cost_by_model[plan.model.id] = self.cost_by_model.get(plan.model.id, 0.0) + plan.cost
+        if fault:
+            self.cost_by_fault[fault] += plan.cost
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +99,7 @@ class _Stats:
             "completion_tokens": self.completion_tokens,
             "cost": self.cost,
             "cost_by_model": dict(self.cost_by_model),
+            "cost_by_fault": dict(self.cost_by_fault),
         }
 
 
@@ -356,7 +360,7 @@ class ProviderEmulator(ModelServer):
             self.stats.faults["error_200"] += 1
             body_200 = error_200(plan)
             return body_200 if not responses else {"error": body_200["error"]}
-        self.stats.bill(plan)
+        self.stats.bill(plan, fault)
         raw = dumps(responses_object(plan, body) if responses else chat_completion(plan))
         if fault in ("malformed", "cut"):
             self.stats.faults[fault] += 1
@@ -400,7 +404,7 @@ class ProviderEmulator(ModelServer):
             if fault in ("error_200", "malformed", "cut", "drip"):
                 self.stats.faults[fault] += 1
             if fault != "error_200":
-                self.stats.bill(plan)  # a stream cut short or broken was still generated: billed
+                self.stats.bill(plan, fault)  # a stream cut short or broken was still generated: billed
             async for piece in self._drip(events, fault == "drip"):
                 yield piece
         except (asyncio.CancelledError, GeneratorExit):

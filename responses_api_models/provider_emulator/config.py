@@ -107,6 +107,8 @@ class EmulatorConfig(ServerConfig):
     @classmethod
     def _down_list(cls, value: Any) -> Any:
         if isinstance(value, list | tuple):
+            if not all(isinstance(model, str) for model in value):
+                raise ValueError("a list of down models holds model ids (strings)")
             return dict.fromkeys(value, 502)
         return _int_values(value)
 

@@ -712,6 +712,7 @@ def test_bad_fields_are_one_config_error_line_naming_each_and_never_a_key() -> N
         ({"models": [{"id": "a/b", "accuracy": 1.5}]}, ".models.0.accuracy: Input should be less than or equal to 1"),
         ({"models": []}, ".models: Value error, at least one model is needed"),
         ({"policy": "nope"}, ".policy: unknown policy 'nope'"),
+        ({"down_models": [[]]}, ".down_models: Value error, a list of down models holds model ids (strings)"),
     ],
 )
 def test_an_emulator_config_error_is_one_line_saying_what_to_fix(fields: dict[str, Any], said: str) -> None:

@@ -1,0 +1,326 @@
+"""Every command block of the docs, run as a newcomer would: offline, in order, in a fresh copy.
+
+Each ```bash / ```sh block of README.md, docs/*.md and the servers' READMEs runs, file by
+file and in the order written, in a copy of the tree (its tracked files, ``.venv`` linked):
+so the real checkout stays clean, and an example that collides with an earlier one ("already
+exists", a port in use) fails here as it would for a reader. The venv's bin is on PATH; no
+API key is in the environment and the copy has no key in an ``env.yaml``: every model call
+goes to the provider emulator.
+
+An HTML comment on the line before a fence says how a block runs:
+
+    <!-- docs-test: skip (why it cannot run offline) -->   not run; the reason is required
+    <!-- docs-test: background -->                         servers that stay up (ng_run,
+        ng_emulator): each such command starts in the background and is waited for (ng_run:
+        every instance ready; ng_emulator: /health); all stop (SIGINT, then SIGKILL) after
+        the file's last block. Other commands of the block (``source``, ``cd``) run before each.
+
+Every other block must exit 0 within ``TIMEOUT_S``. Fixed ports written in a file's blocks
+(``127.0.0.1:8000``, ``--port 8000``) are replaced by free loopback ports, the same port
+for the same number throughout the file, and the copy's ``env.yaml`` sets only
+``head_server.port`` (free), so ``ng_run`` and the collector meet where the docs say.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support.cli import BIN, ROOT
+from support.ports import free_port
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT_S = 180  # per block: past it the block is hung
+READY_S = 60  # for a background server to be ready
+DOCS = ["README.md", "docs/*.md", "resources_servers/*/README.md", "responses_api_models/*/README.md",
+        "responses_api_agents/*/README.md"]  # fmt: skip
+SHELLS = ("bash", "sh", "shell", "console")
+FENCE = re.compile(r"^(\s*)```\s*(\w*)\s*$")
+MARKER = re.compile(r"^<!--\s*docs-test:\s*(\w+)\s*(?:\((.*)\))?\s*-->$")
+PORT = re.compile(r"(127\.0\.0\.1:|localhost:|--port |head_server\.port=)(\d{2,5})\b")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One command block: where it is, its commands, and how it runs (``run``, ``skip``, ``background``)."""
+
+    file: str
+    line: int  # of the opening fence, 1-based
+    code: str
+    mode: str = "run"
+    reason: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def parse(file: str, text: str) -> list[Block]:
+    """The shell blocks of a markdown text, each with the docs-test marker on the line before it."""
+    blocks, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        fence = FENCE.match(lines[i])
+        if not fence:
+            i += 1
+            continue
+        end = next((j for j in range(i + 1, len(lines)) if FENCE.match(lines[j])), len(lines))
+        if fence.group(2) in SHELLS:
+            indent = len(fence.group(1))
+            body = [line[indent:] if not line[:indent].strip() else line.lstrip() for line in lines[i + 1 : end]]
+            if fence.group(2) == "console":  # only the prompt lines are commands
+                body = [line[2:] for line in body if line.startswith("$ ")]
+            before = lines[i - 1].strip() if i else ""
+            marker = MARKER.match(before)
+            mode, reason = (marker.group(1), (marker.group(2) or "").strip()) if marker else ("run", "")
+            if before.startswith("<!--") and "docs-test" in before and not marker:
+                mode, reason = "invalid", f"unreadable marker {before!r}"
+            blocks.append(Block(file, i + 1, "\n".join(body) + "\n", mode, reason))
+        i = end + 1
+    return blocks
+
+
+def doc_files() -> list[str]:
+    return sorted({str(p.relative_to(ROOT)) for pattern in DOCS for p in ROOT.glob(pattern)})
+
+
+def all_blocks() -> list[Block]:
+    return [b for f in doc_files() for b in parse(f, (ROOT / f).read_text())]
+
+
+def commands(code: str) -> list[str]:
+    """The block's commands: continuation lines joined, comments and blank lines dropped."""
+    out, current = [], ""
+    for line in code.splitlines():
+        current += line.strip() if current else line
+        if current.endswith("\\"):
+            current = current[:-1].rstrip() + " "
+            continue
+        if current.strip() and not current.lstrip().startswith("#"):
+            out.append(current.strip())
+        current = ""
+    return out
+
+
+def tracked_files() -> list[str]:
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout  # fmt: skip
+    return [name for name in listed.decode().split("\0") if name and (ROOT / name).is_file()]
+
+
+@dataclass
+class DocRun:
+    """One markdown file's blocks in their copy of the tree: ports, background servers, logs."""
+
+    file: str
+    root: Path
+    env: dict[str, str]
+    ports: dict[str, str] = field(default_factory=dict)
+    servers: list[subprocess.Popen] = field(default_factory=list)
+    done: set[int] = field(default_factory=set)
+
+    @classmethod
+    def start(cls, file: str, tmp: Path) -> DocRun:
+        root = tmp / file.replace("/", "_")
+        for name in tracked_files():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, root / name)
+        (root / ".venv").symlink_to(ROOT / ".venv")
+        head = free_port()
+        (root / "env.yaml").write_text(f"head_server:\n  port: {head}\n")
+        env = {k: v for k, v in os.environ.items() if "API_KEY" not in k and not k.startswith("OPENROUTER")}
+        env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", VIRTUAL_ENV=str(ROOT / ".venv"))
+        env.pop("PYTHONPATH", None)
+        return cls(file, root, env, ports={"11000": str(head)})
+
+    def localize(self, code: str) -> str:
+        """The block with each fixed port replaced by this file's free port for it."""
+
+        def swap(match: re.Match) -> str:
+            before, port = match.groups()
+            return before + self.ports.setdefault(port, str(free_port()))
+
+        return PORT.sub(swap, code)
+
+    def run(self, block: Block) -> None:
+        self.done.add(block.line)
+        if block.mode == "skip":
+            return
+        code = self.localize(block.code)
+        if block.mode == "background":
+            self.background(block, code)
+            return
+        log = self.root / f".docs-test-{block.line}.log"
+        script = self.root / f".docs-test-{block.line}.sh"
+        script.write_text(code)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(["bash", "-eo", "pipefail", str(script)], cwd=self.root, env=self.env,
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+            try:
+                code_ = proc.wait(TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                code_ = None
+            finally:
+                _stop_group(proc, signal.SIGKILL)
+        output = log.read_text(errors="replace")[-4000:]
+        assert code_ is not None, f"{block.id}: still running after {TIMEOUT_S} s (hung?):\n{output}"
+        assert code_ == 0, (
+            f"{block.id}: exited {code_}; fix the docs or the code (a block that cannot run offline carries "
+            f"<!-- docs-test: skip (why) --> on the line before its fence):\n{code}\n--- output:\n{output}"
+        )
+
+    def background(self, block: Block, code: str) -> None:
+        setup: list[str] = []
+        for command in commands(code):
+            words = command.split()
+            if words[0] not in ("ng_run", "ng_emulator") and words[:2] != ["ng", "run"]:
+                setup.append(command)
+                continue
+            log = (self.root / f".docs-test-{block.line}-{len(self.servers)}.log").open("wb")
+            proc = subprocess.Popen(["bash", "-c", "\n".join([*setup, "exec " + command])], cwd=self.root,
+                                    env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+            self.servers.append(proc)
+            if words[0] == "ng_emulator":
+                port = next((words[i + 1] for i, w in enumerate(words[:-1]) if w == "--port"), None)
+                assert port and port != "0", f"{block.id}: give ng_emulator a --port the later blocks can use"
+                url, ready = f"http://127.0.0.1:{port}/health", lambda r: r.status_code == 200
+            else:
+                port = self.ports["11000"]
+                url = f"http://127.0.0.1:{port}/instances"
+                ready = lambda r: r.status_code == 200 and all(i["ready"] for i in r.json()["instances"])  # noqa: E731
+            self.wait_ready(block, proc, url, ready, Path(log.name), f"http://127.0.0.1:{port}")
+        assert self.servers, f"{block.id}: marked background but starts no ng_run or ng_emulator"
+
+    def wait_ready(self, block: Block, proc: subprocess.Popen, url: str, ready, log: Path, serving: str) -> None:
+        """Ready: it says it serves at ``serving`` (so it bound the port: another server's answer
+        there does not count), it is still running, and ``url`` answers ``ready``."""
+        deadline = time.monotonic() + READY_S
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"{block.id}: server exited {proc.returncode}:\n{log.read_text()}"
+            try:
+                if serving in log.read_text() and ready(httpx.get(url, timeout=1, trust_env=False)):
+                    return
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{block.id}: not ready at {url} after {READY_S} s:\n{log.read_text()}")
+
+    def stop(self) -> None:
+        for proc in self.servers:
+            _stop_group(proc, signal.SIGINT)
+        self.servers.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _stop_group(proc: subprocess.Popen, sig: int) -> None:
+    """Stop the block's whole process group (a server it left behind too): ``sig``, then SIGKILL."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+BLOCKS = all_blocks()
+
+
+class DocRuns:
+    """The files under way: one ``DocRun`` each, in one temporary folder; all stopped at the end."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.runs: dict[str, DocRun] = {}
+
+    def of(self, file: str) -> DocRun:
+        if file not in self.runs:
+            self.runs[file] = DocRun.start(file, self.tmp)
+        return self.runs[file]
+
+    def close(self, file: str) -> None:
+        self.runs.pop(file).stop()
+
+
+@pytest.fixture(scope="module")
+def docs() -> Iterator[DocRuns]:
+    with tempfile.TemporaryDirectory(prefix="docs-test-") as tmp:
+        runs = DocRuns(Path(tmp))
+        try:
+            yield runs
+        finally:
+            for file in list(runs.runs):
+                runs.close(file)
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
+def test_every_command_block_of_the_docs_runs_offline_or_says_why_not(block: Block, docs: DocRuns) -> None:
+    assert block.mode in ("run", "skip", "background"), f"{block.id}: {block.reason or 'unknown mode ' + block.mode}"
+    assert block.mode != "skip" or block.reason, f"{block.id}: a skipped block says why: <!-- docs-test: skip (why) -->"
+    run = docs.of(block.file)
+    siblings = [b for b in BLOCKS if b.file == block.file]
+    try:
+        for earlier in siblings[: siblings.index(block)]:  # a block alone (-k) still gets what precedes it
+            if earlier.line not in run.done:
+                run.run(earlier)
+        run.run(block)
+    finally:
+        if block is siblings[-1]:
+            docs.close(block.file)
+    if block.mode == "skip":
+        pytest.skip(f"{block.id}: {block.reason}")
+
+
+def test_blocks_and_markers_are_read_as_written() -> None:
+    text = "\n".join([
+        "# T", "```bash", "ng_run x", "```", "",
+        "<!-- docs-test: skip (needs a key) -->", "```sh", "a \\", "  b  # c", "```",
+        "1. step", "   <!-- docs-test: background -->", "   ```bash", "   ng_emulator --port 8000", "   ```",
+        "<!-- docs-test: skip -->", "```bash", "x", "```",
+        "<!-- docs-test: skip(reason -->", "```bash", "x", "```",
+        "```yaml", "a: 1", "```",
+        "```console", "$ ng models", "output", "```",
+    ])  # fmt: skip
+    blocks = parse("f.md", text)
+    assert [(b.line, b.mode, b.reason) for b in blocks] == [
+        (2, "run", ""), (7, "skip", "needs a key"), (13, "background", ""), (17, "skip", ""),
+        (21, "invalid", "unreadable marker '<!-- docs-test: skip(reason -->'"), (27, "run", ""),
+    ]  # fmt: skip
+    assert blocks[2].code == "ng_emulator --port 8000\n" and blocks[5].code == "ng models\n"
+    assert blocks[1].code == "a \\\n  b  # c\n" and commands(blocks[1].code) == ["a b  # c"]
+    assert commands("# only a comment\n\nsource x\nng_run \\\n  y\n") == ["source x", "ng_run y"]
+
+
+def test_fixed_ports_become_the_same_free_port_throughout_a_file(tmp_path) -> None:
+    run = DocRun("f.md", tmp_path, {}, ports={"11000": "12345"})
+    first = run.localize("ng_emulator --port 8000\ncurl http://127.0.0.1:8000/x localhost:8001 --port 0")
+    second = run.localize("curl -s http://127.0.0.1:8000/y +head_server.port=11000")
+    port, other = run.ports["8000"], run.ports["8001"]
+    assert first == f"ng_emulator --port {port}\ncurl http://127.0.0.1:{port}/x localhost:{other} --port 0"
+    assert second == f"curl -s http://127.0.0.1:{port}/y +head_server.port=12345"
+    assert len({port, other, "8000", "8001"}) == 4
+
+
+def test_the_docs_have_command_blocks_in_every_file_that_shows_commands() -> None:
+    files = {b.file for b in BLOCKS}
+    assert {"README.md", "docs/emulator.md", "docs/openrouter.md", "resources_servers/calculator/README.md"} <= files
+    assert sum(b.mode != "skip" for b in BLOCKS) >= 10  # most blocks run: skipping is the exception
