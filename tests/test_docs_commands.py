@@ -10,6 +10,8 @@ goes to the provider emulator.
 An HTML comment on the line before a fence says how a block runs:
 
     <!-- docs-test: skip (why it cannot run offline) -->   not run; the reason is required
+    <!-- docs-test: file (my_sweep.yaml) -->                any block (YAML, ...): written to
+        that path of the copy, for the blocks after it
     <!-- docs-test: background -->                         servers that stay up (ng_run,
         ng_emulator): each such command starts in the background and is waited for (ng_run:
         every instance ready; ng_emulator: /health); all stop (SIGINT, then SIGKILL) after
@@ -76,13 +78,17 @@ def parse(file: str, text: str) -> list[Block]:
             i += 1
             continue
         end = next((j for j in range(i + 1, len(lines)) if FENCE.match(lines[j])), len(lines))
-        if fence.group(2) in SHELLS:
+        before = lines[i - 1].strip() if i else ""
+        marker = MARKER.match(before)
+        if marker and marker.group(1) == "file":  # a file the later blocks use, written as shown
+            blocks.append(
+                Block(file, i + 1, "\n".join(lines[i + 1 : end]) + "\n", "file", (marker.group(2) or "").strip())
+            )
+        elif fence.group(2) in SHELLS:
             indent = len(fence.group(1))
             body = [line[indent:] if not line[:indent].strip() else line.lstrip() for line in lines[i + 1 : end]]
             if fence.group(2) == "console":  # only the prompt lines are commands
                 body = [line[2:] for line in body if line.startswith("$ ")]
-            before = lines[i - 1].strip() if i else ""
-            marker = MARKER.match(before)
             mode, reason = (marker.group(1), (marker.group(2) or "").strip()) if marker else ("run", "")
             if before.startswith("<!--") and "docs-test" in before and not marker:
                 mode, reason = "invalid", f"unreadable marker {before!r}"
@@ -156,6 +162,9 @@ class DocRun:
     def run(self, block: Block) -> None:
         self.done.add(block.line)
         if block.mode == "skip":
+            return
+        if block.mode == "file":
+            (self.root / block.reason).write_text(block.code)
             return
         code = self.localize(block.code)
         if block.mode == "background":
@@ -274,7 +283,12 @@ def docs() -> Iterator[DocRuns]:
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_every_command_block_of_the_docs_runs_offline_or_says_why_not(block: Block, docs: DocRuns) -> None:
-    assert block.mode in ("run", "skip", "background"), f"{block.id}: {block.reason or 'unknown mode ' + block.mode}"
+    assert block.mode in ("run", "skip", "background", "file"), (
+        f"{block.id}: {block.reason or 'unknown mode ' + block.mode}"
+    )
+    if block.mode == "file":
+        path = Path(block.reason)
+        assert block.reason and not path.is_absolute() and ".." not in path.parts, f"{block.id}: file (a relative path)"
     assert block.mode != "skip" or block.reason, f"{block.id}: a skipped block says why: <!-- docs-test: skip (why) -->"
     run = docs.of(block.file)
     siblings = [b for b in BLOCKS if b.file == block.file]
@@ -299,12 +313,15 @@ def test_blocks_and_markers_are_read_as_written() -> None:
         "<!-- docs-test: skip(reason -->", "```bash", "x", "```",
         "```yaml", "a: 1", "```",
         "```console", "$ ng models", "output", "```",
+        "<!-- docs-test: file (my.yaml) -->", "```yaml", "a: 1", "```",
     ])  # fmt: skip
     blocks = parse("f.md", text)
     assert [(b.line, b.mode, b.reason) for b in blocks] == [
         (2, "run", ""), (7, "skip", "needs a key"), (13, "background", ""), (17, "skip", ""),
         (21, "invalid", "unreadable marker '<!-- docs-test: skip(reason -->'"), (27, "run", ""),
+        (32, "file", "my.yaml"),
     ]  # fmt: skip
+    assert blocks[6].code == "a: 1\n"
     assert blocks[2].code == "ng_emulator --port 8000\n" and blocks[5].code == "ng models\n"
     assert blocks[1].code == "a \\\n  b  # c\n" and commands(blocks[1].code) == ["a b  # c"]
     assert commands("# only a comment\n\nsource x\nng_run \\\n  y\n") == ["source x", "ng_run y"]
