@@ -74,7 +74,7 @@ class _Stats:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cost = 0.0
-        self.cost_by_fault: Counter[str] = Counter()  # of billed answers given a fault (malformed, cut, ...)
+        self.cost_by_fault: dict[str, float] = {}  # of billed answers given a fault (malformed, cut, ...)
 
     def bill(self, plan: Plan, fault: str | None) -> None:
         self.served[plan.model.id] += 1
@@ -83,7 +83,7 @@ class _Stats:
         self.cost += plan.cost
         self.cost_by_model[plan.model.id] = self.cost_by_model.get(plan.model.id, 0.0) + plan.cost
         if fault:
-            self.cost_by_fault[fault] += plan.cost
+            self.cost_by_fault[fault] = self.cost_by_fault.get(fault, 0.0) + plan.cost
 
     def as_dict(self) -> dict[str, Any]:
         return {
