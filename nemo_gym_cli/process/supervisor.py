@@ -388,8 +388,8 @@ class Supervisor:
                     self._publish()
                     left = self.live_replicas(dead.instance.name)
                     if left:
-                        others = f"the other {left} replica{'s' if left > 1 else ''} of {dead.instance.name!r}"
-                        self._write(f"warning: {self.death_message(dead, 'unexpectedly')}\n{others} serve on")
+                        others = f"{left} other replica{'s serve' if left > 1 else ' serves'}"
+                        self._write(f"warning: {self.death_message(dead, 'unexpectedly')}\n{others} on")
                         continue
                     self.lost = dead
                     self._write("error: " + self.death_message(dead, "unexpectedly") + "\nstopping the other servers")
