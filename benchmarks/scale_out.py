@@ -13,6 +13,11 @@ the one the collector records (``rollouts_per_s``: rollouts over the collection'
 start-up not counted). The other servers share the same cores, so two replicas on a 2-core
 machine land below 2x.
 
+Second, the verifications alone: ``ng_run`` with the same replicas, and ``POST /verify``
+sent straight to them from this process (their URLs from the head server, spread by
+``Replicas.pick`` as the agent spreads rollouts, ``--concurrency`` in flight): what the
+replicas verify per second when nothing else needs the cores.
+
 The start-up is ``ng_run`` with configs/offline.yaml (4 servers) on a Ray cluster it starts
 itself: the "all N servers ready in X s" it prints (starting the cluster included).
 """
@@ -20,6 +25,7 @@ itself: the "all N servers ready in X s" it prints (starting the cluster include
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -29,7 +35,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -73,6 +82,50 @@ def collect_rate(replicas: int, rollouts: int, burn_ms: float, concurrency: int,
     metrics = json.loads(out.with_name(out.stem + "_metrics.json").read_text())
     assert metrics["succeeded"] == rollouts, metrics
     return float(metrics["rollouts_per_s"])
+
+
+async def _verify_rate(urls: list[str], calls: int, concurrency: int) -> float:
+    from nemo_gym_cli.server.client import open_json_client
+    from nemo_gym_cli.server.replicas import Replicas
+
+    replicas = Replicas("cpu_burn", urls)
+    body = {"response": {"output": []}}
+    todo = iter(range(calls))
+    async with open_json_client(pool_size=concurrency) as client:
+
+        async def worker() -> None:
+            for i in todo:
+                await client.post(replicas.pick(str(i)) + "/verify", {**body, "id": i})
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return calls / (time.perf_counter() - started)
+
+
+def verify_rate(replicas: int, calls: int, burn_ms: float, concurrency: int) -> float:
+    head_port = free_port()
+    args = [
+        str(BIN / "ng_run"),
+        "+config_paths=[scale_out.yaml]",
+        "+ray.address=local",
+        f"++{BURN}.num_replicas={replicas}",
+        f"++{BURN}.burn_ms={burn_ms}",
+        f"+head_server.port={head_port}",
+    ]
+    proc = subprocess.Popen(args, cwd=FIXTURES, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            if "servers ready in" in line:
+                break
+        else:
+            raise SystemExit(f"ng_run exited {proc.wait()} before it was ready")
+        rows = httpx.get(f"http://127.0.0.1:{head_port}/instances", timeout=10).json()["instances"]
+        urls = [r["url"] for r in next(row for row in rows if row["name"] == "cpu_burn")["replicas"]]
+        return asyncio.run(_verify_rate(urls, calls, concurrency))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
 
 
 def free_port() -> int:
@@ -120,6 +173,13 @@ def main() -> None:
             f"({rate / bound:.2f} of one core's {bound:g})"
         )
     print(f"2 replicas / 1 replica: {rates[2] / rates[1]:.2f}x")
+    direct = {n: verify_rate(n, rollouts, args.burn_ms, args.concurrency) for n in (1, 2)}
+    for n, rate in direct.items():
+        print(
+            f"POST /verify straight to {n} replica{'s' if n > 1 else ' '}: {rate:6.1f} verifications/s "
+            f"({rate / bound:.2f} of one core's {bound:g})"
+        )
+    print(f"2 replicas / 1 replica: {direct[2] / direct[1]:.2f}x")
     times = [startup_s(free_port()) for _ in range(2 if args.quick else 5)]
     shown = ", ".join(f"{t:.2f}" for t in times)
     print(
