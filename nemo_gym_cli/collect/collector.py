@@ -11,7 +11,10 @@
   ``usage``) counts in the run's cost. A rollout that keeps failing goes to the lane's
   ``<stem>_failures.jsonl`` and the run goes on; the first failure of each kind is shown in
   full, once.
-- The run stops at once, resumable, when: an agent stops answering (connection refused),
+- An agent with several replicas (on a Ray cluster) gets each rollout on one of them; a
+  replica that stops answering gets no more, and its rollouts are retried on the others.
+- The run stops at once, resumable, when: an agent stops answering (connection refused;
+  with replicas, the last of them),
   the provider keeps failing (``+circuit_breaker`` rollouts in a row failed because of it),
   or the reported cost reaches ``+max_cost_usd`` (in-flight rollouts counted at the mean
   cost so far, so the total lands within one in-flight batch of the limit).
@@ -34,6 +37,7 @@ from nemo_gym_cli.collect.files import DoneSet, FailuresFile, OutputFile, read_t
 from nemo_gym_cli.collect.metrics import CollectionMetrics, Progress
 from nemo_gym_cli.collect.options import CollectOptions, Variant
 from nemo_gym_cli.errors import InputError, NemoGymError, ServerError
+from nemo_gym_cli.server.replicas import Replicas
 
 __all__ = ["INTERRUPT_GRACE_S", "CollectOptions", "Collector", "Lane", "StopReason"]
 
@@ -173,7 +177,7 @@ class Collector:
     def __init__(
         self,
         opts: CollectOptions,
-        agent_urls: dict[str, str],
+        agent_urls: dict[str, str] | dict[str, list[str]],
         client: JSONPoster,
         stop_event: asyncio.Event,
         progress: Progress,
@@ -184,7 +188,8 @@ class Collector:
         announce: Callable[[str], None] | None = None,
     ) -> None:
         self.opts = opts
-        self.agent_urls = agent_urls
+        #: each agent's replicas (one URL, unless it runs on a Ray cluster)
+        self.agents = {name: Replicas(name, [u] if isinstance(u, str) else u) for name, u in agent_urls.items()}
         self.client = client
         self.stop_event = stop_event
         self.progress = progress
@@ -224,17 +229,17 @@ class Collector:
         for lane in self.lanes:
             lane.prepare(num_tasks)
 
-    def agent_url(self, row: dict[str, Any]) -> str:
-        """Base URL of the agent the row names (``agent_ref.name``), else of ``+agent_name``."""
+    def agent(self, row: dict[str, Any]) -> Replicas:
+        """The agent the row names (``agent_ref.name``), else ``+agent_name``."""
         ref = row.get("agent_ref")
         name = (ref.get("name") if isinstance(ref, dict) else None) or self.opts.agent_name
         if not name or not isinstance(name, str):
             raise InputError("the row names no agent (agent_ref: {name: ...}) and no +agent_name was given")
-        url = self.agent_urls.get(name)
-        if url is None:
-            known = ", ".join(sorted(self.agent_urls)) or "none"
+        replicas = self.agents.get(name)
+        if replicas is None:
+            known = ", ".join(sorted(self.agents)) or "none"
             raise InputError(f"the row's agent {name!r} is not a running agent (agents: {known})")
-        return url
+        return replicas
 
     # ------------------------------------------------------------------ running
 
@@ -301,14 +306,16 @@ class Collector:
             self._fail(lane, job, "InputError", job.input_error, attempts=0)
             return
         try:
-            base = self.agent_url(job.row)
+            agent = self.agent(job.row)
         except InputError as exc:
             where = f"{self.opts.input_path}:{job.line_number}"
             self._fail(lane, job, "InputError", f"{where}: {exc}", attempts=0)
             return
-        url = base + "/run"
+        key = f"{lane.name}:{job.task_index}:{job.rollout_index}"
         error: ServerError | None = None
         for attempt in range(1, self.opts.max_attempts + 1):
+            base = agent.pick(key)
+            url = base + "/run"
             started = time.perf_counter()
             try:
                 result = await self._attempt(url, job.row)
@@ -318,10 +325,15 @@ class Collector:
                 self._write(lane, job, result, time.perf_counter() - started)
                 return
             lane.metrics.add_failed_attempt(error.usage)
-            if error.status is None and not await self._alive(base):
-                message = f"the agent at {base} stopped answering (connection refused); "
-                self.stop_fatally(ServerError(message + self.restart_hint, url=base))
-                return
+            if error.status is None and base not in agent.dead and not await self._alive(base):
+                if not agent.mark_dead(base):
+                    message = f"the agent at {base} stopped answering (connection refused); "
+                    self.stop_fatally(ServerError(message + self.restart_hint, url=base))
+                    return
+                self.announce(
+                    f"a replica of agent {agent.name!r} at {base} stopped answering; its rollouts go to the "
+                    f"{agent.live} other(s)"
+                )
             if not error.retryable or attempt == self.opts.max_attempts:
                 break
             lane.metrics.add_retry(error.type)

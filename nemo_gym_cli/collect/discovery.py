@@ -14,9 +14,10 @@ from nemo_gym_cli.errors import ServerError
 __all__ = ["discover"]
 
 
-async def discover(head_url: str) -> tuple[dict[str, str], str] | None:
-    """``(agent name -> URL, what answered)`` from the head server at ``head_url``, or None
-    if nothing answers there."""
+async def discover(head_url: str) -> tuple[dict[str, list[str]], str] | None:
+    """``(agent name -> its replicas' URLs, what answered)`` from the head server at
+    ``head_url``, or None if nothing answers there. Replicas (on a Ray cluster) that are not
+    ready are left out, unless none is."""
     async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
         try:
             resp = await http.get(head_url + "/instances")
@@ -27,7 +28,7 @@ async def discover(head_url: str) -> tuple[dict[str, str], str] | None:
             rows = rows.get("instances") if isinstance(rows, dict) else None
             if isinstance(rows, list):
                 agents = {
-                    str(r["name"]): str(r["url"])
+                    str(r["name"]): _replica_urls(r)
                     for r in rows
                     if isinstance(r, dict) and r.get("type") == "responses_api_agents" and r.get("url")
                 }
@@ -47,6 +48,12 @@ async def discover(head_url: str) -> tuple[dict[str, str], str] | None:
     )
 
 
+def _replica_urls(row: dict[str, Any]) -> list[str]:
+    replicas = [r for r in row.get("replicas") or () if isinstance(r, dict) and r.get("url")]
+    ready = [str(r["url"]) for r in replicas if r.get("ready")]
+    return ready or [str(r["url"]) for r in replicas] or [str(row["url"])]
+
+
 def _json(resp: httpx.Response) -> Any:
     try:
         return resp.json()
@@ -54,7 +61,7 @@ def _json(resp: httpx.Response) -> Any:
         return None
 
 
-def _nemo_gym_agents(text: Any) -> dict[str, str] | None:
+def _nemo_gym_agents(text: Any) -> dict[str, list[str]] | None:
     if not isinstance(text, str):
         return None
     try:
@@ -69,5 +76,5 @@ def _nemo_gym_agents(text: Any) -> dict[str, str] | None:
         if isinstance(inner, dict) and len(inner) == 1:
             (fields,) = inner.values()
             if isinstance(fields, dict) and fields.get("host") and fields.get("port"):
-                agents[str(name)] = f"http://{fields['host']}:{fields['port']}"
+                agents[str(name)] = [f"http://{fields['host']}:{fields['port']}"]
     return agents

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def run_record(
     lane: str,
     variant: Variant | None,
     servers: str,
-    agents: dict[str, str],
+    agents: Mapping[str, Any],
     input_sha256: str,
     num_tasks: int,
     started_at: str,

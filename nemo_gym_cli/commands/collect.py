@@ -41,7 +41,7 @@ from nemo_gym_cli.config import GlobalConfig, load_config, substitute_urls
 from nemo_gym_cli.errors import ConfigError, NemoGymError, ServerError
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
 from nemo_gym_cli.process.limits import fd_budget, open_file_limit, raise_open_file_limit
-from nemo_gym_cli.process.supervisor import Supervisor, running_servers, stop_on_signals
+from nemo_gym_cli.process.supervisor import Supervisor, connect_cluster, running_servers, stop_on_signals
 from nemo_gym_cli.providers.catalogue import ModelInfo, fetch_models
 from nemo_gym_cli.providers.upstream import AiohttpWire, Upstream
 from nemo_gym_cli.server.client import open_json_client
@@ -103,9 +103,10 @@ def pool_size(in_flight: int) -> int:
 
 
 async def _watch_servers(supervisor: Supervisor, collector: Collector) -> None:
-    """One-command mode: a server that dies ends the run (``watch`` prints its last output)."""
+    """One-command mode: a server that dies (the last replica of one) ends the run (``watch``
+    prints its last output)."""
     if await supervisor.watch(asyncio.Event()):
-        dead = supervisor.first_dead()
+        dead = supervisor.lost
         url = dead.url if dead else ""
         where = f"{dead.instance.name!r} at {url}" if dead else "a server"
         message = (
@@ -115,7 +116,7 @@ async def _watch_servers(supervisor: Supervisor, collector: Collector) -> None:
         collector.stop_fatally(ServerError(message, url=url))
 
 
-def _agents_for(opts: CollectOptions, agents: dict[str, str]) -> CollectOptions:
+def _agents_for(opts: CollectOptions, agents: dict[str, list[str]]) -> CollectOptions:
     """``+agent_name`` checked against the running agents, once, before any row: unknown, or
     missing while the rows name no agent either, is one error listing the agents."""
     known = ", ".join(sorted(agents)) or "none"
@@ -181,6 +182,26 @@ async def _collect(config: GlobalConfig, opts: CollectOptions, forkserver: ForkS
     num_tasks = count_tasks(opts.input_path, opts.limit)
     digest = input_digest(opts.input_path)
     stop_event = asyncio.Event()
+    if config.instances and config.ray is not None:
+        # Before stop_on_signals: joining a Ray cluster sets Ray's own SIGTERM handler.
+        cluster = connect_cluster(config.ray)
+        try:
+            return await _collect_on(config, opts, full, num_tasks, digest, stop_event, forkserver, cluster)
+        finally:
+            cluster.close()
+    return await _collect_on(config, opts, full, num_tasks, digest, stop_event, forkserver, None)
+
+
+async def _collect_on(
+    config: GlobalConfig,
+    opts: CollectOptions,
+    full: CollectOptions,
+    num_tasks: int,
+    digest: str,
+    stop_event: asyncio.Event,
+    forkserver: ForkServer | None,
+    cluster: Any,
+) -> Outcome:
     with stop_on_signals(stop_event):
         if not config.instances:  # no config_paths: the servers of a running head server
             found = await discover(config.head_url)
@@ -200,10 +221,12 @@ async def _collect(config: GlobalConfig, opts: CollectOptions, forkserver: ForkS
                 outcome.estimates = await _estimates(full, config, outcome, {})
             return outcome
         # config_paths given: our own servers on free ports, never someone else's.
-        servers = running_servers(config, stop_event=stop_event, write=print_err, forkserver=forkserver)
+        servers = running_servers(
+            config, stop_event=stop_event, write=print_err, forkserver=forkserver, cluster=cluster
+        )
         async with servers as supervisor:
             agents = {
-                name: supervisor.urls[name]
+                name: supervisor.replica_urls.get(name) or [supervisor.urls[name]]
                 for name, inst in config.instances.items()
                 if inst.server_type == "responses_api_agents"
             }
@@ -252,7 +275,7 @@ async def _catalogue(config: GlobalConfig, agent: str | None, urls: dict[str, st
 async def _collect_with(
     config: GlobalConfig,
     opts: CollectOptions,
-    agents: dict[str, str],
+    agents: dict[str, list[str]],
     where: str,
     num_tasks: int,
     digest: str,

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 __all__ = ["ALL_OPTIONS", "COLLECT_OPTIONS", "MODELS_OPTIONS", "NEMO_GYM_GLOBALS", "RUN_OPTIONS"]
 
-#: Options every command reads.
-COMMON = frozenset({"config_paths", "head_server"})
+#: Options every command reads (``ray``: where ``ng_run`` and a collection that starts its
+#: own servers place them, docs/scale-out.md).
+COMMON = frozenset({"config_paths", "head_server", "ray"})
 
 RUN_OPTIONS = COMMON
 

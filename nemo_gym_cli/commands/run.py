@@ -11,7 +11,7 @@ from nemo_gym_cli.config import GlobalConfig, load_config
 from nemo_gym_cli.errors import ConfigError
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
 from nemo_gym_cli.process.limits import raise_open_file_limit
-from nemo_gym_cli.process.supervisor import Supervisor, stop_on_signals
+from nemo_gym_cli.process.supervisor import Supervisor, connect_cluster, stop_on_signals
 
 __all__ = ["head_socket", "run"]
 
@@ -38,9 +38,13 @@ async def _run(config: GlobalConfig, forkserver: ForkServer | None) -> int:
     stop_event = asyncio.Event()
     started = time.perf_counter()
     head_sock = head_socket(config.head_host, config.head_port)
-    supervisor = Supervisor(config, forkserver=forkserver)
+    cluster = None
+    supervisor = None
     stop_head = None
     try:
+        # Before stop_on_signals: joining a Ray cluster sets Ray's own SIGTERM handler.
+        cluster = connect_cluster(config.ray) if config.ray is not None else None
+        supervisor = Supervisor(config, forkserver=forkserver, cluster=cluster)
         with stop_on_signals(stop_event):
             await supervisor.spawn()
             stop_head = serve_in_thread(HeadServer(config, supervisor.describe), head_sock)
@@ -54,7 +58,10 @@ async def _run(config: GlobalConfig, forkserver: ForkServer | None) -> int:
             )
             code = await supervisor.watch(stop_event)
     finally:
-        await supervisor.stop()
+        if supervisor is not None:
+            await supervisor.stop()
+        if cluster is not None:
+            cluster.close()
         if stop_head is not None:
             stop_head()
         head_sock.close()
@@ -67,7 +74,8 @@ def run(args: list[str]) -> int:
     """Compose the config from ``args`` (Hydra overrides) and run its servers until stopped."""
     raise_open_file_limit()  # before the fork server starts: the servers inherit the limit
     # The fork server imports the servers' frameworks while we compose the config.
-    forkserver = ForkServer() if fork_supported() else None
+    on_ray = any(a.lstrip("+").startswith("ray.") for a in args)
+    forkserver = ForkServer() if fork_supported() and not on_ray else None
     try:
         config = load_config(args, command=RUN_OPTIONS, everywhere=ALL_OPTIONS)
         if not config.instances:
@@ -79,4 +87,7 @@ def run(args: list[str]) -> int:
         if forkserver is not None:
             forkserver.close()
         raise
+    if forkserver is not None and config.ray is not None:  # set in a config file: servers start on Ray
+        forkserver.close()
+        forkserver = None
     return asyncio.run(_run(config, forkserver))

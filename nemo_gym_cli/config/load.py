@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_HOST",
     "SERVER_TYPES",
     "GlobalConfig",
+    "RayOptions",
     "ServerInstance",
     "load_config",
     "substitute_urls",
@@ -47,7 +48,10 @@ SERVER_TYPES = ("responses_api_models", "responses_api_agents", "resources_serve
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HEAD_PORT = 11000
 #: Keys of an instance that are the supervisor's, not the server's.
-PLACEMENT_KEYS = ("host", "port", "entrypoint")
+PLACEMENT_KEYS = ("host", "port", "entrypoint", "num_replicas", "num_cpus")
+#: Ray's own address forms: an existing cluster found through RAY_ADDRESS or on this machine
+#: (auto), a new one on this machine for this run (local), or a head's GCS address.
+_RAY_ADDRESS = re.compile(r"auto|local|[A-Za-z0-9.\-]+:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5}")
 
 # ${ng_url:name} resolves to this placeholder until ports are bound. Registered once, on
 # import, and the same for every load: resolving never depends on global state.
@@ -111,23 +115,46 @@ class ServerInstance:
     fields: dict[str, Any] = field(repr=False)
     #: which source set each field (for error messages)
     sources: dict[str, str] = field(default_factory=dict, repr=False)
+    #: server processes of this instance (more than one only on a Ray cluster)
+    num_replicas: int = 1
+    #: CPUs each replica reserves on a Ray cluster
+    num_cpus: float = 1.0
 
     @property
     def where(self) -> str:
         return f"{self.name}.{self.server_type}.{self.implementation}"
 
-    def spec(self, urls: dict[str, str], port: int | None = None) -> ServerSpec:
-        """The spec the server process starts from, once every instance has its URL."""
+    def spec(
+        self,
+        urls: dict[str, str],
+        port: int | None = None,
+        *,
+        host: str | None = None,
+        replica_urls: dict[str, list[str]] | None = None,
+        ray_address: str | None = None,
+    ) -> ServerSpec:
+        """The spec the server process starts from, once every instance has its URL
+        (``urls``: each instance's first replica; ``replica_urls``: all of them)."""
         return ServerSpec(
             name=self.name,
             server_type=self.server_type,
             implementation=self.implementation,
-            host=self.host,
+            host=host or self.host,
             port=port if port is not None else (self.port or 0),
             fields=substitute_urls(self.fields, urls, self.where),
             server_urls=dict(urls),
             sources=dict(self.sources),
+            replica_urls={k: list(v) for k, v in (replica_urls or {}).items()},
+            ray_address=ray_address,
         )
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """``ray:``: run the servers on a Ray cluster (docs/scale-out.md)."""
+
+    #: ``auto``, ``local`` or a head node's ``host:port``
+    address: str
 
 
 @dataclass(frozen=True)
@@ -141,6 +168,8 @@ class GlobalConfig:
     #: ``${ng_url:...}`` placeholders in them are replaced by ``bind``
     options: dict[str, Any] = field(repr=False)
     sources: Sources | None = field(default=None, repr=False, compare=False)
+    #: where to place the servers on a Ray cluster; None: processes on this machine
+    ray: RayOptions | None = None
 
     @property
     def head_url(self) -> str:
@@ -283,7 +312,7 @@ def _check_top_level(
     cfg, sources = composed.config, composed.sources
     # Referred to in any source counts: overriding an instance's field must not turn the
     # value a file feeds it into an "unknown key".
-    used = set(instances) | referenced_keys(cfg) | {"config_paths", "head_server"}
+    used = set(instances) | referenced_keys(cfg) | {"config_paths", "head_server", "ray"}
     for _, layer in sources.layers:
         used |= referenced_keys(layer)
     env_keys = sources.set_by(ENV_YAML)
@@ -325,6 +354,53 @@ def _host(value: Any, where: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9.:\-\[\]]+", value):
         raise ConfigError(f"{where} must be a host name or address such as 127.0.0.1, got {value!r}")
     return value
+
+
+def _ray_options(value: Any, sources: Sources) -> RayOptions | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"ray ({sources.of('ray')}) must be a mapping such as {{address: auto}}, got {value!r}")
+    unknown = sorted(set(value) - {"address"})
+    if unknown:
+        from nemo_gym_cli.server.config import closest
+
+        origin = sources.of(f"ray.{unknown[0]}")
+        did_you_mean = closest(unknown[0], ["address"])
+        raise ConfigError(f"ray.{unknown[0]} ({origin}): unknown key{did_you_mean}; ray has one key, address")
+    address = value.get("address")
+    if not isinstance(address, str) or not _RAY_ADDRESS.fullmatch(address):
+        where = f"ray.address ({sources.of('ray.address')})"
+        raise ConfigError(
+            f"{where} must be auto (a running cluster), local (a new one on this machine) or a head node's "
+            f"host:port, got {address!r}" + ("; Ray Client (ray://) is not supported" if "://" in str(address) else "")
+        )
+    return RayOptions(address)
+
+
+def _placement(raw: dict[str, Any], where: str, on_ray: bool) -> tuple[int, float]:
+    """An instance's ``num_replicas`` and ``num_cpus``, checked; on Ray, no ``host`` or ``port``."""
+    replicas = raw.get("num_replicas", 1)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ConfigError(f"{where}.num_replicas must be a whole number of at least 1, got {replicas!r}")
+    cpus = raw.get("num_cpus", 1.0)
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not 0 < cpus < 1e6:
+        raise ConfigError(f"{where}.num_cpus must be a number of CPUs above 0 (e.g. 0.25 or 2), got {cpus!r}")
+    if on_ray:
+        for key in ("host", "port"):
+            if raw.get(key) not in (None, ""):
+                raise ConfigError(
+                    f"{where}.{key}: on a Ray cluster each replica listens on its node's address and a free port; "
+                    f"remove {key} (docs/scale-out.md)"
+                )
+    else:
+        for key in ("num_replicas", "num_cpus"):
+            if key in raw and not (key == "num_replicas" and replicas == 1):
+                raise ConfigError(
+                    f"{where}.{key} places replicas on a Ray cluster: add +ray.address=local (a cluster on this "
+                    "machine), auto or host:port (docs/scale-out.md), or remove it"
+                )
+    return replicas, float(cpus)
 
 
 def load_config(
@@ -387,6 +463,7 @@ def load_config(
         raise ConfigError(f"head_server.{unknown[0]} ({origin}): unknown key; head_server has host and port")
     head_host = _host(head.get("host"), "head_server.host")
     head_port = _port(head.get("port"), "head_server.port") or DEFAULT_HEAD_PORT
+    ray = _ray_options(resolved.get("ray"), composed.sources)
 
     instances: dict[str, ServerInstance] = {}
     taken: dict[int, str] = {head_port: "head_server"}
@@ -399,6 +476,7 @@ def load_config(
                 raise ConfigError(f"{name}: port {port} is also used by {taken[port]}; give each instance its own port")
             taken[port] = name
         fields = {k: v for k, v in raw.items() if k not in PLACEMENT_KEYS}
+        num_replicas, num_cpus = _placement(raw, where, ray is not None)
         instances[name] = ServerInstance(
             name=name,
             server_type=server_type,
@@ -408,6 +486,8 @@ def load_config(
             entrypoint=_entrypoint(name, server_type, impl, raw.get("entrypoint"), cwd),
             fields=fields,
             sources={k: composed.sources.of(f"{where}.{k}") for k in fields},
+            num_replicas=num_replicas,
+            num_cpus=num_cpus,
         )
 
     for inst in instances.values():
@@ -433,5 +513,10 @@ def load_config(
 
     options = {str(k): v for k, v in resolved.items() if k not in instances}
     return GlobalConfig(
-        instances=instances, head_host=head_host, head_port=head_port, options=options, sources=composed.sources
+        instances=instances,
+        head_host=head_host,
+        head_port=head_port,
+        options=options,
+        sources=composed.sources,
+        ray=ray,
     )

@@ -185,6 +185,11 @@ class ForkedChild:
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
 
+    def send(self, sig: int) -> None:
+        """Signal the server's process group (it runs in a session of its own)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
 
 # --- the fork server process ---------------------------------------------------------------
 

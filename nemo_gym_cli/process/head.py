@@ -2,7 +2,8 @@
 
 Routes, in the kernel's one envelope:
 
-- ``GET /instances`` (ours): names, types, implementations, URLs, pids, readiness;
+- ``GET /instances`` (ours): names, types, implementations, URLs, pids, readiness, and
+  each instance's ``replicas`` (several on a Ray cluster: URL, pid, Ray node, readiness);
 - ``GET /server_instances`` and ``GET /global_config_dict_yaml`` (NeMo Gym's): its
   collector and servers find each other through these, in its shapes (the 13 keys of its
   instance rows; the config as YAML inside a JSON string). The config goes out with every
@@ -47,7 +48,7 @@ class HeadServer(Server):
         for inst in config.instances.values():
             found += secret_values(inst.fields)
         self.scrubber = Scrubber(found)
-        self._first_seen: dict[int, float] = {}
+        self._first_seen: dict[tuple[str | None, int], float] = {}
 
     @route("GET", "/instances")
     async def instances(self, request: Request) -> dict[str, Any]:
@@ -56,40 +57,43 @@ class HeadServer(Server):
     @route("GET", "/server_instances")
     async def server_instances(self, request: Request) -> list[dict[str, Any]]:
         """NeMo Gym's shape, its 13 keys: ``name`` is the implementation (``simple_agent``),
-        the instance is ``process_name`` and ``config_path``."""
+        the instance is ``process_name`` and ``config_path``. An instance with several
+        replicas (on a Ray cluster) has a row per replica, its first replica's first."""
         now = time.time()
         out = []
         for row in self.describe_instances():
             inst = self.global_config.instances.get(row["name"])
             entrypoint = Path(inst.entrypoint) if inst is not None else None
-            started = self._start_time(row.get("pid"))
-            out.append(
-                {
-                    "config_path": row["name"],
-                    "dir_path": str(entrypoint.parent) if entrypoint is not None else None,
-                    "entrypoint": entrypoint.name if entrypoint is not None else None,
-                    "host": row["host"],
-                    "name": row.get("implementation") or (inst.implementation if inst is not None else None),
-                    "pid": row["pid"],
-                    "port": row["port"],
-                    "process_name": row["name"],
-                    "server_type": row["type"],
-                    "start_time": started,
-                    "status": "success" if row["ready"] else "connection_error",
-                    "uptime_seconds": None if started is None else max(0.0, now - started),
-                    "url": row["url"] or None,
-                }
-            )
+            for replica in row.get("replicas") or [row]:
+                started = self._start_time(replica["pid"], replica.get("node_id"))
+                out.append(
+                    {
+                        "config_path": row["name"],
+                        "dir_path": str(entrypoint.parent) if entrypoint is not None else None,
+                        "entrypoint": entrypoint.name if entrypoint is not None else None,
+                        "host": replica["host"],
+                        "name": row.get("implementation") or (inst.implementation if inst is not None else None),
+                        "pid": replica["pid"],
+                        "port": replica["port"],
+                        "process_name": row["name"],
+                        "server_type": row["type"],
+                        "start_time": started,
+                        "status": "success" if replica["ready"] else "connection_error",
+                        "uptime_seconds": None if started is None else max(0.0, now - started),
+                        "url": replica["url"] or None,
+                    }
+                )
         return out
 
-    def _start_time(self, pid: int | None) -> float | None:
-        """When process ``pid`` started (epoch seconds): from /proc where there is one, else
-        when the head first saw it."""
+    def _start_time(self, pid: int | None, node_id: str | None = None) -> float | None:
+        """When process ``pid`` started (epoch seconds): from /proc where there is one (and it
+        runs on this machine, not on some Ray node), else when the head first saw it."""
         if pid is None:
             return None
-        if pid not in self._first_seen:
-            self._first_seen[pid] = _proc_start_time(pid) or time.time()
-        return self._first_seen[pid]
+        key = (node_id, pid)
+        if key not in self._first_seen:
+            self._first_seen[key] = (_proc_start_time(pid) if node_id is None else None) or time.time()
+        return self._first_seen[key]
 
     @route("GET", "/global_config_dict_yaml")
     async def global_config_dict_yaml(self, request: Request) -> str:

@@ -10,6 +10,13 @@ stop the children in order) and holds a lifeline to its parent, so none outlives
 ``ng_run``. Its output is forwarded line by line, prefixed with the instance name; the last
 lines are kept to show when it dies, and a server that could not start because of its
 config or a start-up check reports that as one line.
+
+Given a ``RayCluster`` (``+ray.address``, ``ray_replicas.py``), the servers run on the
+cluster instead: each instance as ``num_replicas`` replicas spread over its nodes, each bound
+on its node's address; every server's spec lists every replica of the others. A replica
+that dies while others of its instance serve on is reported and left dead (its callers
+send its rollouts elsewhere); an instance with no replica left stops the run, as a dead
+server does here.
 """
 
 from __future__ import annotations
@@ -28,17 +35,19 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nemo_gym_cli.config import GlobalConfig, ServerInstance
+from nemo_gym_cli.config import GlobalConfig, RayOptions, ServerInstance
 from nemo_gym_cli.errors import ConfigError, Interrupted, ServerError
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
 from nemo_gym_cli.server.serve import EXIT_CONFIG, EXIT_STARTUP
 from nemo_gym_cli.wire import dumps
 
-__all__ = ["Supervisor", "running_servers", "stop_on_signals"]
+__all__ = ["Supervisor", "connect_cluster", "running_servers", "stop_on_signals"]
 
 log = logging.getLogger(__name__)
 
 _TAIL_LINES = 40
+#: How long replicas may wait for room on a Ray cluster before the start fails.
+PLACEMENT_TIMEOUT_S = 60.0
 
 
 class ChildProcess(Protocol):
@@ -48,6 +57,23 @@ class ChildProcess(Protocol):
     def returncode(self) -> int | None: ...
 
     async def wait(self) -> int: ...
+
+    def send(self, sig: int) -> None: ...
+
+
+def connect_cluster(options: RayOptions) -> Any:
+    """Join (or start) the Ray cluster ``options`` name: a ``ray_replicas.RayCluster``.
+
+    Call it before ``stop_on_signals``: joining sets Ray's own SIGTERM handler."""
+    try:
+        from nemo_gym_cli.process.ray_replicas import RayCluster
+    except ModuleNotFoundError as exc:
+        if exc.name != "ray":
+            raise
+        raise ConfigError(
+            f"+ray.address={options.address} needs Ray, which is not installed: pip install 'nemo-gym-cli[ray]'"
+        ) from None
+    return RayCluster(options.address)
 
 
 def _listen(inst: ServerInstance) -> socket.socket:
@@ -100,17 +126,30 @@ class _SpawnedChild:
     async def wait(self) -> int:
         return await self._process.wait()
 
+    def send(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
 
 @dataclass
 class _Child:
     instance: ServerInstance
-    url: str
+    #: the instance's name, or ``name#i`` for one of several replicas
+    label: str
+    host: str
+    port: int
     process: ChildProcess
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL_LINES))
     ready: bool = False
     pump: asyncio.Task[None] | None = None
     lifeline: int | None = None
     output: asyncio.StreamWriter | None = None
+    #: the Ray node it runs on (None: this machine)
+    node_id: str | None = None
+
+    @property
+    def url(self) -> str:
+        return _url(self.host, self.port)
 
 
 class Supervisor:
@@ -123,13 +162,22 @@ class Supervisor:
         write: Callable[[str], None] | None = None,
         forkserver: ForkServer | None = None,
         only: list[str] | None = None,
+        cluster: Any = None,
     ) -> None:
         self.config = config
         self.instances = {n: i for n, i in config.instances.items() if only is None or n in only}
+        #: every server process, by label (the instance's name, or ``name#i`` for replicas)
         self.children: dict[str, _Child] = {}
+        #: each instance's base URL (its first replica's)
         self.urls: dict[str, str] = {}
+        #: every replica's base URL, for instances on a Ray cluster
+        self.replica_urls: dict[str, list[str]] = {}
+        #: the server whose death stopped ``watch``
+        self.lost: _Child | None = None
         self._write = write or (lambda line: print(line, flush=True))
         self._forkserver = forkserver  # ours from now on: closed by stop()
+        self._cluster = cluster  # a ray_replicas.RayCluster, or None: processes on this machine
+        self._replicas: list[Any] = []  # RayReplica handles, released by stop()
         self._stopping = False
         self._table: tuple[dict[str, Any], ...] = ()
 
@@ -137,6 +185,9 @@ class Supervisor:
 
     async def spawn(self) -> None:
         """Bind every instance's socket, then start its process (all stopped on failure)."""
+        if self._cluster is not None:
+            await self._spawn_on_cluster()
+            return
         sockets: dict[str, socket.socket] = {}
         try:
             for name, inst in self.instances.items():
@@ -150,6 +201,45 @@ class Supervisor:
         except BaseException:
             for sock in sockets.values():
                 sock.close()
+            await self.stop()
+            raise
+
+    async def _spawn_on_cluster(self) -> None:
+        """Place every instance's replicas on the Ray cluster, bind each on its node, then
+        start each replica's server with every replica's URL in its spec."""
+        cluster = self._cluster
+        try:
+            placed = {name: cluster.place(inst) for name, inst in self.instances.items()}
+            self._replicas = [r for replicas in placed.values() for r in replicas]
+            try:
+                binding = asyncio.gather(*(r.bind() for r in self._replicas))
+                await asyncio.wait_for(binding, PLACEMENT_TIMEOUT_S)
+            except TimeoutError:
+                asked = ", ".join(f"{n}: {i.num_replicas} x {i.num_cpus:g}" for n, i in self.instances.items())
+                raise ServerError(
+                    f"the Ray cluster had no room for every replica within {PLACEMENT_TIMEOUT_S:.0f} s: they ask for "
+                    f"CPUs ({asked}) and it has {cluster.resources()}; lower num_cpus (e.g. 0.25 for a server "
+                    "that mostly waits on the network), num_replicas, or add nodes"
+                ) from None
+            for name, replicas in placed.items():
+                self.urls[name] = replicas[0].url
+                self.replica_urls[name] = [r.url for r in replicas]
+            for name, replicas in placed.items():
+                inst = self.instances[name]
+                for replica in replicas:
+                    spec = inst.spec(
+                        self.urls,
+                        port=replica.port,
+                        host=replica.host,
+                        replica_urls=self.replica_urls,
+                        ray_address=cluster.address,
+                    )
+                    await replica.start({"entrypoint": inst.entrypoint, "spec": spec.to_payload()})
+                    self.children[replica.label] = _Child(
+                        inst, replica.label, replica.host, replica.port, replica, replica.tail, node_id=replica.node_id
+                    )
+                    self._publish()
+        except BaseException:
             await self.stop()
             raise
 
@@ -174,7 +264,8 @@ class Supervisor:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
         # Keep the writer: dropping it closes the socket, and the server's output with it.
-        child = _Child(inst, self.urls[inst.name], process, lifeline=lifeline, output=writer)
+        port = int(self.urls[inst.name].rsplit(":", 1)[1])
+        child = _Child(inst, inst.name, inst.host, port, process, lifeline=lifeline, output=writer)
         self.children[inst.name] = child
         child.pump = asyncio.create_task(self._pump(child, reader))
 
@@ -201,7 +292,7 @@ class Supervisor:
         return lifeline_w, _SpawnedChild(process)
 
     async def _pump(self, child: _Child, reader: asyncio.StreamReader) -> None:
-        prefix = f"[{child.instance.name}] "
+        prefix = f"[{child.label}] "
         while True:
             try:
                 raw = await reader.readline()
@@ -236,15 +327,14 @@ class Supervisor:
             pending = [c for c in self.children.values() if not c.ready]
             if not pending:
                 return
-            hosts = [(c.instance.host, int(c.url.rsplit(":", 1)[1])) for c in pending]
-            results = await asyncio.gather(*(_healthy(h, p) for h, p in hosts))
+            results = await asyncio.gather(*(_healthy(c.host, c.port) for c in pending))
             for child, healthy in zip(pending, results, strict=True):
                 child.ready = healthy
             self._publish()
             if all(c.ready for c in self.children.values()):
                 return
             if time.monotonic() > deadline:
-                names = ", ".join(c.instance.name for c in self.children.values() if not c.ready)
+                names = ", ".join(c.label for c in self.children.values() if not c.ready)
                 raise ServerError(f"servers not ready after {timeout:.0f} s: {names}; see their output above")
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
@@ -255,11 +345,10 @@ class Supervisor:
                 await asyncio.wait_for(asyncio.shield(child.pump), 1.0)
         code = child.process.returncode
         last = next((line for line in reversed(child.tail) if line.startswith("error: ")), "")
-        inst = child.instance
         if code == EXIT_CONFIG and last:
             return ConfigError(last.removeprefix("error: "))
         if code == EXIT_STARTUP and last:
-            return ServerError(f"server {inst.name!r} could not start: {last.removeprefix('error: ')}")
+            return ServerError(f"server {child.label!r} could not start: {last.removeprefix('error: ')}")
         return ServerError(self.death_message(child, "while starting"))
 
     def first_dead(self) -> _Child | None:
@@ -271,44 +360,60 @@ class Supervisor:
     def death_message(self, child: _Child, when: str) -> str:
         tail = "\n".join(f"    {line}" for line in child.tail) or "    (no output)"
         inst = child.instance
+        where = f" on Ray node {child.node_id}" if child.node_id else ""
         return (
-            f"server {inst.name!r} ({inst.server_type}/{inst.implementation}) exited with code "
+            f"server {child.label!r} ({inst.server_type}/{inst.implementation}){where} exited with code "
             f"{child.process.returncode} {when}; its last output:\n{tail}"
         )
 
+    def live_replicas(self, name: str) -> int:
+        """How many server processes of instance ``name`` are still running."""
+        return sum(1 for c in self.children.values() if c.instance.name == name and c.process.returncode is None)
+
     async def watch(self, stop_event: asyncio.Event) -> int:
-        """Wait until a child dies (returns 1, after printing why) or ``stop_event`` is set (0)."""
+        """Wait until every replica of an instance is dead (returns 1, after printing why) or
+        ``stop_event`` is set (0). A replica that dies while others serve on is reported."""
         waits = {asyncio.create_task(c.process.wait()): c for c in self.children.values()}
         stopper = asyncio.create_task(stop_event.wait())
         try:
-            await asyncio.wait({stopper, *waits}, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                done, _ = await asyncio.wait({stopper, *waits}, return_when=asyncio.FIRST_COMPLETED)
+                if stop_event.is_set():
+                    return 0
+                for task in done:
+                    dead = waits.pop(task)
+                    if dead.pump is not None:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(asyncio.shield(dead.pump), 1.0)
+                    self._publish()
+                    left = self.live_replicas(dead.instance.name)
+                    if left:
+                        others = f"{left} other replica{'s serve' if left > 1 else ' serves'}"
+                        self._write(f"warning: {self.death_message(dead, 'unexpectedly')}\n{others} on")
+                        continue
+                    self.lost = dead
+                    self._write("error: " + self.death_message(dead, "unexpectedly") + "\nstopping the other servers")
+                    return 1
         finally:
             for task in (stopper, *waits):
                 task.cancel()
-        dead = self.first_dead()
-        if dead is not None and not stop_event.is_set():
-            if dead.pump is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(dead.pump), 1.0)
-            self._write("error: " + self.death_message(dead, "unexpectedly") + "\nstopping the other servers")
-            return 1
-        return 0
 
     async def stop(self, *, grace: float = 5.0) -> None:
-        """SIGTERM every child, wait up to ``grace`` seconds, then SIGKILL what is left."""
+        """SIGTERM every child, wait up to ``grace`` seconds, then SIGKILL what is left; on a
+        Ray cluster, then end every replica's actor."""
         self._stopping = True
         alive = [c for c in self.children.values() if c.process.returncode is None]
         for child in alive:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.process.pid, signal.SIGTERM)
+            child.process.send(signal.SIGTERM)
         if alive:
             _, pending = await asyncio.wait([asyncio.create_task(c.process.wait()) for c in alive], timeout=grace)
             for child in alive:
                 if child.process.returncode is None:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(child.process.pid, signal.SIGKILL)
+                    child.process.send(signal.SIGKILL)
             if pending:
                 await asyncio.wait(pending, timeout=2.0)
+        for replica in self._replicas:
+            replica.release()
         for child in self.children.values():
             if child.pump is not None:
                 with contextlib.suppress(Exception):
@@ -327,30 +432,50 @@ class Supervisor:
     # ------------------------------------------------------------------ reporting
 
     def _publish(self) -> None:
-        """Refresh the instance table other threads read (the head server's)."""
+        """Refresh the instance table other threads read (the head server's): a row per
+        instance, its first replica's address, and every replica in ``replicas``."""
         rows = []
         for name, inst in self.instances.items():
-            child = self.children.get(name)
+            replicas = [
+                {
+                    "name": c.label,
+                    "url": c.url,
+                    "host": c.host,
+                    "port": c.port,
+                    "pid": c.process.pid,
+                    "node_id": c.node_id,
+                    "ready": c.ready and c.process.returncode is None,
+                }
+                for c in self.children.values()
+                if c.instance.name == name
+            ]
+            first = replicas[0] if replicas else None
             rows.append(
                 {
                     "name": name,
                     "type": inst.server_type,
                     "implementation": inst.implementation,
                     "url": self.urls.get(name, ""),
-                    "host": inst.host,
+                    "host": first["host"] if first else inst.host,
                     "port": int(self.urls[name].rsplit(":", 1)[1]) if name in self.urls else None,
-                    "pid": child.process.pid if child else None,
-                    "ready": bool(child and child.ready and child.process.returncode is None),
+                    "pid": first["pid"] if first else None,
+                    "ready": any(r["ready"] for r in replicas),
+                    "replicas": replicas,
                 }
             )
         self._table = tuple(rows)
 
     def describe(self) -> list[dict[str, Any]]:
-        """The instance table: name, type, implementation, URL, pid, ready. No config fields."""
-        return [dict(row) for row in self._table]
+        """The instance table: name, type, implementation, URL, pid, ready, and each replica
+        (name, URL, pid, Ray node, ready). No config fields."""
+        return [{**row, "replicas": [dict(r) for r in row["replicas"]]} for row in self._table]
 
     def table(self) -> str:
-        rows = self.describe()
+        rows = [
+            {**row, **replica}
+            for row in self.describe()
+            for replica in (row["replicas"] or [{"name": row["name"], "url": row["url"], "pid": row["pid"]}])
+        ]
         cols = ["name", "type", "implementation", "url", "pid"]
         widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols} if rows else {c: len(c) for c in cols}
         lines = ["  ".join(c.upper().ljust(widths[c]) for c in cols)]
@@ -367,10 +492,11 @@ async def running_servers(
     forkserver: ForkServer | None = None,
     only: list[str] | None = None,
     timeout: float = 60.0,
+    cluster: Any = None,
 ) -> AsyncIterator[Supervisor]:
-    """Start every instance (or those named in ``only``), wait until all are ready, and stop
-    them all on exit."""
-    supervisor = Supervisor(config, write=write, forkserver=forkserver, only=only)
+    """Start every instance (or those named in ``only``; on ``cluster``, a Ray cluster, if
+    given), wait until all are ready, and stop them all on exit."""
+    supervisor = Supervisor(config, write=write, forkserver=forkserver, only=only, cluster=cluster)
     try:
         await supervisor.spawn()
         await supervisor.wait_ready(timeout=timeout, stop_event=stop_event)

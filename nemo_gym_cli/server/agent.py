@@ -34,6 +34,7 @@ rollout already cost is in the envelope's ``usage``, so the run's cost counts it
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import Field
@@ -42,13 +43,16 @@ from nemo_gym_cli.errors import HTTPError, NemoGymError, ServerError
 from nemo_gym_cli.providers.conversion import complete_response
 from nemo_gym_cli.providers.usage import add_usage, complete_usage
 from nemo_gym_cli.server.base import Server
-from nemo_gym_cli.server.client import JSONClient, cookie_header, open_json_client
+from nemo_gym_cli.server.client import Answer, JSONClient, cookie_header, open_json_client
 from nemo_gym_cli.server.config import ServerConfig, ServerRef
 from nemo_gym_cli.server.http import Request, route
+from nemo_gym_cli.server.replicas import Replicas, is_unreachable
 from nemo_gym_cli.server.spec import SESSION_COOKIE, SESSION_HEADER, new_session_id
 from nemo_gym_cli.wire import dumps, loads
 
 __all__ = ["Agent", "Rollout", "add_usage"]
+
+log = logging.getLogger(__name__)
 
 _NOT_ASKED = object()
 
@@ -60,6 +64,10 @@ class Rollout:
     def __init__(self, agent: Agent, session_id: str, cookies: dict[str, str] | None = None) -> None:
         self.agent = agent
         self.session_id = session_id
+        # The rollout's session lives in one resources server replica: every call goes there.
+        self.resources_url = agent.resources.pick(session_id)
+        self.model_base = agent.models.pick(session_id)
+        self.model_url = self.model_base + "/v1/responses"
         self.cookies = dict(cookies or {})  # the resources server's
         self.model_cookies: dict[str, str] = {}
         self.usage: dict[str, Any] = {}
@@ -79,8 +87,8 @@ class Rollout:
         """One call to the model server's ``/v1/responses``; its usage joins the rollout's
         (a failed call's too: what its attempts cost, from the error envelope)."""
         try:
-            answer = await self.agent.client.exchange(
-                "POST", self.agent.model_url, params, headers=cookie_header(self.model_cookies) or None
+            answer = await self.agent.exchange(
+                self.agent.models, self.model_base, "/v1/responses", params, cookie_header(self.model_cookies) or None
             )
         except ServerError as exc:
             add_usage(self.usage, exc.usage)
@@ -90,9 +98,9 @@ class Rollout:
         response = answer.data
         if not isinstance(response, dict) or not isinstance(response.get("output"), list):
             raise ServerError(
-                f"POST {self.agent.model_url} answered something that is not a Responses object "
+                f"POST {self.model_url} answered something that is not a Responses object "
                 f"(keys {sorted(response)[:8] if isinstance(response, dict) else type(response).__name__})",
-                url=self.agent.model_url,
+                url=self.model_url,
                 type="bad_response",
             )
         self.model_calls += 1
@@ -115,8 +123,8 @@ class Rollout:
         if not isinstance(args, dict):
             return _output(call_id, {"error": f"arguments of {name} must be a JSON object, got {args!r}"})
         try:
-            answer = await self.agent.client.exchange(
-                "POST", f"{self.agent.resources_url}/{name}", args, headers=self._env_headers()
+            answer = await self.agent.exchange(
+                self.agent.resources, self.resources_url, f"/{name}", args, self._env_headers()
             )
         except ServerError as exc:
             if exc.status in (404, 405):
@@ -159,16 +167,37 @@ class Agent(Server):
         timeout_s: float = Field(600.0, gt=0, description="timeout of one call to the model or resources server")
 
     client: JSONClient
-    resources_url: str
-    model_url: str
+    #: the resources server's replicas and the model server's (one each, unless on Ray)
+    resources: Replicas
+    models: Replicas
 
     async def start(self) -> None:
-        self.resources_url = self.url_for(self.config.resources_server, "resources_server")
-        self.model_url = self.url_for(self.config.model_server, "model_server") + "/v1/responses"
+        self.resources = self.replicas_for(self.config.resources_server, "resources_server")
+        self.models = self.replicas_for(self.config.model_server, "model_server")
         self.client = await self.enter(
             open_json_client(pool_size=self.config.max_in_flight, timeout=self.config.timeout_s)
         )
         self._env_tools: Any = _NOT_ASKED
+
+    async def exchange(
+        self, replicas: Replicas, base: str, path: str, payload: Any = None, headers: dict[str, str] | None = None
+    ) -> Answer:
+        """``POST base + path`` (``GET`` without a payload) to ``base``, one of ``replicas``;
+        a replica that does not answer is picked no more, and the error stays retryable: the
+        collector runs the rollout again, on a live replica."""
+        method = "GET" if payload is None else "POST"
+        try:
+            return await self.client.exchange(method, base + path, payload, headers=headers)
+        except ServerError as exc:
+            if is_unreachable(exc) and replicas.mark_dead(base):
+                log.warning(
+                    "a replica of %r at %s does not answer (%s); its rollouts go to the %d others",
+                    replicas.name,
+                    base,
+                    exc,
+                    replicas.live,
+                )
+            raise
 
     async def loop(self, rollout: Rollout, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Play one task: ``params`` are its Responses create params (``input`` a list).
@@ -182,16 +211,14 @@ class Agent(Server):
         row = await request.json_object()
         params = _params(row)
         rollout = Rollout(self, new_session_id())
+        env = rollout.resources_url
         try:
-            seeded = await self.client.exchange(
-                "POST", f"{self.resources_url}/seed_session", row, headers=rollout._env_headers()
-            )
+            seeded = await self.exchange(self.resources, env, "/seed_session", row, rollout._env_headers())
             rollout.cookies.update(seeded.cookies)
-            params = await self._with_tools(params)
+            params = await self._with_tools(params, env)
             response = rollout.response(await self.loop(rollout, params), params)
-            answer = await self.client.exchange(
-                "POST", f"{self.resources_url}/verify", {**row, "response": response}, headers=rollout._verify_headers()
-            )
+            verify = {**row, "response": response}
+            answer = await self.exchange(self.resources, env, "/verify", verify, rollout._verify_headers())
         except NemoGymError as exc:
             # What the rollout had cost plus what the failed call reported (a judge's tokens
             # when /verify failed, a model call's attempts), each counted once.
@@ -206,17 +233,18 @@ class Agent(Server):
         params = _params({"responses_create_params": await request.json_object()})
         session = request.headers.get(SESSION_HEADER) or request.cookies.get(SESSION_COOKIE) or new_session_id()
         rollout = Rollout(self, session, request.cookies)
-        params = await self._with_tools(params)
+        params = await self._with_tools(params, rollout.resources_url)
         response = rollout.response(await self.loop(rollout, params), params)
         for name, value in {**rollout.cookies, **rollout.model_cookies}.items():
             request.set_cookie(name, value)
         return response
 
-    async def _with_tools(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The row's params, with the resources server's tools when the row names none; a
-        row offering a tool the resources server does not serve is refused (422): every
-        call of it would fail and the rollout would score 0 for the wrong reason."""
-        env_tools = await self._tools()
+    async def _with_tools(self, params: dict[str, Any], env: str) -> dict[str, Any]:
+        """The row's params, with the resources server's tools (asked of ``env``, a replica)
+        when the row names none; a row offering a tool the resources server does not serve
+        is refused (422): every call of it would fail and the rollout would score 0 for the
+        wrong reason."""
+        env_tools = await self._tools(env)
         if env_tools is None:
             return params
         if "tools" not in params:
@@ -239,12 +267,12 @@ class Agent(Server):
             )
         return params
 
-    async def _tools(self) -> list[dict[str, Any]] | None:
+    async def _tools(self, env: str) -> list[dict[str, Any]] | None:
         """The resources server's tools (``GET /tools``, asked once); None when it has no
         such route (NeMo Gym's resources servers)."""
         if self._env_tools is _NOT_ASKED:
             try:
-                tools = await self.client.get(f"{self.resources_url}/tools")
+                tools = (await self.exchange(self.resources, env, "/tools")).data
             except ServerError as exc:
                 if exc.status not in (404, 405):
                     raise

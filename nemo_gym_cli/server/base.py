@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 from nemo_gym_cli.errors import ConfigError
 from nemo_gym_cli.server.config import ServerConfig, ServerRef, validate_model
 from nemo_gym_cli.server.http import Handler, Request, Router, RouteSpec, route
+from nemo_gym_cli.server.replicas import Replicas
 from nemo_gym_cli.server.spec import ServerSpec
 
 __all__ = ["Server", "asgi"]
@@ -113,7 +114,7 @@ class Server:
         return f"{self.spec.name} ({self.spec.server_type or type(self).__name__})"
 
     def url_for(self, ref: ServerRef, where: str = "server reference") -> str:
-        """Base URL of the instance ``ref`` names."""
+        """Base URL of the instance ``ref`` names (its first replica's)."""
         try:
             return self.spec.server_urls[ref.name]
         except KeyError:
@@ -121,6 +122,11 @@ class Server:
             raise ConfigError(
                 f"{self.spec.where}.{where} names instance {ref.name!r}, which does not exist (instances: {known})"
             ) from None
+
+    def replicas_for(self, ref: ServerRef, where: str = "server reference") -> Replicas:
+        """Every replica of the instance ``ref`` names (one, unless it runs on a Ray cluster)."""
+        first = self.url_for(ref, where)
+        return Replicas(ref.name, self.spec.replica_urls.get(ref.name) or [first])
 
 
 def asgi(server: Server) -> Router:

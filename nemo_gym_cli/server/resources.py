@@ -29,7 +29,8 @@ until ``/verify``.
 
 CPU-heavy work (a symbolic verifier, running code) goes through ``await self.offload(fn,
 *args)``: a pool of worker processes with a timeout, so the event loop never stalls and a
-hung check is a recorded failure, not a hung server.
+hung check is a recorded failure, not a hung server; with ``ray_enabled: true``, Ray tasks
+on the cluster the servers run on, with the same contract (``ray_offload.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any, ClassVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from nemo_gym_cli.errors import HTTPError, NemoGymError, ToolError
+from nemo_gym_cli.errors import ConfigError, HTTPError, NemoGymError, ToolError
 from nemo_gym_cli.server.base import Server
 from nemo_gym_cli.server.config import ServerConfig
 from nemo_gym_cli.server.http import Request, RouteSpec, route
@@ -142,6 +143,10 @@ class ResourcesServer(Server):
     class Config(ServerConfig):
         offload_workers: int = Field(2, ge=1, description="worker processes for offload() (CPU-heavy checks)")
         offload_timeout_s: float = Field(30.0, gt=0, description="longest one offload() call may run")
+        ray_enabled: bool = Field(
+            False, description="run offload() calls as Ray tasks on the cluster ng_run runs on (+ray.address)"
+        )
+        ray_num_cpus: float = Field(1.0, gt=0, description="CPUs one offload() call reserves on the Ray cluster")
 
     #: Route names the base serves: a tool may not take one.
     RESERVED: ClassVar[frozenset[str]] = frozenset(("seed_session", "verify", "tools", "health"))
@@ -170,14 +175,35 @@ class ResourcesServer(Server):
         raise NotImplementedError(f"{type(self).__name__} must implement verify()")
 
     async def offload(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
-        """Run ``fn(*args)`` (a module-level function) in a worker process; raises
-        ``HTTPError`` 500 ``offload_timeout`` (not retried) when it runs past ``timeout``."""
+        """Run ``fn(*args)`` (a module-level function) in a worker process, or as a Ray task
+        with ``ray_enabled``; raises ``HTTPError`` 500 ``offload_timeout`` (not retried) when
+        it runs past ``timeout``, ``offload_error`` when it raises."""
         if self._pool is None:
             from nemo_gym_cli.server.offload import WorkerPool
 
             self._pool = WorkerPool(self.config.offload_workers)
             await self.enter(self._pool)
         return await self._pool.run(fn, args, timeout or self.config.offload_timeout_s)
+
+    async def startup(self) -> None:
+        if self.config.ray_enabled:  # joining the cluster takes a moment: before serving, not on a request
+            self._pool = await self.enter(self._ray_offload())
+        await super().startup()
+
+    def _ray_offload(self) -> Any:
+        where = f"{self.spec.where}.ray_enabled"
+        if self.spec.ray_address is None:
+            raise ConfigError(
+                f"{where}: offload() runs on the Ray cluster the servers run on; place them on one with "
+                "+ray.address=local (this machine), auto or host:port (docs/scale-out.md)"
+            )
+        try:
+            from nemo_gym_cli.server.ray_offload import RayOffload
+        except ModuleNotFoundError as exc:
+            if exc.name != "ray":
+                raise
+            raise ConfigError(f"{where} needs Ray: pip install 'nemo-gym-cli[ray]'") from None
+        return RayOffload(self.spec.ray_address, self.config.ray_num_cpus)
 
     # ------------------------------------------------------------------ sessions
 

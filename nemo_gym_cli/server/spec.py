@@ -29,7 +29,10 @@ class ServerSpec:
 
     ``fields`` are the instance's resolved config keys (they may hold secrets: never log or
     return them); ``sources`` says which file (or ``env.yaml``, ``command line``) set each
-    key, for error messages. ``server_urls`` maps every instance name to its base URL.
+    key, for error messages. ``server_urls`` maps every instance name to its base URL (its
+    first replica's); ``replica_urls`` lists every replica of each instance that has several
+    (on a Ray cluster, docs/scale-out.md); ``ray_address`` is that cluster's, for servers
+    that send work to it.
     """
 
     name: str
@@ -40,6 +43,8 @@ class ServerSpec:
     fields: dict[str, Any] = field(default_factory=dict, repr=False)
     server_urls: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    replica_urls: dict[str, list[str]] = field(default_factory=dict)
+    ray_address: str | None = None
 
     @property
     def url(self) -> str:
@@ -60,4 +65,6 @@ class ServerSpec:
             "fields": self.fields,
             "server_urls": self.server_urls,
             "sources": self.sources,
+            "replica_urls": self.replica_urls,
+            "ray_address": self.ray_address,
         }
