@@ -286,6 +286,11 @@ def test_every_command_block_of_the_docs_runs_offline_or_says_why_not(block: Blo
     assert block.mode in ("run", "skip", "background", "file"), (
         f"{block.id}: {block.reason or 'unknown mode ' + block.mode}"
     )
+    if block.mode in ("run", "background"):  # the copy shares the checkout's .venv: never install into it
+        assert not re.search(r"\bpip3? install\b", block.code), (
+            f"{block.id}: runs pip install, which would install the test's copy into the shared .venv: "
+            "mark it <!-- docs-test: skip (pip needs the network) -->"
+        )
     if block.mode == "file":
         path = Path(block.reason)
         assert block.reason and not path.is_absolute() and ".." not in path.parts, f"{block.id}: file (a relative path)"

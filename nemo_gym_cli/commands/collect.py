@@ -184,7 +184,7 @@ async def _collect(config: GlobalConfig, opts: CollectOptions, forkserver: ForkS
     stop_event = asyncio.Event()
     if config.instances and config.ray is not None:
         # Before stop_on_signals: joining a Ray cluster sets Ray's own SIGTERM handler.
-        cluster = connect_cluster(config.ray)
+        cluster = connect_cluster(config.ray, config.instances.values())
         try:
             return await _collect_on(config, opts, full, num_tasks, digest, stop_event, forkserver, cluster)
         finally:

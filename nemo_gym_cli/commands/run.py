@@ -43,7 +43,7 @@ async def _run(config: GlobalConfig, forkserver: ForkServer | None) -> int:
     stop_head = None
     try:
         # Before stop_on_signals: joining a Ray cluster sets Ray's own SIGTERM handler.
-        cluster = connect_cluster(config.ray) if config.ray is not None else None
+        cluster = connect_cluster(config.ray, config.instances.values()) if config.ray is not None else None
         supervisor = Supervisor(config, forkserver=forkserver, cluster=cluster)
         with stop_on_signals(stop_event):
             await supervisor.spawn()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -171,10 +172,13 @@ class RayReplica:
 class RayCluster:
     """This run's connection to a Ray cluster, and what it reserved there."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, cpus_needed: float = 0.0) -> None:
         try:
             if address == "local":  # a cluster for this run: no dashboard (seconds of start-up)
-                ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+                # Room for every replica asked for, at least one CPU per core: Ray's CPUs are
+                # reservations, and servers that wait on the network share cores well.
+                cpus = max(os.cpu_count() or 1, math.ceil(cpus_needed))
+                ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
             else:
                 ray.init(address=address, logging_level=logging.WARNING)
         except ConnectionError as exc:

@@ -30,7 +30,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -61,8 +61,9 @@ class ChildProcess(Protocol):
     def send(self, sig: int) -> None: ...
 
 
-def connect_cluster(options: RayOptions) -> Any:
-    """Join (or start) the Ray cluster ``options`` name: a ``ray_replicas.RayCluster``.
+def connect_cluster(options: RayOptions, instances: Iterable[ServerInstance] = ()) -> Any:
+    """Join (or start) the Ray cluster ``options`` name: a ``ray_replicas.RayCluster``. A
+    cluster started here (``local``) has room for every replica of ``instances``.
 
     Call it before ``stop_on_signals``: joining sets Ray's own SIGTERM handler."""
     try:
@@ -73,7 +74,7 @@ def connect_cluster(options: RayOptions) -> Any:
         raise ConfigError(
             f"+ray.address={options.address} needs Ray, which is not installed: pip install 'nemo-gym-cli[ray]'"
         ) from None
-    return RayCluster(options.address)
+    return RayCluster(options.address, cpus_needed=sum(i.num_cpus * i.num_replicas for i in instances))
 
 
 def _listen(inst: ServerInstance) -> socket.socket:
