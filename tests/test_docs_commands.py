@@ -46,7 +46,7 @@ pytestmark = pytest.mark.e2e
 
 TIMEOUT_S = 180  # per block: past it the block is hung
 READY_S = 60  # for a background server to be ready
-DOCS = ["README.md", "docs/*.md", "resources_servers/*/README.md", "responses_api_models/*/README.md",
+DOCS = ["README.md", "docs/*.md", "data/README.md", "resources_servers/*/README.md", "responses_api_models/*/README.md",
         "responses_api_agents/*/README.md"]  # fmt: skip
 SHELLS = ("bash", "sh", "shell", "console")
 FENCE = re.compile(r"^(\s*)```\s*(\w*)\s*$")
