@@ -183,8 +183,9 @@ class RayCluster:
                 ray.init(address=address, logging_level=logging.WARNING)
         except ConnectionError as exc:
             raise ConfigError(
-                f"+ray.address={address}: no Ray cluster answers there ({exc}); start one (ray start --head) or "
-                "use +ray.address=local for a cluster on this machine (docs/scale-out.md)"
+                f"+ray.address={address}: no Ray cluster answers there ({exc}); start one (ray start --head), give "
+                "this machine the cluster's auth token if it uses one (RAY_AUTH_TOKEN or ~/.ray/auth_token), or use "
+                "+ray.address=local for a cluster on this machine (docs/scale-out.md)"
             ) from None
         #: the cluster's GCS address, as servers join it (ray_enabled offload)
         self.address: str = ray.get_runtime_context().gcs_address
