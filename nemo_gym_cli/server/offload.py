@@ -29,7 +29,7 @@ from typing import Any
 
 from nemo_gym_cli.errors import HTTPError
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerPool", "failed", "timed_out"]
 
 #: How long a worker may take to import the function's module before the timeout starts.
 IMPORT_GRACE_S = 120.0
@@ -123,7 +123,7 @@ class WorkerPool:
             raise
         self._idle.put_nowait(worker)
         if kind == "error":
-            raise HTTPError(500, f"{fn.__qualname__} failed: {value}", type="offload_error", retryable=False)
+            raise failed(fn, value)
         return value
 
     async def _receive(self, worker: _Worker, timeout: float, fn: Callable[..., Any]) -> tuple[str, Any]:
@@ -134,13 +134,7 @@ class WorkerPool:
         try:
             await asyncio.wait_for(ready, timeout)
         except TimeoutError:
-            raise HTTPError(
-                500,
-                f"{fn.__qualname__} ran longer than {timeout:g} s and was stopped (raise offload_timeout_s "
-                "if that is expected)",
-                type="offload_timeout",
-                retryable=False,
-            ) from None
+            raise timed_out(fn, timeout) from None
         finally:
             loop.remove_reader(fd)
         try:
@@ -152,6 +146,22 @@ class WorkerPool:
                 type="offload_error",
                 retryable=False,
             ) from None
+
+
+def timed_out(fn: Callable[..., Any], timeout: float) -> HTTPError:
+    """The error of a call stopped at its deadline (the worker pool's and Ray's alike)."""
+    return HTTPError(
+        500,
+        f"{fn.__qualname__} ran longer than {timeout:g} s and was stopped "
+        "(raise offload_timeout_s if that is expected)",
+        type="offload_timeout",
+        retryable=False,
+    )
+
+
+def failed(fn: Callable[..., Any], detail: str) -> HTTPError:
+    """The error of a call whose function raised ``detail`` (one line: type and message)."""
+    return HTTPError(500, f"{fn.__qualname__} failed: {detail}", type="offload_error", retryable=False)
 
 
 def _set(future: asyncio.Future[None]) -> None:

@@ -29,6 +29,8 @@ from ray import cloudpickle
 from ray.exceptions import RayError, RayTaskError
 
 from nemo_gym_cli.errors import HTTPError
+from nemo_gym_cli.server.offload import failed, timed_out
+from nemo_gym_cli.server.serve import USER_PACKAGE_PREFIX
 
 __all__ = ["RayOffload", "connect_as_driver"]
 
@@ -60,7 +62,9 @@ class RayOffload:
 
     async def run(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
         module = sys.modules.get(fn.__module__)
-        if fn.__module__.startswith("_ng_") and module is not None:  # a user's folder: not importable there
+        if (
+            fn.__module__.startswith(USER_PACKAGE_PREFIX) and module is not None
+        ):  # a user's folder: not importable there
             cloudpickle.register_pickle_by_value(module)
         calls: Any = self._task.remote(fn, args)  # an ObjectRefGenerator: ray's stubs say ObjectRef
         try:
@@ -69,17 +73,11 @@ class RayOffload:
             return await result
         except TimeoutError:
             ray.cancel(calls, force=True)
-            raise HTTPError(
-                500,
-                f"{fn.__qualname__} ran longer than {timeout:g} s and was stopped (raise offload_timeout_s "
-                "if that is expected)",
-                type="offload_timeout",
-                retryable=False,
-            ) from None
+            raise timed_out(fn, timeout) from None
         except RayTaskError as exc:
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
             detail = "".join(traceback.format_exception_only(type(cause), cause)).strip()
-            raise HTTPError(500, f"{fn.__qualname__} failed: {detail}", type="offload_error", retryable=False) from None
+            raise failed(fn, detail) from None
         except RayError as exc:
             raise HTTPError(
                 500,
