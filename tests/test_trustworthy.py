@@ -244,6 +244,8 @@ def test_a_huge_concurrency_on_a_small_input_starts_only_the_workers_it_needs(tm
     result = collect(out, "+concurrency=100000")
     assert result.returncode == 0, result.stderr
     assert len(rows_of(out)) == 5
+    # 5 workers, not 100,000 (which held 169 MB at 4481a8c, against 64 MB now)
+    assert metrics_of(out)["concurrency"] == {"requested": 100000, "workers": 5}
 
 
 # --------------------------------------------------------------------------- 13. dead dependencies

@@ -93,6 +93,8 @@ class Lane:
     #: variant's own time, for its rollouts/s (variants of a sweep share the run's wall time)
     first_started: float | None = None
     last_finished: float | None = None
+    #: workers started: its concurrency, or fewer when fewer rollouts were left to run
+    workers: int = 0
 
     def busy_time(self, default: float) -> float:
         if self.first_started is None or self.last_finished is None:
@@ -250,8 +252,8 @@ class Collector:
         for lane in self.lanes:
             jobs = lane.jobs()
             left = (outstanding or {}).get(lane.name, lane.concurrency)
-            workers = max(1, min(lane.concurrency, left))
-            lanes.append((lane, jobs, [asyncio.create_task(self._worker(lane, jobs)) for _ in range(workers)]))
+            lane.workers = max(1, min(lane.concurrency, left))
+            lanes.append((lane, jobs, [asyncio.create_task(self._worker(lane, jobs)) for _ in range(lane.workers)]))
         tasks = [t for _, _, ws in lanes for t in ws]
         all_done: asyncio.Future[list[Any]] = asyncio.gather(*tasks, return_exceptions=True)
         stopper: asyncio.Future[Any] = asyncio.ensure_future(self.stop_event.wait())

@@ -337,6 +337,7 @@ async def _collect_with(
         doc = lane.metrics.summary(wall_time_s=own, new_rollouts=lane.new_rollouts)
         doc["output"] = str(lane.output)
         doc["failures_file"] = str(lane.failures.path)
+        doc["concurrency"] = {"requested": lane.concurrency, "workers": lane.workers}
         doc["complete"] = lane.complete and collector.fatal is None and collector.stopped is None
         doc["interrupted"] = not doc["complete"] and collector.fatal is None and collector.stopped is None
         doc["status"] = "complete" if doc["complete"] else "stopped" if collector.stopped else "interrupted"
