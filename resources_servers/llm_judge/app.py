@@ -7,6 +7,9 @@ model server of ours, in front of any OpenAI-compatible endpoint). The verdict, 
 reasoning go in the row (``judge_*``), and what judging cost goes in ``verifier_usage``
 (tokens and ``cost``), which the collector adds to the run's cost.
 
+When the judge model server runs as several replicas (on a Ray cluster), judge calls spread
+over them, and a replica that does not answer is picked no more (``Replicas``).
+
 A judge that fails is not a wrong answer: when the judge model server answers an error, or
 its reply has no readable verdict, the rollout fails (502 ``judge_error``, retryable when
 the judge's own error was), and what the judge had cost travels in the error's ``usage``.
@@ -14,6 +17,8 @@ the judge's own error was), and what the judge had cost travels in the error's `
 
 from __future__ import annotations
 
+import itertools
+import logging
 from typing import Any
 
 from pydantic import Field
@@ -21,7 +26,10 @@ from pydantic import Field
 from nemo_gym_cli.errors import HTTPError, ServerError
 from nemo_gym_cli.server import ResourcesServer, ServerRef, final_text
 from nemo_gym_cli.server.client import JSONClient, open_json_client
+from nemo_gym_cli.server.replicas import Replicas, is_unreachable
 from resources_servers.llm_judge.judge import build_judge_request, judge_result, parse_verdict
+
+log = logging.getLogger(__name__)
 
 
 def judge_usage(usage: Any) -> dict[str, Any]:
@@ -72,11 +80,11 @@ class LLMJudge(ResourcesServer):
         rubric: str | None = Field(None, description="grading rubric of rows without their own (default: judge.py's)")
 
     client: JSONClient
-    judge_url: str
+    judges: Replicas
 
     async def start(self) -> None:
-        base = self.url_for(self.config.judge_model_server, "judge_model_server")
-        self.judge_url = f"{base}/v1/chat/completions"
+        self.judges = self.replicas_for(self.config.judge_model_server, "judge_model_server")
+        self._calls = itertools.count()  # spreads judge calls over the replicas
         self.client = await self.enter(open_json_client(timeout=self.config.judge_timeout_s))
 
     async def verify(self, session: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -97,9 +105,13 @@ class LLMJudge(ResourcesServer):
             )
         except ValueError as exc:  # a malformed judge_script: a data error
             raise HTTPError(400, f"{exc}: fix the row") from None
+        base = self.judges.pick(str(next(self._calls)))
         try:
-            completion = await self.client.post(self.judge_url, request)
+            completion = await self.client.post(f"{base}/v1/chat/completions", request)
         except ServerError as exc:
+            if is_unreachable(exc) and self.judges.mark_dead(base):
+                log.warning("a judge replica at %s does not answer (%s); judging goes to the %d others",
+                            base, exc, self.judges.live)  # fmt: skip
             raise judge_error(
                 f"the judge failed: {exc.detail}", retryable=exc.retryable, usage=judge_usage(exc.usage)
             ) from None

@@ -4,7 +4,10 @@ fails is a recorded failure carrying its cost; the README's offline run as real 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import socket
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -223,3 +226,32 @@ def test_a_wrong_answer_scores_0_and_an_unreadable_verdict_is_a_recorded_failure
     assert "the judge's reply has no verdict" in failure["message"]
     metrics = json.loads((tmp_path / "out_metrics.json").read_text())
     assert metrics["cost"]["failed_attempts_usd"] > 0
+
+
+def test_judge_calls_spread_over_the_judge_replicas_and_skip_one_that_does_not_answer() -> None:
+    # Three replicas of the judge model server: two adapters (told apart by the model they
+    # serve) and a port nobody listens on (bound, not listening: connection refused).
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}"
+
+        def env(spec: ServerSpec) -> LLMJudge:
+            replicas = [spec.server_urls["judge"], spec.server_urls["judge2"], dead_url]
+            spec = dataclasses.replace(spec, replica_urls={"judge": replicas})
+            return LLMJudge.from_fields({"judge_model_server": JUDGE_REF}, spec)
+
+        factories = {
+            "emulator": emulator(),
+            "judge": adapter(openai_model="openai/gpt-4o-mini"),
+            "judge2": adapter(openai_model="anthropic/claude-3.5-sonnet"),
+            "env": env,
+        }
+        with serving(factories) as stack:
+            answers = [verify(stack.urls, judged_row(CORRECT), "Rayleigh scattering.") for _ in range(40)]
+    refused = [a for a in answers if a.status_code != 200]
+    # The dead replica fails the calls picked for it until it is written off: one, here
+    # (calls are sequential), as a retryable judge error the collector runs again.
+    assert len(refused) == 1, [a.text for a in refused]
+    assert refused[0].json()["error"]["type"] == "judge_error" and refused[0].json()["error"]["retryable"]
+    served = Counter(a.json()["judge_model"] for a in answers if a.status_code == 200)
+    assert set(served) == {"openai/gpt-4o-mini", "anthropic/claude-3.5-sonnet"} and min(served.values()) >= 8, served
