@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nemo_gym_cli.config.compose import PACKAGE_ROOT
 from nemo_gym_cli.errors import ConfigError, InputError
 from nemo_gym_cli.server.config import validate_model
 
@@ -127,7 +128,13 @@ class CollectOptions(BaseModel):
 
     @property
     def input_path(self) -> Path:
-        return Path(self.input_jsonl_fpath).expanduser()
+        """The task file: relative to the working directory or, failing that (as for
+        ``config_paths``), to where the toolkit is installed, so the task files it ships
+        (``resources_servers/*/data/*.jsonl``) are found from an installed wheel too."""
+        path = Path(self.input_jsonl_fpath).expanduser()
+        if not path.is_absolute() and not path.exists() and (PACKAGE_ROOT / path).is_file():
+            return PACKAGE_ROOT / path
+        return path
 
     @property
     def output_path(self) -> Path:
@@ -164,7 +171,8 @@ class CollectOptions(BaseModel):
         run without resume would clobber."""
         inp = self.input_path
         if not inp.is_file():
-            raise InputError(f"+input_jsonl_fpath={str(inp)!r} does not exist (or is not a file)")
+            where = "" if inp.is_absolute() else f" (looked in {Path.cwd()} and {PACKAGE_ROOT})"
+            raise InputError(f"+input_jsonl_fpath={str(inp)!r} does not exist (or is not a file){where}")
         if not os.access(inp, os.R_OK):
             raise InputError(f"+input_jsonl_fpath={str(inp)!r} is not readable")
         for out in self.outputs().values():
