@@ -155,6 +155,8 @@ class RayOptions:
 
     #: ``auto``, ``local`` or a head node's ``host:port``
     address: str
+    #: how long to wait for room for every replica (an autoscaling cluster adds nodes meanwhile)
+    placement_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -361,13 +363,18 @@ def _ray_options(value: Any, sources: Sources) -> RayOptions | None:
         return None
     if not isinstance(value, dict):
         raise ConfigError(f"ray ({sources.of('ray')}) must be a mapping such as {{address: auto}}, got {value!r}")
-    unknown = sorted(set(value) - {"address"})
+    keys = ["address", "placement_timeout_s"]
+    unknown = sorted(set(value) - set(keys))
     if unknown:
         from nemo_gym_cli.server.config import closest
 
         origin = sources.of(f"ray.{unknown[0]}")
-        did_you_mean = closest(unknown[0], ["address"])
-        raise ConfigError(f"ray.{unknown[0]} ({origin}): unknown key{did_you_mean}; ray has one key, address")
+        did_you_mean = closest(unknown[0], keys)
+        raise ConfigError(f"ray.{unknown[0]} ({origin}): unknown key{did_you_mean}; ray's keys: {', '.join(keys)}")
+    timeout = value.get("placement_timeout_s", 60.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
+        where = f"ray.placement_timeout_s ({sources.of('ray.placement_timeout_s')})"
+        raise ConfigError(f"{where} must be a number of seconds above 0 (at most a day), got {timeout!r}")
     address = value.get("address")
     if not isinstance(address, str) or not _RAY_ADDRESS.fullmatch(address):
         where = f"ray.address ({sources.of('ray.address')})"
@@ -375,7 +382,7 @@ def _ray_options(value: Any, sources: Sources) -> RayOptions | None:
             f"{where} must be auto (a running cluster), local (a new one on this machine) or a head node's "
             f"host:port, got {address!r}" + ("; Ray Client (ray://) is not supported" if "://" in str(address) else "")
         )
-    return RayOptions(address)
+    return RayOptions(address, float(timeout))
 
 
 def _placement(raw: dict[str, Any], where: str, on_ray: bool) -> tuple[int, float]:

@@ -190,6 +190,8 @@ class RayCluster:
         #: the cluster's GCS address, as servers join it (ray_enabled offload)
         self.address: str = ray.get_runtime_context().gcs_address
         self._groups: list[PlacementGroup] = []
+        #: how long ``ng_run`` waits for room for every replica (``+ray.placement_timeout_s``)
+        self.placement_timeout_s = 60.0
 
     def place(self, inst: ServerInstance) -> list[RayReplica]:
         """Reserve ``inst``'s replicas, spread over the nodes, and create their actors."""

@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 _TAIL_LINES = 40
 #: How long replicas may wait for room on a Ray cluster before the start fails.
-PLACEMENT_TIMEOUT_S = 60.0
 
 
 class ChildProcess(Protocol):
@@ -74,7 +73,9 @@ def connect_cluster(options: RayOptions, instances: Iterable[ServerInstance] = (
         raise ConfigError(
             f"+ray.address={options.address} needs Ray, which is not installed: pip install 'nemo-gym-cli[ray]'"
         ) from None
-    return RayCluster(options.address, cpus_needed=sum(i.num_cpus * i.num_replicas for i in instances))
+    cluster = RayCluster(options.address, cpus_needed=sum(i.num_cpus * i.num_replicas for i in instances))
+    cluster.placement_timeout_s = options.placement_timeout_s
+    return cluster
 
 
 def _listen(inst: ServerInstance) -> socket.socket:
@@ -214,13 +215,14 @@ class Supervisor:
             self._replicas = [r for replicas in placed.values() for r in replicas]
             try:
                 binding = asyncio.gather(*(r.bind() for r in self._replicas))
-                await asyncio.wait_for(binding, PLACEMENT_TIMEOUT_S)
+                await asyncio.wait_for(binding, cluster.placement_timeout_s)
             except TimeoutError:
                 asked = ", ".join(f"{n}: {i.num_replicas} x {i.num_cpus:g}" for n, i in self.instances.items())
                 raise ServerError(
-                    f"the Ray cluster had no room for every replica within {PLACEMENT_TIMEOUT_S:.0f} s: they ask for "
-                    f"CPUs ({asked}) and it has {cluster.resources()}; lower num_cpus (e.g. 0.25 for a server "
-                    "that mostly waits on the network), num_replicas, or add nodes"
+                    f"the Ray cluster had no room for every replica within {cluster.placement_timeout_s:g} s "
+                    f"(+ray.placement_timeout_s): they ask for CPUs ({asked}) and it has {cluster.resources()}; "
+                    "lower num_cpus (e.g. 0.25 for a server that mostly waits on the network), num_replicas, "
+                    "or add nodes"
                 ) from None
             for name, replicas in placed.items():
                 self.urls[name] = replicas[0].url

@@ -31,12 +31,16 @@ def test_ray_placement_is_read_into_the_config():
     assert "num_replicas" not in weather.fields and "num_cpus" not in weather.fields  # the supervisor's keys
     assert (config.instances["policy_model"].num_replicas, config.instances["policy_model"].num_cpus) == (1, 1.0)
     assert _load("+ray.address=10.0.0.5:6379").ray == RayOptions("10.0.0.5:6379")
+    assert _load("+ray.address=auto", "+ray.placement_timeout_s=600").ray == RayOptions("auto", 600.0)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["+ray.adress=auto"], "ray.adress (command line): unknown key; did you mean 'address'?"),
+        (["+ray.address=auto", "+ray.placement_timeout=5"], "did you mean 'placement_timeout_s'?"),
+        (["+ray.address=auto", "+ray.placement_timeout_s=0"], "ray.placement_timeout_s (command line) must be a"),
+        (["+ray.address=auto", "+ray.placement_timeout_s=true"], "ray.placement_timeout_s (command line) must be a"),
         (["+ray.address=ray://h:10001"], "Ray Client (ray://) is not supported"),
         (["+ray.address=somewhere"], "must be auto (a running cluster), local (a new one on this machine) or a head"),
         (["+ray=auto"], "ray (command line) must be a mapping such as {address: auto}"),

@@ -173,3 +173,18 @@ def test_a_one_command_collection_on_ray_verifies_with_ray_tasks(cluster, tmp_pa
     assert all(r["burned_in"] != r["server_pid"] for r in written)  # burned in a Ray task's worker
     assert len({r["replica"] for r in written}) == 2
     assert free_cpus(cluster.address) == 2 * NODE_CPUS
+
+
+def test_no_room_on_the_cluster_is_one_line_after_the_placement_timeout_and_nothing_is_kept(cluster):
+    # A replica asking for 3 CPUs fits on no node of 2: ng_run waits +ray.placement_timeout_s
+    # (an autoscaling cluster would add a node meanwhile), then says so and gives all back.
+    result = run_cli(
+        "ng_run", CONFIG, f"+ray.address={cluster.address}", "+ray.placement_timeout_s=2",
+        f"++{BURN}.num_cpus=3", cwd=FIXTURES, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    assert "had no room for every replica within 2 s (+ray.placement_timeout_s)" in errors[0]
+    assert f"{BURN.split('.')[0]}: 2 x 3" in errors[0]
+    assert free_cpus(cluster.address) == 2 * NODE_CPUS
