@@ -25,6 +25,9 @@ Keys (ng_run has only these; each server's keys are in its config, see its READM
   config_paths        YAML files to compose (followed recursively). Required.
   head_server.host    head server host (default 127.0.0.1)
   head_server.port    head server port (default 11000)
+  ray.address         run the servers on a Ray cluster: auto, local or host:port
+                      (then each server takes num_replicas and num_cpus; docs/scale-out.md)
+  ray.placement_timeout_s  how long to wait for room for every replica (60)
 \b
 Precedence (later wins): config_paths files, ./env.yaml, the command line.
 \b
@@ -70,6 +73,7 @@ Keys (default):
                            profiling reads it) (true)
   config_paths             YAML files: start these servers for this run
   head_server.host/.port   where the running head server is (127.0.0.1:11000)
+  ray.address, ray.placement_timeout_s   with config_paths: run them on a Ray cluster
 \b
 Writes <stem>_metrics.json (figures and the run record), <stem>_failures.jsonl (failed
 rollouts) and, for a sweep, <output stem>/<variant>.jsonl each and sweep.json.

@@ -231,3 +231,14 @@ def test_a_file_key_nothing_uses_is_an_error_but_env_yaml_defaults_and_shared_op
 def test_instance_repr_never_shows_fields_that_may_hold_keys(tmp_path):
     cfg = load_config(["+config_paths=[configs/offline.yaml]"], cwd=tmp_path)
     assert "sk-or-emulator-offline-key" not in repr(cfg.instances) + repr(cfg)
+
+
+def test_ng_run_help_lists_every_key_ng_run_reads():
+    import dataclasses
+
+    from nemo_gym_cli.cli import RUN_HELP
+    from nemo_gym_cli.config.load import RayOptions
+
+    listed = {line.split()[0] for line in RUN_HELP.splitlines() if line.startswith("  ") and line.split()}
+    ray_keys = {f"ray.{f.name}" for f in dataclasses.fields(RayOptions)}
+    assert {"config_paths", "head_server.host", "head_server.port"} | ray_keys <= listed
