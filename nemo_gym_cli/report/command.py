@@ -156,7 +156,7 @@ def report(args: list[str]) -> int:
         (report_dir / name).write_bytes(data)
     tasks = int((analysis.task_rollouts > 0).any(axis=0).sum())
     print(f"{len(analysis.variants)} variants, {int(analysis.keep.sum())} rollouts over {tasks} tasks")
-    print(render.terminal(analysis))
+    print(render.terminal(analysis, groups=bool(opts.group_by)))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     elapsed = time.perf_counter() - started

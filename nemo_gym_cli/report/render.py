@@ -122,24 +122,33 @@ _TERMINAL_COLUMNS = (
 )
 
 
-def terminal(a: Analysis) -> str:
-    """A compact table (one line per variant) and the paired comparisons, for stdout."""
+def terminal(a: Analysis, *, groups: bool = False) -> str:
+    """A compact table (one line per variant) and the paired comparisons, for stdout; with
+    ``groups`` (``+group_by`` given), the reward by subset too."""
     header, rows = summary_rows(a)
     ks = shown_ks(a)
     keep = [*_TERMINAL_COLUMNS[:5], *([f"pass@{ks[-1]}"] if ks[-1] > 1 else []), *_TERMINAL_COLUMNS[5:]]
     index = [header.index(c) for c in keep]
     table = [[header[i] for i in index]] + [[row[i] for i in index] for row in rows]
-    widths = [max(len(line[c]) for line in table) for c in range(len(index))]
-    lines = [
+    lines = _aligned(table[0], table[1:])
+    if a.comparisons:
+        lines.append("")
+        lines.extend(c.sentence for c in a.comparisons)
+    if groups and a.groups:
+        lines += ["", f"reward by {a.records.group_by}:", *_aligned(*group_table(a))]
+    return "\n".join(lines)
+
+
+def _aligned(header: list[str], rows: list[list[str]]) -> list[str]:
+    """``header`` and ``rows`` as plain columns: the first left-aligned, the others right."""
+    table = [header, *rows]
+    widths = [max(len(line[c]) for line in table) for c in range(len(header))]
+    return [
         "  ".join(
             cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(line, widths, strict=True))
         )
         for line in table
     ]
-    if a.comparisons:
-        lines.append("")
-        lines.extend(c.sentence for c in a.comparisons)
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- report.json

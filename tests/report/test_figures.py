@@ -269,6 +269,19 @@ def test_markdown_and_terminal_show_the_same_figures(
     assert "| alpha | 8 | 1 | 0.500 [0.125, 0.875] | 0.571 | 0.500 | 0.750 | 1/4 |" in markdown
 
 
+def test_the_terminal_shows_the_reward_by_subset_only_when_asked_for(
+    tmp_path: Path, write_jsonl: Any, run_report: Any
+) -> None:
+    sweep = _sweep(tmp_path, write_jsonl)
+    _, found, _ = run_report(str(sweep))  # meta.category found by itself: in the files only
+    assert "reward by" not in found
+    _, asked, _ = run_report(str(sweep), "+group_by=meta.category")
+    table = asked.split("reward by meta.category:\n", 1)[1].splitlines()
+    assert table[0].split() == ["meta.category", "tasks", "alpha", "beta", "gamma"]
+    assert table[1].split() == ["easy", "2", "0.750", "1.000", "0.000"]
+    assert table[2].split() == ["hard", "2", "0.250", "0.750", "0.625"]
+
+
 def test_the_remaining_fields_say_what_was_read_and_how(report: dict[str, Any]) -> None:
     for name, scored in (("alpha", 7), ("beta", 8), ("gamma", 7)):
         figures = _variant(report, name)
