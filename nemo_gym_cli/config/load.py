@@ -21,6 +21,7 @@ import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -363,7 +364,7 @@ def _ray_options(value: Any, sources: Sources) -> RayOptions | None:
         return None
     if not isinstance(value, dict):
         raise ConfigError(f"ray ({sources.of('ray')}) must be a mapping such as {{address: auto}}, got {value!r}")
-    keys = ["address", "placement_timeout_s"]
+    keys = [f.name for f in dataclass_fields(RayOptions)]
     unknown = sorted(set(value) - set(keys))
     if unknown:
         from nemo_gym_cli.server.config import closest

@@ -172,7 +172,9 @@ class RayReplica:
 class RayCluster:
     """This run's connection to a Ray cluster, and what it reserved there."""
 
-    def __init__(self, address: str, *, cpus_needed: float = 0.0) -> None:
+    def __init__(self, address: str, *, cpus_needed: float = 0.0, placement_timeout_s: float = 60.0) -> None:
+        #: how long ``ng_run`` waits for room for every replica (``+ray.placement_timeout_s``)
+        self.placement_timeout_s = placement_timeout_s
         try:
             if address == "local":  # a cluster for this run: no dashboard (seconds of start-up)
                 # Room for every replica asked for, at least one CPU per core: Ray's CPUs are
@@ -190,8 +192,6 @@ class RayCluster:
         #: the cluster's GCS address, as servers join it (ray_enabled offload)
         self.address: str = ray.get_runtime_context().gcs_address
         self._groups: list[PlacementGroup] = []
-        #: how long ``ng_run`` waits for room for every replica (``+ray.placement_timeout_s``)
-        self.placement_timeout_s = 60.0
 
     def place(self, inst: ServerInstance) -> list[RayReplica]:
         """Reserve ``inst``'s replicas, spread over the nodes, and create their actors."""

@@ -73,9 +73,11 @@ def connect_cluster(options: RayOptions, instances: Iterable[ServerInstance] = (
         raise ConfigError(
             f"+ray.address={options.address} needs Ray, which is not installed: pip install 'nemo-gym-cli[ray]'"
         ) from None
-    cluster = RayCluster(options.address, cpus_needed=sum(i.num_cpus * i.num_replicas for i in instances))
-    cluster.placement_timeout_s = options.placement_timeout_s
-    return cluster
+    return RayCluster(
+        options.address,
+        cpus_needed=sum(i.num_cpus * i.num_replicas for i in instances),
+        placement_timeout_s=options.placement_timeout_s,
+    )
 
 
 def _listen(inst: ServerInstance) -> socket.socket:
