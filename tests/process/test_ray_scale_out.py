@@ -24,6 +24,7 @@ import pytest
 
 from nemo_gym_cli.errors import HTTPError
 from support.cli import BIN, ROOT, NgRun, run_cli
+from support.ports import free_port
 from support.procs import descendants, still_alive
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
@@ -180,7 +181,7 @@ def test_no_room_on_the_cluster_is_one_line_after_the_placement_timeout_and_noth
     # (an autoscaling cluster would add a node meanwhile), then says so and gives all back.
     result = run_cli(
         "ng_run", CONFIG, f"+ray.address={cluster.address}", "+ray.placement_timeout_s=2",
-        f"++{BURN}.num_cpus=3", cwd=FIXTURES, timeout=120,
+        f"++{BURN}.num_cpus=3", f"+head_server.port={free_port()}", cwd=FIXTURES, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error: ")]
