@@ -34,7 +34,6 @@ rollout already cost is in the envelope's ``usage``, so the run's cost counts it
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from pydantic import Field
@@ -46,13 +45,12 @@ from nemo_gym_cli.server.base import Server
 from nemo_gym_cli.server.client import Answer, JSONClient, cookie_header, open_json_client
 from nemo_gym_cli.server.config import ServerConfig, ServerRef
 from nemo_gym_cli.server.http import Request, route
-from nemo_gym_cli.server.replicas import Replicas, is_unreachable
+from nemo_gym_cli.server.replicas import Replicas
 from nemo_gym_cli.server.spec import SESSION_COOKIE, SESSION_HEADER, new_session_id
 from nemo_gym_cli.wire import dumps, loads
 
 __all__ = ["Agent", "Rollout", "add_usage"]
 
-log = logging.getLogger(__name__)
 
 _NOT_ASKED = object()
 
@@ -189,14 +187,7 @@ class Agent(Server):
         try:
             return await self.client.exchange(method, base + path, payload, headers=headers)
         except ServerError as exc:
-            if is_unreachable(exc) and replicas.mark_dead(base):
-                log.warning(
-                    "a replica of %r at %s does not answer (%s); its rollouts go to the %d others",
-                    replicas.name,
-                    base,
-                    exc,
-                    replicas.live,
-                )
+            replicas.failed(base, exc)
             raise
 
     async def loop(self, rollout: Rollout, params: dict[str, Any]) -> list[dict[str, Any]]:

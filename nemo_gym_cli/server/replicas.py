@@ -17,11 +17,14 @@ unreachable (or a replica that comes back) is not written off for good.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 
 from nemo_gym_cli.errors import ServerError
 
 __all__ = ["Replicas", "is_unreachable"]
+
+log = logging.getLogger(__name__)
 
 
 class Replicas:
@@ -57,6 +60,18 @@ class Replicas:
             return False
         self.dead.add(url)
         return len(self.dead) < len(self.urls)
+
+    def failed(self, url: str, error: ServerError) -> None:
+        """A call to ``url`` failed with ``error``: if nothing answers there, write it off
+        (said once), so the next calls (a retried rollout's too) go to a live replica."""
+        if is_unreachable(error) and self.mark_dead(url):
+            log.warning(
+                "a replica of %r at %s does not answer (%s); its calls go to the %d others",
+                self.name,
+                url,
+                error,
+                self.live,
+            )
 
     @property
     def live(self) -> int:

@@ -18,7 +18,6 @@ the judge's own error was), and what the judge had cost travels in the error's `
 from __future__ import annotations
 
 import itertools
-import logging
 from typing import Any
 
 from pydantic import Field
@@ -26,10 +25,8 @@ from pydantic import Field
 from nemo_gym_cli.errors import HTTPError, ServerError
 from nemo_gym_cli.server import ResourcesServer, ServerRef, final_text
 from nemo_gym_cli.server.client import JSONClient, open_json_client
-from nemo_gym_cli.server.replicas import Replicas, is_unreachable
+from nemo_gym_cli.server.replicas import Replicas
 from resources_servers.llm_judge.judge import build_judge_request, judge_result, parse_verdict
-
-log = logging.getLogger(__name__)
 
 
 def judge_usage(usage: Any) -> dict[str, Any]:
@@ -109,9 +106,7 @@ class LLMJudge(ResourcesServer):
         try:
             completion = await self.client.post(f"{base}/v1/chat/completions", request)
         except ServerError as exc:
-            if is_unreachable(exc) and self.judges.mark_dead(base):
-                log.warning("a judge replica at %s does not answer (%s); judging goes to the %d others",
-                            base, exc, self.judges.live)  # fmt: skip
+            self.judges.failed(base, exc)
             raise judge_error(
                 f"the judge failed: {exc.detail}", retryable=exc.retryable, usage=judge_usage(exc.usage)
             ) from None
