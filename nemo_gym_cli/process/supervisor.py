@@ -46,7 +46,6 @@ __all__ = ["Supervisor", "connect_cluster", "running_servers", "stop_on_signals"
 log = logging.getLogger(__name__)
 
 _TAIL_LINES = 40
-#: How long replicas may wait for room on a Ray cluster before the start fails.
 
 
 class ChildProcess(Protocol):
@@ -249,6 +248,7 @@ class Supervisor:
             raise
 
     async def _start(self, inst: ServerInstance, payload: dict[str, Any], sock: socket.socket) -> None:
+        port = sock.getsockname()[1]
         ours, theirs = socket.socketpair()
         lifeline: int | None = None
         try:
@@ -269,7 +269,6 @@ class Supervisor:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
         # Keep the writer: dropping it closes the socket, and the server's output with it.
-        port = int(self.urls[inst.name].rsplit(":", 1)[1])
         child = _Child(inst, inst.name, inst.host, port, process, lifeline=lifeline, output=writer)
         self.children[inst.name] = child
         child.pump = asyncio.create_task(self._pump(child, reader))
