@@ -62,10 +62,13 @@ def test_the_wheel_ships_the_configs_and_runs_offline_from_an_empty_folder(tmp_p
     result = subprocess.run([sys.executable, "-c", COLLECT, *args], cwd=work, env=env, capture_output=True,
                             text=True, timeout=180, stdin=subprocess.DEVNULL)  # fmt: skip
     assert result.returncode == 0, result.stderr
+    shipped = site / "resources_servers/simple_weather/data/example.jsonl"
+    said = "reading the one installed with the toolkit"
+    assert f"note: no resources_servers/simple_weather/data/example.jsonl here; {said}: {shipped}" in result.stderr
     rows = [orjson.loads(line) for line in (work / "out.jsonl").read_bytes().splitlines()]
     assert len(rows) == 5 and all(row["reward"] == 1.0 for row in rows)
     metrics = orjson.loads((work / "out_metrics.json").read_bytes())
-    assert metrics["run"]["input"]["path"] == str(site / "resources_servers/simple_weather/data/example.jsonl")
+    assert metrics["run"]["input"]["path"] == str(shipped)
 
 
 def test_a_missing_task_file_names_both_places_it_was_looked_for(tmp_path):

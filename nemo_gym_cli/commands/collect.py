@@ -26,6 +26,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nemo_gym_cli.collect.collector import Collector, Lane
@@ -179,6 +180,10 @@ async def _collect(config: GlobalConfig, opts: CollectOptions, forkserver: ForkS
     if opts.dry_run:
         opts = _pilot(opts)
     opts.check_paths()
+    if opts.input_path != Path(opts.input_jsonl_fpath).expanduser():
+        print_err(
+            f"note: no {opts.input_jsonl_fpath} here; reading the one installed with the toolkit: {opts.input_path}"
+        )
     num_tasks = count_tasks(opts.input_path, opts.limit)
     digest = input_digest(opts.input_path)
     stop_event = asyncio.Event()
@@ -474,6 +479,4 @@ def collect(args: list[str]) -> int:
 
 
 def metrics_path_of(doc: dict[str, Any]) -> str:
-    from pathlib import Path
-
     return str(metrics_path(Path(doc["output"])))
