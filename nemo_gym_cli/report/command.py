@@ -144,6 +144,8 @@ def report(args: list[str]) -> int:
         n_perm=opts.permutations,
     )
     warnings += records.line_warnings + analysis.warnings + _gaps(analysis) + _empty(records)
+    if opts.group_by and not analysis.groups:
+        warnings.append(f"+group_by={opts.group_by}: no row has this field, so there is no reward by subset")
     report_dir = opts.report_dir or default_report_dir(opts.inputs)
     report_dir.mkdir(parents=True, exist_ok=True)
     trajectories = sample_trajectories(analysis, report_dir, opts.viewer_tasks)

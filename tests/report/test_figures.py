@@ -280,6 +280,9 @@ def test_the_terminal_shows_the_reward_by_subset_only_when_asked_for(
     assert table[0].split() == ["meta.category", "tasks", "alpha", "beta", "gamma"]
     assert table[1].split() == ["easy", "2", "0.750", "1.000", "0.000"]
     assert table[2].split() == ["hard", "2", "0.250", "0.750", "0.625"]
+    _, typo, err = run_report(str(sweep), "+group_by=meta.categroy")
+    assert "reward by" not in typo
+    assert "warning: +group_by=meta.categroy: no row has this field, so there is no reward by subset" in err
 
 
 def test_the_remaining_fields_say_what_was_read_and_how(report: dict[str, Any]) -> None:
