@@ -69,6 +69,9 @@ class NemoGymError(Exception):
 
     #: the CLI's exit code for this error
     exit_code = 1
+    #: what the failed work had already cost (tokens, ``cost`` in USD), when known: the
+    #: envelope carries it, so a failure's cost still counts
+    usage: dict[str, Any] | None = None
 
 
 class ConfigError(NemoGymError):
@@ -101,6 +104,7 @@ class HTTPError(NemoGymError):
         retryable: bool | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        usage: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -110,6 +114,7 @@ class HTTPError(NemoGymError):
         self.headers = headers or {}
         #: more keys of the envelope's error object (e.g. OpenRouter's ``metadata``)
         self.extra = extra or {}
+        self.usage = usage
 
 
 class ToolError(HTTPError):
@@ -191,7 +196,8 @@ class UpstreamError(NemoGymError):
     machine-readable tag (``auth``, ``credits``, ``model_not_found``, ``rate_limit``,
     ``context_length``, ``tools_unsupported``, ``timeout``, ``connection``, ``server``,
     ``bad_request``, ``bad_response``, ``forbidden``, ``bad_base_url``) and ``retryable``
-    whether trying again may help.
+    whether trying again may help. ``generation_id`` is the provider's id for the failed
+    generation, when one was seen (a stream cut short was still billed).
     """
 
     def __init__(
@@ -201,11 +207,13 @@ class UpstreamError(NemoGymError):
         status: int | None = None,
         kind: str = "server",
         retryable: bool = False,
+        generation_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.retryable = retryable
+        self.generation_id = generation_id
 
     @property
     def http_status(self) -> int:
@@ -240,11 +248,11 @@ def envelope(exc: BaseException) -> tuple[int, dict[str, Any]]:
     error: dict[str, Any] = {"message": message, "type": kind, "code": status, "retryable": retryable}
     if isinstance(exc, HTTPError) and exc.extra:
         error.update({k: v for k, v in exc.extra.items() if k not in error})
-    source = "upstream" if isinstance(exc, UpstreamError) else getattr(exc, "source", None)
+    source = "upstream" if isinstance(exc, UpstreamError) else exc.source if isinstance(exc, ServerError) else None
     if source:
         error["source"] = source
     body: dict[str, Any] = {"error": error}
-    usage = getattr(exc, "usage", None)
+    usage = exc.usage if isinstance(exc, NemoGymError) else None
     if isinstance(usage, dict) and usage:
         body["usage"] = usage
     return status, body

@@ -492,7 +492,7 @@ class UpstreamClient:
             try:
                 return stream(resp.content)
             except UpstreamError as exc:
-                if billed or getattr(exc, "generation_id", None):
+                if billed or exc.generation_id:
                     if exc.kind == "bad_response":  # cut short or unreadable: billed, cost unknown
                         tally.unpriced += 1
                 if not exc.retryable:

@@ -213,9 +213,9 @@ class Agent(Server):
         except NemoGymError as exc:
             # What the rollout had cost plus what the failed call reported (a judge's tokens
             # when /verify failed, a model call's attempts), each counted once.
-            add_usage(rollout.usage, getattr(exc, "usage", None))
+            add_usage(rollout.usage, exc.usage)
             if rollout.usage:
-                exc.usage = rollout.usage  # type: ignore[attr-defined]
+                exc.usage = rollout.usage
             raise
         return answer.data
 

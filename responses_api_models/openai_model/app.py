@@ -243,7 +243,7 @@ class OpenAIModel(ModelServer):
             response = await self._responses(body, tally, model)
         except UpstreamError as exc:
             self._report(exc)
-            exc.usage = _failed_usage(tally, names)  # type: ignore[attr-defined]
+            exc.usage = _failed_usage(tally, names)
             raise
         response["usage"] = _with_tally(response.get("usage"), tally, names)
         return response
@@ -256,7 +256,7 @@ class OpenAIModel(ModelServer):
             answer = await self._chat_completions(body, tally, model)
         except UpstreamError as exc:
             self._report(exc)
-            exc.usage = _failed_usage(tally, names)  # type: ignore[attr-defined]
+            exc.usage = _failed_usage(tally, names)
             raise
         answer["usage"] = _with_tally(answer.get("usage"), tally, names)
         return answer
