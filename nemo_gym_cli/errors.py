@@ -19,7 +19,8 @@ On the wire every error is one envelope, the OpenAI/OpenRouter shape::
                "source": "upstream"},   # only when the model provider is the cause
      "usage": {...}}                     # only when the failed work already cost tokens
 
-``type`` is a short machine-readable tag, ``code`` the HTTP status, ``retryable`` whether
+``type`` is a short machine-readable tag (every error's ``kind``: one name in Python, OpenAI's
+on the wire), ``code`` the HTTP status, ``retryable`` whether
 trying the same request again may help, ``source: "upstream"`` that the model provider
 failed (it travels along, so a collector can tell a provider outage from a broken server).
 ``envelope(exc)`` builds it from any exception; ``ServerError.from_answer`` reads it back.
@@ -47,7 +48,7 @@ __all__ = [
 #: clear, and server-side failures.
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
-_TYPE_BY_STATUS = {
+_KIND_BY_STATUS = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
@@ -100,7 +101,7 @@ class HTTPError(NemoGymError):
         status: int,
         message: str,
         *,
-        type: str | None = None,
+        kind: str | None = None,
         retryable: bool | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
@@ -108,7 +109,8 @@ class HTTPError(NemoGymError):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.type = type or _TYPE_BY_STATUS.get(status) or ("bad_request" if status < 500 else "internal_error")
+        #: a short machine-readable tag: the envelope's ``type``
+        self.kind = kind or _KIND_BY_STATUS.get(status) or ("bad_request" if status < 500 else "internal_error")
         self.retryable = status in RETRYABLE_STATUS if retryable is None else retryable
         #: headers to send with the answer (e.g. Retry-After)
         self.headers = headers or {}
@@ -125,13 +127,13 @@ class ToolError(HTTPError):
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(422, message, type="tool_error", retryable=False)
+        super().__init__(422, message, kind="tool_error", retryable=False)
 
 
 class ServerError(NemoGymError):
     """One of our servers is unreachable or answered with an error.
 
-    ``status`` is None when no HTTP answer came (connection refused, timeout). ``type`` and
+    ``status`` is None when no HTTP answer came (connection refused, timeout). ``kind`` and
     ``retryable`` come from the answer's envelope when it had one; ``usage`` is what the
     failed work had already cost (tokens, ``cost`` in USD), when the server said.
     """
@@ -142,7 +144,7 @@ class ServerError(NemoGymError):
         *,
         url: str = "",
         status: int | None = None,
-        type: str | None = None,
+        kind: str | None = None,
         retryable: bool | None = None,
         usage: dict[str, Any] | None = None,
         detail: str | None = None,
@@ -155,7 +157,8 @@ class ServerError(NemoGymError):
         self.source = source
         self.url = url
         self.status = status
-        self.type = type or ("connection" if status is None else _TYPE_BY_STATUS.get(status, "server_error"))
+        #: a short machine-readable tag (the envelope's ``type``)
+        self.kind = kind or ("connection" if status is None else _KIND_BY_STATUS.get(status, "server_error"))
         self.retryable = (status is None or status in RETRYABLE_STATUS) if retryable is None else retryable
         self.usage = usage
 
@@ -181,7 +184,7 @@ class ServerError(NemoGymError):
             f"{method} {url} answered {status}: {detail[:1000]}",
             url=url,
             status=status,
-            type=kind,
+            kind=kind,
             retryable=retryable,
             usage=usage,
             detail=detail[:1000],
@@ -229,15 +232,15 @@ def envelope(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """``(status, body)`` of the error envelope for ``exc``: the one shape every server
     answers errors with. Exceptions that are not the toolkit's are internal errors (500)."""
     if isinstance(exc, HTTPError):
-        status, kind, retryable = exc.status, exc.type, exc.retryable
+        status, kind, retryable = exc.status, exc.kind, exc.retryable
     elif isinstance(exc, UpstreamError):
         status, kind, retryable = exc.http_status, exc.kind, exc.retryable
     elif isinstance(exc, ServerError):
-        # A server we depend on failed: a gateway error, keeping its type and verdict.
-        status = 504 if exc.type == "timeout" else 502
+        # A server we depend on failed: a gateway error, keeping its kind and verdict.
+        status = 504 if exc.kind == "timeout" else 502
         if exc.status is not None and 400 <= exc.status < 500 and not exc.retryable:
             status = exc.status
-        kind, retryable = exc.type, exc.retryable
+        kind, retryable = exc.kind, exc.retryable
     elif isinstance(exc, InputError):
         status, kind, retryable = 400, "bad_request", False
     elif isinstance(exc, ConfigError):

@@ -99,7 +99,7 @@ class Rollout:
                 f"POST {self.model_url} answered something that is not a Responses object "
                 f"(keys {sorted(response)[:8] if isinstance(response, dict) else type(response).__name__})",
                 url=self.model_url,
-                type="bad_response",
+                kind="bad_response",
             )
         self.model_calls += 1
         add_usage(self.usage, response.get("usage"))
@@ -253,7 +253,7 @@ class Agent(Server):
                 f"the row offers tools {missing} that resources server {self.config.resources_server.name!r} does "
                 f"not serve (it serves: {sorted(n for n in served if n) or 'none'}); fix the row's tools, or leave "
                 "them out to use the server's",
-                type="unknown_tools",
+                kind="unknown_tools",
                 retryable=False,
             )
         return params

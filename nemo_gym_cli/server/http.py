@@ -245,7 +245,7 @@ class Router:
             # The server is shutting down and gave up waiting for this request: answer that
             # (the caller may retry elsewhere) instead of a traceback of the cancellation.
             with contextlib.suppress(Exception):
-                error = HTTPError(503, f"{self.server.describe()} is shutting down", type="unavailable")
+                error = HTTPError(503, f"{self.server.describe()} is shutting down", kind="unavailable")
                 status, body = envelope(error)
                 await _send_json(send, status, dumps(body), [])
             return

@@ -50,7 +50,7 @@ def judge_usage(usage: Any) -> dict[str, Any]:
 def judge_error(message: str, *, retryable: bool, usage: dict[str, Any]) -> HTTPError:
     """The rollout's failure when judging failed; ``usage`` is what the judge had cost."""
     # The envelope carries the usage to the collector.
-    return HTTPError(502, message, type="judge_error", retryable=retryable, usage=usage or None)
+    return HTTPError(502, message, kind="judge_error", retryable=retryable, usage=usage or None)
 
 
 def reply_text(completion: Any) -> str | None:

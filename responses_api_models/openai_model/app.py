@@ -209,7 +209,7 @@ class OpenAIModel(ModelServer):
                     f"model {name!r} is not allowed by {self.spec.where}: it serves {allowed} (openai_model and "
                     f"allowed_models); add {name!r} to {self.spec.where}.allowed_models (ng_collect_rollouts "
                     "+models=[...] does when it starts the servers), or leave 'model' out of the request",
-                    type="model_not_allowed",
+                    kind="model_not_allowed",
                     retryable=False,
                 )
         return asked if asked and asked != config.openai_model else None

@@ -142,7 +142,7 @@ class ProviderEmulator(ModelServer):
         if error_type is not None:
             meta["error_type"] = error_type
         return HTTPError(
-            status, message, type=error_type, headers=http_headers, extra={"metadata": meta} if meta else None
+            status, message, kind=error_type, headers=http_headers, extra={"metadata": meta} if meta else None
         )
 
     def _key_status(self, request: Request) -> int | None:
