@@ -39,8 +39,8 @@ from typing import Any
 from pydantic import Field
 
 from nemo_gym_cli.errors import HTTPError, NemoGymError, ServerError
-from nemo_gym_cli.providers.conversion import complete_response
-from nemo_gym_cli.providers.usage import add_usage, complete_usage
+from nemo_gym_cli.openai.conversion import complete_response
+from nemo_gym_cli.openai.usage import add_usage, complete_usage
 from nemo_gym_cli.server.base import Server
 from nemo_gym_cli.server.client import Answer, JSONClient, cookie_header, open_json_client
 from nemo_gym_cli.server.config import ServerConfig, ServerRef

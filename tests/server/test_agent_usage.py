@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from nemo_gym_cli.errors import HTTPError
-from nemo_gym_cli.providers.usage import add_usage
+from nemo_gym_cli.openai.usage import add_usage
 from resources_servers.simple_weather.app import SimpleWeather
 from responses_api_agents.simple_agent.app import SimpleAgent
 from support.scripted_model import MESSAGE, ScriptedModel, call

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from nemo_gym_cli.errors import UpstreamError
-from nemo_gym_cli.providers.errors import classify_error
+from nemo_gym_cli.openai.errors import classify_error
 from nemo_gym_cli.wire import dumps, loads
 
 __all__ = [
