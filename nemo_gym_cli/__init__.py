@@ -5,9 +5,12 @@ Kept light on purpose: every server process imports this package, and start-up t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nemo_gym_cli.errors import ConfigError, InputError, NemoGymError, ServerError, UpstreamError
+
+if TYPE_CHECKING:  # resolved lazily at run time (below): the config stack is not light
+    from nemo_gym_cli.config import GlobalConfig, ServerInstance, load_config
 
 __all__ = [
     "ConfigError",

@@ -19,7 +19,8 @@ On the wire every error is one envelope, the OpenAI/OpenRouter shape::
                "source": "upstream"},   # only when the model provider is the cause
      "usage": {...}}                     # only when the failed work already cost tokens
 
-``type`` is a short machine-readable tag, ``code`` the HTTP status, ``retryable`` whether
+``type`` is a short machine-readable tag (every error's ``kind``: one name in Python, OpenAI's
+on the wire), ``code`` the HTTP status, ``retryable`` whether
 trying the same request again may help, ``source: "upstream"`` that the model provider
 failed (it travels along, so a collector can tell a provider outage from a broken server).
 ``envelope(exc)`` builds it from any exception; ``ServerError.from_answer`` reads it back.
@@ -47,7 +48,7 @@ __all__ = [
 #: clear, and server-side failures.
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
-_TYPE_BY_STATUS = {
+_KIND_BY_STATUS = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
@@ -69,6 +70,9 @@ class NemoGymError(Exception):
 
     #: the CLI's exit code for this error
     exit_code = 1
+    #: what the failed work had already cost (tokens, ``cost`` in USD), when known: the
+    #: envelope carries it, so a failure's cost still counts
+    usage: dict[str, Any] | None = None
 
 
 class ConfigError(NemoGymError):
@@ -97,19 +101,22 @@ class HTTPError(NemoGymError):
         status: int,
         message: str,
         *,
-        type: str | None = None,
+        kind: str | None = None,
         retryable: bool | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        usage: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.type = type or _TYPE_BY_STATUS.get(status) or ("bad_request" if status < 500 else "internal_error")
+        #: a short machine-readable tag: the envelope's ``type``
+        self.kind = kind or _KIND_BY_STATUS.get(status) or ("bad_request" if status < 500 else "internal_error")
         self.retryable = status in RETRYABLE_STATUS if retryable is None else retryable
         #: headers to send with the answer (e.g. Retry-After)
         self.headers = headers or {}
         #: more keys of the envelope's error object (e.g. OpenRouter's ``metadata``)
         self.extra = extra or {}
+        self.usage = usage
 
 
 class ToolError(HTTPError):
@@ -120,13 +127,13 @@ class ToolError(HTTPError):
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(422, message, type="tool_error", retryable=False)
+        super().__init__(422, message, kind="tool_error", retryable=False)
 
 
 class ServerError(NemoGymError):
     """One of our servers is unreachable or answered with an error.
 
-    ``status`` is None when no HTTP answer came (connection refused, timeout). ``type`` and
+    ``status`` is None when no HTTP answer came (connection refused, timeout). ``kind`` and
     ``retryable`` come from the answer's envelope when it had one; ``usage`` is what the
     failed work had already cost (tokens, ``cost`` in USD), when the server said.
     """
@@ -137,7 +144,7 @@ class ServerError(NemoGymError):
         *,
         url: str = "",
         status: int | None = None,
-        type: str | None = None,
+        kind: str | None = None,
         retryable: bool | None = None,
         usage: dict[str, Any] | None = None,
         detail: str | None = None,
@@ -150,7 +157,8 @@ class ServerError(NemoGymError):
         self.source = source
         self.url = url
         self.status = status
-        self.type = type or ("connection" if status is None else _TYPE_BY_STATUS.get(status, "server_error"))
+        #: a short machine-readable tag (the envelope's ``type``)
+        self.kind = kind or ("connection" if status is None else _KIND_BY_STATUS.get(status, "server_error"))
         self.retryable = (status is None or status in RETRYABLE_STATUS) if retryable is None else retryable
         self.usage = usage
 
@@ -176,7 +184,7 @@ class ServerError(NemoGymError):
             f"{method} {url} answered {status}: {detail[:1000]}",
             url=url,
             status=status,
-            type=kind,
+            kind=kind,
             retryable=retryable,
             usage=usage,
             detail=detail[:1000],
@@ -191,7 +199,8 @@ class UpstreamError(NemoGymError):
     machine-readable tag (``auth``, ``credits``, ``model_not_found``, ``rate_limit``,
     ``context_length``, ``tools_unsupported``, ``timeout``, ``connection``, ``server``,
     ``bad_request``, ``bad_response``, ``forbidden``, ``bad_base_url``) and ``retryable``
-    whether trying again may help.
+    whether trying again may help. ``generation_id`` is the provider's id for the failed
+    generation, when one was seen (a stream cut short was still billed).
     """
 
     def __init__(
@@ -201,11 +210,13 @@ class UpstreamError(NemoGymError):
         status: int | None = None,
         kind: str = "server",
         retryable: bool = False,
+        generation_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.retryable = retryable
+        self.generation_id = generation_id
 
     @property
     def http_status(self) -> int:
@@ -221,15 +232,15 @@ def envelope(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """``(status, body)`` of the error envelope for ``exc``: the one shape every server
     answers errors with. Exceptions that are not the toolkit's are internal errors (500)."""
     if isinstance(exc, HTTPError):
-        status, kind, retryable = exc.status, exc.type, exc.retryable
+        status, kind, retryable = exc.status, exc.kind, exc.retryable
     elif isinstance(exc, UpstreamError):
         status, kind, retryable = exc.http_status, exc.kind, exc.retryable
     elif isinstance(exc, ServerError):
-        # A server we depend on failed: a gateway error, keeping its type and verdict.
-        status = 504 if exc.type == "timeout" else 502
+        # A server we depend on failed: a gateway error, keeping its kind and verdict.
+        status = 504 if exc.kind == "timeout" else 502
         if exc.status is not None and 400 <= exc.status < 500 and not exc.retryable:
             status = exc.status
-        kind, retryable = exc.type, exc.retryable
+        kind, retryable = exc.kind, exc.retryable
     elif isinstance(exc, InputError):
         status, kind, retryable = 400, "bad_request", False
     elif isinstance(exc, ConfigError):
@@ -240,11 +251,11 @@ def envelope(exc: BaseException) -> tuple[int, dict[str, Any]]:
     error: dict[str, Any] = {"message": message, "type": kind, "code": status, "retryable": retryable}
     if isinstance(exc, HTTPError) and exc.extra:
         error.update({k: v for k, v in exc.extra.items() if k not in error})
-    source = "upstream" if isinstance(exc, UpstreamError) else getattr(exc, "source", None)
+    source = "upstream" if isinstance(exc, UpstreamError) else exc.source if isinstance(exc, ServerError) else None
     if source:
         error["source"] = source
     body: dict[str, Any] = {"error": error}
-    usage = getattr(exc, "usage", None)
+    usage = exc.usage if isinstance(exc, NemoGymError) else None
     if isinstance(usage, dict) and usage:
         body["usage"] = usage
     return status, body

@@ -28,7 +28,7 @@ from nemo_gym_cli.collect.options import CollectOptions
 from nemo_gym_cli.commands.options import ALL_OPTIONS, COLLECT_OPTIONS
 from nemo_gym_cli.config import load_config, parse_overrides
 from nemo_gym_cli.errors import ConfigError, InputError, NemoGymError, UpstreamError
-from nemo_gym_cli.providers import conversion
+from nemo_gym_cli.openai import conversion
 from nemo_gym_cli.server import asgi
 from nemo_gym_cli.server.agent import _params
 from resources_servers.calculator.app import Calculator

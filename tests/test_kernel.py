@@ -331,7 +331,7 @@ def test_an_environment_in_a_users_folder_offloads_its_own_functions(tmp_path) -
         async def lambda_call() -> None:
             with pytest.raises(HTTPError) as caught:
                 await server.verify_lambda()
-            assert caught.value.type == "offload_error" and "module-level function" in str(caught.value)
+            assert caught.value.kind == "offload_error" and "module-level function" in str(caught.value)
 
         c.portal.call(lambda_call)
 

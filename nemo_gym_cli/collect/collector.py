@@ -338,11 +338,11 @@ class Collector:
                 )
             if not error.retryable or attempt == self.opts.max_attempts:
                 break
-            lane.metrics.add_retry(error.type)
+            lane.metrics.add_retry(error.kind)
             if await self._backoff(attempt, url, error):
                 return  # stopping: not a failure, a resume retries it
         assert error is not None
-        self._fail(lane, job, error.type, str(error), attempts=attempt, upstream=error.source == "upstream")
+        self._fail(lane, job, error.kind, str(error), attempts=attempt, upstream=error.source == "upstream")
 
     async def _attempt(self, url: str, row: dict[str, Any]) -> dict[str, Any]:
         """One ``POST /run``; every failure as a ``ServerError`` (``status`` None: no answer)."""
@@ -352,11 +352,11 @@ class Collector:
                 result = await self.client.post(url, row)
         except TimeoutError:
             raise ServerError(
-                f"POST {url}: no answer in {timeout:g} s (+rollout_timeout_s)", url=url, type="timeout"
+                f"POST {url}: no answer in {timeout:g} s (+rollout_timeout_s)", url=url, kind="timeout"
             ) from None
         if not isinstance(result, dict):
             kind = type(result).__name__
-            raise ServerError(f"POST {url} answered a JSON {kind}, not a row (object)", url=url, type="bad_response")
+            raise ServerError(f"POST {url} answered a JSON {kind}, not a row (object)", url=url, kind="bad_response")
         return result
 
     async def _backoff(self, attempt: int, url: str, error: Exception) -> bool:

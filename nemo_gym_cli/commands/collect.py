@@ -42,11 +42,11 @@ from nemo_gym_cli.config import GlobalConfig, load_config, substitute_urls
 from nemo_gym_cli.errors import ConfigError, NemoGymError, ServerError
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
 from nemo_gym_cli.process.limits import fd_budget, open_file_limit, raise_open_file_limit
+from nemo_gym_cli.process.runtime import run_async, tune_gc
 from nemo_gym_cli.process.supervisor import Supervisor, connect_cluster, running_servers, stop_on_signals
 from nemo_gym_cli.providers.catalogue import ModelInfo, fetch_models
 from nemo_gym_cli.providers.upstream import AiohttpWire, Upstream
 from nemo_gym_cli.server.client import open_json_client
-from nemo_gym_cli.server.serve import run_async, tune_gc
 from nemo_gym_cli.wire import dumps, dumps_line, loads
 
 __all__ = ["collect"]

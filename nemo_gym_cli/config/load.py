@@ -182,9 +182,6 @@ class GlobalConfig:
         """The options with instance URLs filled in."""
         return substitute_urls(self.options, urls)
 
-    def source_of(self, key: str) -> str:
-        return self.sources.of(key) if self.sources is not None else ""
-
 
 # --------------------------------------------------------------------------- instances
 

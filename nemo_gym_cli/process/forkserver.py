@@ -44,7 +44,7 @@ PRELOAD = (
     "nemo_gym_cli.server.agent",
     "nemo_gym_cli.server.model",
     "nemo_gym_cli.providers.upstream",
-    "nemo_gym_cli.providers.conversion",
+    "nemo_gym_cli.openai.conversion",
     "uvicorn.protocols.http.httptools_impl",
     "uvicorn.lifespan.on",
     "uvloop",

@@ -9,7 +9,7 @@ Routes, in the kernel's one envelope:
   instance rows; the config as YAML inside a JSON string). The config goes out with every
   secret redacted (values under names that say key, token, secret or password, credentials
   and secret query parameters in URLs, and each such value wherever else it was copied):
-  no HTTP response of ours carries a key (``providers/redaction.py``).
+  no HTTP response of ours carries a key (``nemo_gym_cli/redaction.py``).
 
 It runs inside ``ng_run``'s process, in a thread of its own under uvicorn (which leaves
 signal handling to the main thread there): the supervisor's loop stays ours.
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nemo_gym_cli.providers.redaction import REDACTED, Scrubber, redact, redact_url, secret_values
+from nemo_gym_cli.redaction import REDACTED, Scrubber, redact, redact_url, secret_values
 from nemo_gym_cli.server.base import Server, asgi
 from nemo_gym_cli.server.http import Request, route
 from nemo_gym_cli.server.spec import ServerSpec

@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ray
 from ray.exceptions import RayActorError
@@ -201,7 +201,9 @@ class RayCluster:
         for i in range(inst.num_replicas):
             label = inst.name if inst.num_replicas == 1 else f"{inst.name}#{i}"
             strategy = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)
-            actor = Replica.options(num_cpus=inst.num_cpus, scheduling_strategy=strategy).remote(label)  # type: ignore[attr-defined]
+            # @ray.remote made Replica an actor class; mypy still sees the plain class.
+            remote = cast(Any, Replica)
+            actor = remote.options(num_cpus=inst.num_cpus, scheduling_strategy=strategy).remote(label)
             replicas.append(RayReplica(actor, label))
         return replicas
 

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemo_gym_cli.errors import UpstreamError
-from nemo_gym_cli.providers.errors import classify_error, model_unavailable
+from nemo_gym_cli.openai.errors import classify_error, model_unavailable
 from nemo_gym_cli.providers.model_ids import bare, gateway_prefix
-from nemo_gym_cli.providers.redaction import redact_url
 from nemo_gym_cli.providers.upstream import (
     Reply,
     Upstream,
@@ -28,6 +27,7 @@ from nemo_gym_cli.providers.upstream import (
     WireUnreachable,
     auth_headers,
 )
+from nemo_gym_cli.redaction import redact_url
 
 __all__ = ["ModelInfo", "fetch_models", "model_listed", "preflight", "select"]
 

@@ -18,7 +18,7 @@ with a message the user can act on. On the way it:
 - is the ONE layer that retries a provider: when ``max_attempts`` run out the error says
   "gave up after N attempts" and is not retryable, so no caller multiplies the attempts;
 - streams the answer when asked (``stream=``): the request goes with ``stream: true`` and
-  the events are assembled into one answer (``providers/streams.py``); a mid-stream error
+  the events are assembled into one answer (``openai/streams.py``); a mid-stream error
   or a stream cut short is retried like any failure;
 - keeps a ``Tally`` of what each request cost beyond its answer: retries by kind, answers
   billed whose cost could not be read (``unpriced``: a broken 200 body with a generation
@@ -29,7 +29,7 @@ with a message the user can act on. On the way it:
   are scrubbed of both). Nothing is logged on the success path.
 
 The provider's catalogue (``GET /models``, ``GET /key``) and the start-up check built on it
-are in ``catalogue``; errors are classified in ``providers.errors``.
+are in ``catalogue``; errors are classified in ``nemo_gym_cli.openai.errors``.
 
 The bytes travel over a ``Wire``: ``AiohttpWire`` in the server (an aiohttp session's pool
 stays cheap with many requests in flight: measured 0.24 ms of client CPU per upstream call
@@ -57,10 +57,10 @@ from typing import Any, Protocol
 import aiohttp
 
 from nemo_gym_cli.errors import UpstreamError
-from nemo_gym_cli.providers.errors import classify_error
-from nemo_gym_cli.providers.redaction import redact_url
-from nemo_gym_cli.providers.streams import Assembled, is_sse
-from nemo_gym_cli.providers.usage import add_usage
+from nemo_gym_cli.openai.errors import classify_error
+from nemo_gym_cli.openai.streams import Assembled, is_sse
+from nemo_gym_cli.openai.usage import add_usage
+from nemo_gym_cli.redaction import redact_url
 from nemo_gym_cli.wire import dumps, loads
 
 __all__ = [
@@ -492,7 +492,7 @@ class UpstreamClient:
             try:
                 return stream(resp.content)
             except UpstreamError as exc:
-                if billed or getattr(exc, "generation_id", None):
+                if billed or exc.generation_id:
                     if exc.kind == "bad_response":  # cut short or unreadable: billed, cost unknown
                         tally.unpriced += 1
                 if not exc.retryable:

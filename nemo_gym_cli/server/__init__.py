@@ -8,13 +8,25 @@ Modules: ``base`` (``Server``, ``asgi``), ``http`` (``route``, ``Request``, the 
 ``config`` (``ServerConfig``, ``ServerRef``), ``resources``, ``agent``, ``model`` (the
 three kinds), ``client`` (JSON between servers), ``offload`` (CPU work off the loop),
 ``spec`` (what a server process starts from), ``serve`` (loading and serving one).
-Names resolve lazily: the supervisor imports ``spec`` without paying for the rest.
+Names resolve lazily at run time: the supervisor imports ``spec`` without paying for the
+rest (the ASGI stack, pydantic). Type checkers read the same names from the imports under
+``TYPE_CHECKING``, so an environment's ``ResourcesServer`` is the class, not ``Any``.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nemo_gym_cli.errors import HTTPError, ToolError
+    from nemo_gym_cli.server.agent import Agent, Rollout
+    from nemo_gym_cli.server.base import Server, asgi
+    from nemo_gym_cli.server.config import ServerConfig, ServerRef
+    from nemo_gym_cli.server.http import Request, route
+    from nemo_gym_cli.server.model import ModelServer
+    from nemo_gym_cli.server.resources import ResourcesServer, final_text, function_calls, tool
+    from nemo_gym_cli.server.spec import ServerSpec
 
 __all__ = [
     "Agent",

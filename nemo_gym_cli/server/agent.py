@@ -39,8 +39,8 @@ from typing import Any
 from pydantic import Field
 
 from nemo_gym_cli.errors import HTTPError, NemoGymError, ServerError
-from nemo_gym_cli.providers.conversion import complete_response
-from nemo_gym_cli.providers.usage import add_usage, complete_usage
+from nemo_gym_cli.openai.conversion import complete_response
+from nemo_gym_cli.openai.usage import add_usage, complete_usage
 from nemo_gym_cli.server.base import Server
 from nemo_gym_cli.server.client import Answer, JSONClient, cookie_header, open_json_client
 from nemo_gym_cli.server.config import ServerConfig, ServerRef
@@ -99,7 +99,7 @@ class Rollout:
                 f"POST {self.model_url} answered something that is not a Responses object "
                 f"(keys {sorted(response)[:8] if isinstance(response, dict) else type(response).__name__})",
                 url=self.model_url,
-                type="bad_response",
+                kind="bad_response",
             )
         self.model_calls += 1
         add_usage(self.usage, response.get("usage"))
@@ -213,9 +213,9 @@ class Agent(Server):
         except NemoGymError as exc:
             # What the rollout had cost plus what the failed call reported (a judge's tokens
             # when /verify failed, a model call's attempts), each counted once.
-            add_usage(rollout.usage, getattr(exc, "usage", None))
+            add_usage(rollout.usage, exc.usage)
             if rollout.usage:
-                exc.usage = rollout.usage  # type: ignore[attr-defined]
+                exc.usage = rollout.usage
             raise
         return answer.data
 
@@ -253,7 +253,7 @@ class Agent(Server):
                 f"the row offers tools {missing} that resources server {self.config.resources_server.name!r} does "
                 f"not serve (it serves: {sorted(n for n in served if n) or 'none'}); fix the row's tools, or leave "
                 "them out to use the server's",
-                type="unknown_tools",
+                kind="unknown_tools",
                 retryable=False,
             )
         return params

@@ -39,7 +39,7 @@ class Answer:
 
 class JSONClient:
     """POST/GET JSON over one aiohttp session; every failure becomes ``ServerError``
-    (``status`` None when no HTTP answer came; ``type``/``retryable`` from the envelope)."""
+    (``status`` None when no HTTP answer came; ``kind``/``retryable`` from the envelope)."""
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
@@ -68,7 +68,7 @@ class JSONClient:
                 status = resp.status
                 jar = {k: m.value for k, m in resp.cookies.items()} if cookies else {}
         except TimeoutError:
-            raise ServerError(f"{method} {url} timed out", url=url, type="timeout") from None
+            raise ServerError(f"{method} {url} timed out", url=url, kind="timeout") from None
         except aiohttp.ClientError as exc:
             raise ServerError(f"cannot reach {url}: {exc}; is the server running (ng_run)?", url=url) from None
         if status >= 400:
@@ -81,7 +81,7 @@ class JSONClient:
             return Answer(loads(body), jar)
         except ValueError:
             raise ServerError(
-                f"{method} {url} answered with a body that is not JSON: {body[:200]!r}", url=url, type="bad_response"
+                f"{method} {url} answered with a body that is not JSON: {body[:200]!r}", url=url, kind="bad_response"
             ) from None
 
 

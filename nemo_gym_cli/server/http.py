@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,7 @@ from nemo_gym_cli.wire import dumps, loads
 if TYPE_CHECKING:
     from nemo_gym_cli.server.base import Server
 
-__all__ = ["ClientGone", "Handler", "Request", "RouteSpec", "Router", "route"]
+__all__ = ["ClientGone", "Handler", "Request", "RouteSpec", "Router", "cookie_pairs", "route", "set_cookie_header"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,19 @@ def route(method: str, path: str, *, cancel_on_disconnect: bool = False) -> Call
         return fn
 
     return mark
+
+
+def cookie_pairs(header: bytes) -> Iterator[tuple[str, str]]:
+    """The ``(name, value)`` pairs of one ``Cookie`` header, in order (quotes dropped)."""
+    for part in header.decode("latin-1").split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key:
+            yield key, value.strip().strip('"')
+
+
+def set_cookie_header(name: str, value: str) -> tuple[bytes, bytes]:
+    """A ``Set-Cookie`` header for a session cookie (HttpOnly, path /, no expiry)."""
+    return (b"set-cookie", f"{name}={value}; HttpOnly; Path=/; SameSite=lax".encode())
 
 
 class ClientGone(Exception):
@@ -112,16 +125,13 @@ class Request:
             jar: dict[str, str] = {}
             for name, value in self.scope["headers"]:
                 if name == b"cookie":
-                    for part in value.decode("latin-1").split(";"):
-                        key, sep, val = part.strip().partition("=")
-                        if sep and key:
-                            jar[key] = val.strip().strip('"')
+                    jar.update(cookie_pairs(value))
             self._cookies = jar
         return self._cookies
 
     def set_cookie(self, name: str, value: str) -> None:
         """Send ``Set-Cookie`` with the answer (HttpOnly, path /, session lifetime)."""
-        self.response_headers.append((b"set-cookie", f"{name}={value}; HttpOnly; Path=/; SameSite=lax".encode()))
+        self.response_headers.append(set_cookie_header(name, value))
 
     async def body(self) -> bytes:
         if self._body is None:
@@ -245,7 +255,7 @@ class Router:
             # The server is shutting down and gave up waiting for this request: answer that
             # (the caller may retry elsewhere) instead of a traceback of the cancellation.
             with contextlib.suppress(Exception):
-                error = HTTPError(503, f"{self.server.describe()} is shutting down", type="unavailable")
+                error = HTTPError(503, f"{self.server.describe()} is shutting down", kind="unavailable")
                 status, body = envelope(error)
                 await _send_json(send, status, dumps(body), [])
             return

@@ -15,7 +15,7 @@ not implement answers 404 in the envelope.
 
 Streaming is the base's, once for every model server: with ``stream: true`` the subclass
 answers as usual (``stream`` and ``stream_options`` taken out of the body) and the base
-renders the complete answer as the stream OpenAI documents (``providers/streams.py``):
+renders the complete answer as the stream OpenAI documents (``openai/streams.py``):
 Responses events from ``response.created`` to ``response.completed``, or chat chunks with
 the usage (``stream_options.include_usage``) and ``[DONE]``. An error before the answer is
 the usual JSON envelope, as OpenAI answers one. A subclass that returns an ASGI response
@@ -29,7 +29,7 @@ from typing import Any
 from starlette.responses import Response
 
 from nemo_gym_cli.errors import HTTPError
-from nemo_gym_cli.providers.streams import SSE_MEDIA_TYPE, chat_sse, response_sse
+from nemo_gym_cli.openai.streams import SSE_MEDIA_TYPE, chat_sse, response_sse
 from nemo_gym_cli.server.base import Server
 from nemo_gym_cli.server.http import Request, route
 

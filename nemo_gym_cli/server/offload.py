@@ -103,7 +103,7 @@ class WorkerPool:
                 500,
                 f"{getattr(fn, '__qualname__', fn)} cannot be sent to a worker process ({exc}): offload a "
                 "module-level function with picklable arguments",
-                type="offload_error",
+                kind="offload_error",
                 retryable=False,
             ) from None
         worker = await self._idle.get()
@@ -143,7 +143,7 @@ class WorkerPool:
             raise HTTPError(
                 500,
                 f"the worker running {fn.__qualname__} died (killed, out of memory, or a crash in native code)",
-                type="offload_error",
+                kind="offload_error",
                 retryable=False,
             ) from None
 
@@ -154,14 +154,14 @@ def timed_out(fn: Callable[..., Any], timeout: float) -> HTTPError:
         500,
         f"{fn.__qualname__} ran longer than {timeout:g} s and was stopped "
         "(raise offload_timeout_s if that is expected)",
-        type="offload_timeout",
+        kind="offload_timeout",
         retryable=False,
     )
 
 
 def failed(fn: Callable[..., Any], detail: str) -> HTTPError:
     """The error of a call whose function raised ``detail`` (one line: type and message)."""
-    return HTTPError(500, f"{fn.__qualname__} failed: {detail}", type="offload_error", retryable=False)
+    return HTTPError(500, f"{fn.__qualname__} failed: {detail}", kind="offload_error", retryable=False)
 
 
 def _set(future: asyncio.Future[None]) -> None:

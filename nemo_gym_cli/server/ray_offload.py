@@ -83,7 +83,7 @@ class RayOffload:
                 500,
                 f"the Ray worker running {fn.__qualname__} died ({type(exc).__name__}: out of memory, or its node "
                 "went away?)",
-                type="offload_error",
+                kind="offload_error",
                 retryable=False,
             ) from None
         except asyncio.CancelledError:

@@ -80,4 +80,4 @@ class Replicas:
 
 def is_unreachable(error: ServerError) -> bool:
     """Did the call get no answer because nothing listens there any more (refused, reset)?"""
-    return error.status is None and error.type == "connection"
+    return error.status is None and error.kind == "connection"

@@ -46,8 +46,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from nemo_gym_cli.errors import ConfigError, HTTPError, NemoGymError, ToolError
 from nemo_gym_cli.server.base import Server
 from nemo_gym_cli.server.config import ServerConfig
-from nemo_gym_cli.server.http import Request, RouteSpec, route
+from nemo_gym_cli.server.http import Request, RouteSpec, cookie_pairs, route, set_cookie_header
 from nemo_gym_cli.server.spec import SESSION_COOKIE, SESSION_HEADER, new_session_id
+from nemo_gym_cli.wire import is_number
 
 __all__ = ["ResourcesServer", "Tool", "ToolError", "final_text", "function_calls", "tool"]
 
@@ -271,7 +272,7 @@ class ResourcesServer(Server):
         session_id = self.session_id(request)
         session = (self.sessions.pop(session_id, None) if session_id else None) or {}
         metrics = await self.verify(session, body)
-        if not isinstance(metrics, dict) or not _is_number(metrics.get("reward")):
+        if not isinstance(metrics, dict) or not is_number(metrics.get("reward")):
             raise NemoGymError(
                 f"{type(self).__name__}.verify returned {type(metrics).__name__} without a numeric 'reward'"
             )
@@ -307,13 +308,13 @@ class SessionCookies:
                 await self.app(scope, receive, send)
                 return
             if name == b"cookie" and _COOKIE_PREFIX in value:
-                cookie = _cookie_value(value.decode("latin-1"))
+                cookie = next((v for k, v in cookie_pairs(value) if k == SESSION_COOKIE), None) or None
         session_id = new_session_id() if scope["path"] == "/seed_session" else cookie
         if session_id is None:
             await self.app(scope, receive, send)
             return
         scope[_SCOPE_KEY] = session_id
-        header = (b"set-cookie", f"{SESSION_COOKIE}={session_id}; HttpOnly; Path=/; SameSite=lax".encode())
+        header = set_cookie_header(SESSION_COOKIE, session_id)
 
         async def send_with_cookie(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -321,14 +322,6 @@ class SessionCookies:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
-
-
-def _cookie_value(header: str) -> str | None:
-    for part in header.split(";"):
-        key, sep, value = part.strip().partition("=")
-        if sep and key == SESSION_COOKIE:
-            return value.strip().strip('"') or None
-    return None
 
 
 # --- reading a trajectory -------------------------------------------------------------------
@@ -367,10 +360,6 @@ def _has_field_info(annotation: Any) -> bool:
     from pydantic.fields import FieldInfo
 
     return any(isinstance(m, FieldInfo) for m in getattr(annotation, "__metadata__", ()))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _summary(doc: str) -> str:

@@ -33,7 +33,7 @@ from nemo_gym_cli.errors import ConfigError, NemoGymError
 from nemo_gym_cli.server.spec import ServerSpec
 from nemo_gym_cli.wire import loads
 
-__all__ = ["load_server", "run_async", "serve", "serve_server", "tune_gc"]
+__all__ = ["load_server", "serve", "serve_server"]
 
 #: Exit code of a server that could not start because of its config (the supervisor turns
 #: it into ng_run's exit code 2).
@@ -123,31 +123,6 @@ def load_server(entrypoint: str, spec: ServerSpec) -> Any:
     return cls.from_spec(spec)
 
 
-def run_async(coro: Any) -> Any:
-    """``asyncio.run`` on uvloop where it is installed (less CPU per I/O event)."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-def tune_gc() -> None:
-    """Make the cyclic garbage collector cheap for a long-running, allocation-heavy process.
-
-    Everything imported so far is frozen out of collection, and the youngest generation is
-    collected every 50,000 allocations instead of 700: with thousands of requests in flight
-    the default collects so often that its scans of the live heap grow with concurrency.
-    Reference counting still frees almost everything at once; only cycles wait longer.
-    Call it only at a process's entry point.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
 async def _serve(server: Any, fd: int | None, lifeline: int | None) -> int:
     import socket
 
@@ -210,6 +185,7 @@ def serve_server(server: Any, fd: int | None = None, lifeline: int | None = None
     """Serve a built server on the listening socket ``fd`` (else its spec's host and port)
     until SIGINT/SIGTERM or its lifeline closes; returns the exit code."""
     from nemo_gym_cli.process.limits import raise_open_file_limit
+    from nemo_gym_cli.process.runtime import run_async, tune_gc
 
     raise_open_file_limit()
     tune_gc()

@@ -49,10 +49,8 @@ def judge_usage(usage: Any) -> dict[str, Any]:
 
 def judge_error(message: str, *, retryable: bool, usage: dict[str, Any]) -> HTTPError:
     """The rollout's failure when judging failed; ``usage`` is what the judge had cost."""
-    error = HTTPError(502, message, type="judge_error", retryable=retryable)
-    if usage:
-        error.usage = usage  # type: ignore[attr-defined]  # the envelope carries it to the collector
-    return error
+    # The envelope carries the usage to the collector.
+    return HTTPError(502, message, kind="judge_error", retryable=retryable, usage=usage or None)
 
 
 def reply_text(completion: Any) -> str | None:

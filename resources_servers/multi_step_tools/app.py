@@ -37,7 +37,7 @@ def world_of(session: dict[str, Any]) -> World:
             400,
             "this rollout has no world: call /seed_session with the row first, then the tools and /verify "
             "with the same x-ng-session-id header (or ng_session cookie)",
-            type="no_session",
+            kind="no_session",
             retryable=False,
         )
     return world

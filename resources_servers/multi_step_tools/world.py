@@ -32,6 +32,9 @@ class ToolCallError(ValueError):
     """A tool call the world refuses; the message is shown to the model."""
 
 
+_TOOLS: set[str] = set()  # the names of World's methods that are tools (``_tool`` adds them)
+
+
 def _tool(method: Callable[..., Any]) -> Callable[..., Any]:
     """Record every call (and whether it failed) in ``world.calls``."""
 
@@ -48,7 +51,7 @@ def _tool(method: Callable[..., Any]) -> Callable[..., Any]:
             record["error"] = str(e)
             raise
 
-    wrapper.__ng_tool__ = True  # type: ignore[attr-defined]
+    _TOOLS.add(method.__name__)
     return wrapper
 
 
@@ -243,7 +246,7 @@ class World:
         return method(**arguments)
 
 
-TOOL_NAMES: tuple[str, ...] = tuple(name for name, f in vars(World).items() if getattr(f, "__ng_tool__", False))
+TOOL_NAMES: tuple[str, ...] = tuple(name for name in vars(World) if name in _TOOLS)
 
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}
 

@@ -3,11 +3,11 @@
 ``POST /v1/responses`` and ``POST /v1/chat/completions`` (the ``ModelServer`` base's routes).
 The upstream speaks Chat Completions (``upstream_api: chat_completions``, the default: every
 OpenAI-compatible provider does) or the Responses API (``upstream_api: responses``);
-requests and answers are converted as needed (``nemo_gym_cli.providers.conversion``).
+requests and answers are converted as needed (``nemo_gym_cli.openai.conversion``).
 Retries, failover and the concurrency cap live in ``nemo_gym_cli.providers.upstream``, the
 start-up check in ``nemo_gym_cli.providers.catalogue``. One aiohttp session per server
 carries every upstream request. ``upstream_stream: true`` asks the provider for a stream
-and assembles it (long generations through proxies; ``providers/streams.py``); streaming to
+and assembles it (long generations through proxies; ``openai/streams.py``); streaming to
 this server's own callers (``stream: true``) is the ``ModelServer`` base's, whatever the
 upstream does. ``GET /v1/models`` lists the configured model, its fallbacks and the allowed
 models.
@@ -46,11 +46,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nemo_gym_cli.errors import ConfigError, HTTPError, UpstreamError
-from nemo_gym_cli.providers import conversion, streams
+from nemo_gym_cli.openai import conversion, streams
+from nemo_gym_cli.openai.usage import add_usage, usage_as_chat, usage_as_responses
 from nemo_gym_cli.providers.catalogue import preflight
 from nemo_gym_cli.providers.model_ids import split
 from nemo_gym_cli.providers.upstream import AiohttpWire, Tally, Upstream, UpstreamClient
-from nemo_gym_cli.providers.usage import add_usage, usage_as_chat, usage_as_responses
 from nemo_gym_cli.server import ModelServer, ServerConfig
 
 log = logging.getLogger("openai_model")
@@ -209,7 +209,7 @@ class OpenAIModel(ModelServer):
                     f"model {name!r} is not allowed by {self.spec.where}: it serves {allowed} (openai_model and "
                     f"allowed_models); add {name!r} to {self.spec.where}.allowed_models (ng_collect_rollouts "
                     "+models=[...] does when it starts the servers), or leave 'model' out of the request",
-                    type="model_not_allowed",
+                    kind="model_not_allowed",
                     retryable=False,
                 )
         return asked if asked and asked != config.openai_model else None
@@ -243,7 +243,7 @@ class OpenAIModel(ModelServer):
             response = await self._responses(body, tally, model)
         except UpstreamError as exc:
             self._report(exc)
-            exc.usage = _failed_usage(tally, names)  # type: ignore[attr-defined]
+            exc.usage = _failed_usage(tally, names)
             raise
         response["usage"] = _with_tally(response.get("usage"), tally, names)
         return response
@@ -256,7 +256,7 @@ class OpenAIModel(ModelServer):
             answer = await self._chat_completions(body, tally, model)
         except UpstreamError as exc:
             self._report(exc)
-            exc.usage = _failed_usage(tally, names)  # type: ignore[attr-defined]
+            exc.usage = _failed_usage(tally, names)
             raise
         answer["usage"] = _with_tally(answer.get("usage"), tally, names)
         return answer

@@ -111,7 +111,7 @@ class ProviderEmulator(ModelServer):
     def __init__(self, config: Any = None, spec: Any = None) -> None:
         super().__init__(config, spec)
         config = self.config
-        self.models = {m.id: m for m in config.models}
+        self.by_id = {m.id: m for m in config.models}  # not "models": the base's method
         self.default_model = config.models[0]
         self.entries = {m.id: _model_entry(m) for m in config.models}
         self.models_body = dumps({"object": "list", "data": list(self.entries.values())})
@@ -142,7 +142,7 @@ class ProviderEmulator(ModelServer):
         if error_type is not None:
             meta["error_type"] = error_type
         return HTTPError(
-            status, message, type=error_type, headers=http_headers, extra={"metadata": meta} if meta else None
+            status, message, kind=error_type, headers=http_headers, extra={"metadata": meta} if meta else None
         )
 
     def _key_status(self, request: Request) -> int | None:
@@ -258,12 +258,12 @@ class ProviderEmulator(ModelServer):
     def _lookup(self, requested: str) -> EmulatorModel | None:
         """The served model a requested id names: exactly, or without a gateway prefix and
         an OpenRouter routing variant."""
-        model = self.models.get(requested)
+        model = self.by_id.get(requested)
         if model is None:
             _, stem, variant = split(requested)
-            model = self.models.get(f"{stem}:{variant}" if variant else stem)
+            model = self.by_id.get(f"{stem}:{variant}" if variant else stem)
             if model is None and variant in ROUTING_VARIANTS:
-                model = self.models.get(stem)
+                model = self.by_id.get(stem)
         return model
 
     def _answer(

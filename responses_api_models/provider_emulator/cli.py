@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     port = sock.getsockname()[1]
     print(
         f"ng_emulator: OpenRouter-compatible API at http://{args.host}:{port}/api/v1 "
-        f"(models: {', '.join(server.models)})",
+        f"(models: {', '.join(server.by_id)})",
         file=sys.stderr,
         flush=True,
     )

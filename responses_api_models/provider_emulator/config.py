@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,7 +14,7 @@ __all__ = ["API_PREFIXES", "DEFAULT_MODELS", "FAULT_KINDS", "EmulatorConfig", "E
 FaultKind = Literal[
     "429", "429_bare", "500", "502", "503", "524", "529", "error_200", "stall", "malformed", "drip", "cut"
 ]
-FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 _NO_FAULT = ("", "none", "ok")
 _DEFAULT_FAULTS: tuple[FaultKind, ...] = ("429", "500", "502", "503")
 API_PREFIXES = ("/api/v1", "/v1")

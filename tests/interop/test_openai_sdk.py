@@ -165,8 +165,8 @@ print(json.dumps(errors))
 
 def _rendered_streams() -> dict[str, Any]:
     """Streams of answers with reasoning, logprobs, a refusal, and an incomplete one."""
-    from nemo_gym_cli.providers.conversion import chat_to_responses_response
-    from nemo_gym_cli.providers.streams import chat_chunks, response_events
+    from nemo_gym_cli.openai.conversion import chat_to_responses_response
+    from nemo_gym_cli.openai.streams import chat_chunks, response_events
 
     logprobs = {
         "content": [

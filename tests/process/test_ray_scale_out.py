@@ -97,9 +97,9 @@ def test_ray_offload_keeps_the_worker_pools_timeout_and_error_contract(cluster):
     where, queued, queued_s, slow, slow_s, failed = asyncio.run(main())
     assert where != os.getpid()  # a Ray worker ran it
     assert queued == [None] * 4 and queued_s >= 1.9
-    assert slow.type == "offload_timeout" and not slow.retryable and slow.status == 500
+    assert slow.kind == "offload_timeout" and not slow.retryable and slow.status == 500
     assert str(slow).startswith("sleep ran longer than 0.5 s and was stopped") and slow_s < 10
-    assert failed.type == "offload_error" and not failed.retryable
+    assert failed.kind == "offload_error" and not failed.retryable
     assert str(failed) == "sqrt failed: ValueError: math domain error"
     assert free_cpus(cluster.address) == 2 * NODE_CPUS  # the timed-out task was cancelled
 

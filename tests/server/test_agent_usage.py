@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from nemo_gym_cli.errors import HTTPError
-from nemo_gym_cli.providers.usage import add_usage
+from nemo_gym_cli.openai.usage import add_usage
 from resources_servers.simple_weather.app import SimpleWeather
 from responses_api_agents.simple_agent.app import SimpleAgent
 from support.scripted_model import MESSAGE, ScriptedModel, call
@@ -22,7 +22,7 @@ ROW = {"responses_create_params": {"input": "weather in sf?"}, "expected_city": 
 
 
 def _gave_up() -> HTTPError:
-    error = HTTPError(502, "upstream answered 503 (gave up after 6 attempts)", type="server", retryable=False)
+    error = HTTPError(502, "upstream answered 503 (gave up after 6 attempts)", kind="server", retryable=False)
     error.usage = {"cost": 0.25, "input_tokens": 7, "retries": {"server": 5}, "unpriced_calls": 1}  # type: ignore[attr-defined]
     return error
 
@@ -71,7 +71,7 @@ class FailingVerifier(SimpleWeather):
     """/verify fails after spending tokens of its own (a judge), and says so in the envelope."""
 
     async def verify(self, session: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-        error = HTTPError(502, "the judge failed", type="judge_error", retryable=False)
+        error = HTTPError(502, "the judge failed", kind="judge_error", retryable=False)
         error.usage = {"input_tokens": 300, "output_tokens": 20, "cost": 0.125}  # type: ignore[attr-defined]
         raise error
 

@@ -29,7 +29,7 @@ class LostSessions(SimpleWeather):
     @tool
     async def get_weather(self, session: dict[str, Any], city: str) -> dict[str, Any]:
         """Get the current weather in a city."""
-        raise HTTPError(400, "no seeded session: call /seed_session first", type="no_session")
+        raise HTTPError(400, "no seeded session: call /seed_session first", kind="no_session")
 
 
 @contextmanager
@@ -124,7 +124,7 @@ def test_max_steps_ends_a_loop_that_never_stops_calling_tools():
 
 
 def test_a_model_failure_ends_the_rollout_in_the_envelope_with_what_it_had_cost():
-    turns = [[call("get_weather", '{"city": "Paris"}', "c1")], HTTPError(429, "slow down", type="rate_limit")]
+    turns = [[call("get_weather", '{"city": "Paris"}', "c1")], HTTPError(429, "slow down", kind="rate_limit")]
     with stack(turns) as (url, _):
         resp = run(url, ROW)
     body = resp.json()

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from nemo_gym_cli.errors import ConfigError, UpstreamError
-from nemo_gym_cli.providers.streams import assemble_chat
+from nemo_gym_cli.openai.streams import assemble_chat
 from nemo_gym_cli.server import ServerSpec, asgi
 from responses_api_models.openai_model.app import OpenAIModel
 from responses_api_models.provider_emulator.app import ProviderEmulator

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from nemo_gym_cli.errors import ConfigError, UpstreamError
-from nemo_gym_cli.providers.streams import assemble_responses
+from nemo_gym_cli.openai.streams import assemble_responses
 from nemo_gym_cli.server import Request, Server, route
 from responses_api_models.openai_model.tests.test_openai_model_app import model_server, openai_model, post
 from support.emulator import CHAT, KEY, MODEL, RESPONSES_PARAMS, emulated, emulator, stats

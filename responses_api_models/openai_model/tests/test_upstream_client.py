@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from nemo_gym_cli.errors import UpstreamError
-from nemo_gym_cli.providers.errors import classify_error
+from nemo_gym_cli.openai.errors import classify_error
 from nemo_gym_cli.providers.upstream import (
     AiohttpWire,
     RetryLog,

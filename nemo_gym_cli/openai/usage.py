@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nemo_gym_cli.wire import is_number
+
 __all__ = ["add_usage", "complete_usage", "usage_as_chat", "usage_as_responses"]
 
 # The usage counts' names (input, output); each has its "<name>_details" object.
@@ -143,16 +145,16 @@ def complete_usage(usage: dict) -> dict:
         and "cached_tokens" in in_details
         and isinstance(out_details, dict)
         and "reasoning_tokens" in out_details
-        and _is_number(usage.get("total_tokens"))
-        and _is_number(usage.get("input_tokens"))
-        and _is_number(usage.get("output_tokens"))
+        and is_number(usage.get("total_tokens"))
+        and is_number(usage.get("input_tokens"))
+        and is_number(usage.get("output_tokens"))
     ):
         return usage  # complete already (every answer of our model servers)
     out = dict(usage)
     for key in ("input_tokens", "output_tokens"):
-        if not _is_number(out.get(key)):
+        if not is_number(out.get(key)):
             out[key] = 0
-    if not _is_number(out.get("total_tokens")):
+    if not is_number(out.get("total_tokens")):
         out["total_tokens"] = out["input_tokens"] + out["output_tokens"]
     details = out.get("input_tokens_details")
     details = dict(details) if isinstance(details, dict) else {}
@@ -164,7 +166,3 @@ def complete_usage(usage: dict) -> dict:
     details["reasoning_tokens"] = details.get("reasoning_tokens") or 0
     out["output_tokens_details"] = details
     return out
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

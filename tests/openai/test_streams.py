@@ -1,4 +1,4 @@
-"""Server-sent events both ways (nemo_gym_cli.providers.streams): complete answers rendered as
+"""Server-sent events both ways (nemo_gym_cli.openai.streams): complete answers rendered as
 OpenAI's streams, and upstream streams assembled, errors and cut streams included."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import pytest
 
 from nemo_gym_cli.errors import UpstreamError
-from nemo_gym_cli.providers.conversion import chat_to_responses_response
-from nemo_gym_cli.providers.streams import (
+from nemo_gym_cli.openai.conversion import chat_to_responses_response
+from nemo_gym_cli.openai.streams import (
     assemble_chat,
     assemble_responses,
     chat_sse,

@@ -14,7 +14,7 @@ Completions; the reverse pair serves ``/v1/chat/completions`` over a Responses u
                                                              ``created_at`` a float, usage
                                                              complete for both SDK versions
 
-Usage objects between the two APIs' names are ``providers.usage``'s.
+Usage objects between the two APIs' names are ``usage``'s.
 
 Pure functions on plain dicts, on the hot path: no I/O, no logging, no pydantic, no deep
 copies (large values such as tool schemas are shared with the input, not copied). Bad
@@ -28,9 +28,9 @@ import time
 from typing import Any
 
 from nemo_gym_cli.errors import InputError, UpstreamError
-from nemo_gym_cli.providers.errors import classify_error, error_object
-from nemo_gym_cli.providers.usage import complete_usage, usage_as_chat, usage_as_responses
-from nemo_gym_cli.wire import dumps
+from nemo_gym_cli.openai.errors import classify_error, error_object
+from nemo_gym_cli.openai.usage import complete_usage, usage_as_chat, usage_as_responses
+from nemo_gym_cli.wire import dumps, is_number
 
 __all__ = [
     "LOGPROBS_INCLUDE",
@@ -294,7 +294,7 @@ def chat_to_responses_response(completion: dict, *, request: dict | None = None)
     response = {
         "id": rid,
         "object": "response",
-        "created_at": float(created) if _is_number(created) and created else time.time(),
+        "created_at": float(created) if is_number(created) and created else time.time(),
         "model": next((m for m in (completion.get("model"), request.get("model")) if isinstance(m, str)), "unknown"),
         "output": output,
         "status": "incomplete" if reason else "completed",
@@ -355,7 +355,7 @@ def complete_response(response: dict, request: dict | None = None) -> dict:
     out.setdefault("incomplete_details", None)
     out.setdefault("status", "completed")
     created: Any = out.get("created_at")
-    out["created_at"] = float(created) if _is_number(created) else time.time()
+    out["created_at"] = float(created) if is_number(created) else time.time()
     if isinstance(out.get("usage"), dict):
         out["usage"] = complete_usage(out["usage"])
     return out
@@ -377,7 +377,7 @@ def _logprob(entry: dict, *, top: bool) -> dict:
     out: dict[str, Any] = {
         "token": token,
         "bytes": raw if isinstance(raw, list) else list(token.encode()),
-        "logprob": float(value) if _is_number(value) else 0.0,
+        "logprob": float(value) if is_number(value) else 0.0,
     }
     if top:
         tops = entry.get("top_logprobs")
@@ -619,16 +619,6 @@ def _text_of(value: Any, where: str) -> str:
 
 def _new_id() -> str:
     return f"resp_{secrets.token_hex(12)}"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def _clip(value: Any, limit: int = 200) -> str:

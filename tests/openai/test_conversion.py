@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nemo_gym_cli.errors import InputError, UpstreamError
-from nemo_gym_cli.providers.conversion import (
+from nemo_gym_cli.openai.conversion import (
     chat_to_responses_request,
     chat_to_responses_response,
     complete_response,
@@ -570,7 +570,7 @@ def test_an_error_body_without_a_code_uses_the_error_type_and_availability_hints
 
 @pytest.mark.parametrize(("code", "retryable"), [(403, False), (409, True), (413, False), (425, True)])
 def test_conversion_and_the_upstream_client_classify_every_status_alike(code, retryable):
-    from nemo_gym_cli.providers.errors import classify_error
+    from nemo_gym_cli.openai.errors import classify_error
 
     with pytest.raises(UpstreamError) as caught:
         chat_to_responses_response({"error": {"code": code, "message": "no"}})

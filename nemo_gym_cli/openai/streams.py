@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from nemo_gym_cli.errors import UpstreamError
-from nemo_gym_cli.providers.errors import classify_error
+from nemo_gym_cli.openai.errors import classify_error
 from nemo_gym_cli.wire import dumps, loads
 
 __all__ = [
@@ -237,31 +237,33 @@ class Assembled(dict):  # type: ignore[type-arg]
 
 
 def _cut(what: str, body: bytes, generation_id: str | None) -> UpstreamError:
-    error = UpstreamError(
+    return UpstreamError(
         f"the stream ended before {what} ({len(body)} bytes); retrying",
         kind="bad_response",
         retryable=True,
+        generation_id=generation_id,
     )
-    error.generation_id = generation_id  # type: ignore[attr-defined]
-    return error
 
 
 def _unreadable(chunk: Any, generation_id: str | None) -> UpstreamError:
-    error = UpstreamError(
+    return UpstreamError(
         f"the stream has a chunk of no known shape ({dumps(chunk)[:200].decode('utf-8', 'replace')}); retrying",
         kind="bad_response",
         retryable=True,
+        generation_id=generation_id,
     )
-    error.generation_id = generation_id  # type: ignore[attr-defined]
-    return error
 
 
 def _stream_error(error: Any, generation_id: str | None) -> UpstreamError:
     found = classify_error(None, error if isinstance(error, dict) else {"message": str(error)})
     # A provider failing mid-generation: the same request may well succeed (OpenRouter).
-    failure = UpstreamError(f"mid-stream error: {found}", status=found.status, kind=found.kind, retryable=True)
-    failure.generation_id = generation_id  # type: ignore[attr-defined]
-    return failure
+    return UpstreamError(
+        f"mid-stream error: {found}",
+        status=found.status,
+        kind=found.kind,
+        retryable=True,
+        generation_id=generation_id,
+    )
 
 
 def assemble_chat(body: bytes) -> Assembled:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from nemo_gym_cli.errors import RETRYABLE_STATUS, UpstreamError
-from nemo_gym_cli.providers.redaction import redact_url
+from nemo_gym_cli.redaction import redact_url
 
 __all__ = ["classify_error", "error_object", "model_unavailable"]
 
