@@ -33,9 +33,11 @@ at ``GET /v1/models``; ``asked_model`` tells the subclass which one to send.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 from pydantic import Field
@@ -152,6 +154,19 @@ class ModelServer(Server):
             return None
         return type(config).served(config.model_dump())
 
+    def model_setting(self) -> str:
+        """The override that sets this server's model, for messages: ``+emulator_model`` when
+        the file that set it says ``${emulator_model}``, else the instance's own key."""
+        key = getattr(type(self.config), "model_key", None) or "model"
+        spec = self.spec
+        source = spec.sources.get(key, "")
+        if source.endswith((".yaml", ".yml")):
+            raw = _raw_value(source, [spec.name, spec.server_type, spec.implementation, key])
+            named = _INTERPOLATION.fullmatch(raw) if isinstance(raw, str) else None
+            if named is not None:
+                return f"+{named.group(1)}"
+        return f"++{spec.where}.{key}"
+
     def asked_model(self, body: dict[str, Any]) -> str | None:
         """The model a request asks for when it is not the configured one (None: the
         configured one). A model neither configured nor allowed is a 400 naming the served
@@ -223,6 +238,31 @@ class ModelServer(Server):
     @route("GET", "/v1/models")
     async def http_models(self, request: Request) -> dict[str, Any]:
         return {"object": "list", "data": await self.models()}
+
+
+#: A value that is another top-level key: ``${emulator_model}`` (not a resolver's ``${ng_url:x}``).
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
+
+
+#: Where the toolkit's own config files are (the repository root for an editable install).
+_TOOLKIT_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _raw_value(source: str, path: list[str]) -> Any:
+    """The value at ``path`` in the config file ``source`` as written (interpolations kept);
+    None when it cannot be read. Config sources are shown relative to the working directory
+    or the toolkit's root."""
+    import yaml
+
+    for root in (Path.cwd(), _TOOLKIT_ROOT):
+        try:
+            node: Any = yaml.safe_load((root / source).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+    return None
 
 
 def _unstreamed(body: dict[str, Any]) -> dict[str, Any]:

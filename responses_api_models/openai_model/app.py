@@ -166,7 +166,11 @@ class OpenAIModel(ModelServer):
         if config.preflight:
             try:
                 warnings = await preflight(
-                    wire, upstreams, timeout_s=config.preflight_timeout_s, headers=config.default_headers
+                    wire,
+                    upstreams,
+                    timeout_s=config.preflight_timeout_s,
+                    headers=config.default_headers,
+                    model_setting=self.model_setting(),
                 )
             except UpstreamError as exc:
                 raise UpstreamError(
