@@ -76,8 +76,8 @@ def _target(config: GlobalConfig, opts: ModelsOptions) -> _Target:
         return _Target(Upstream(base, str(key or ""), str(model or "")), {}, "policy_base_url")
     raise ConfigError(
         "no upstream to ask: give +base_url=https://openrouter.ai/api/v1 (and +api_key=... if it "
-        'needs one), or the model config: ng models "+config_paths=[responses_api_models/'
-        'openai_model/configs/openrouter.yaml]"'
+        'needs one), or a config with a model server: ng models "+config_paths=[<model config>.yaml]" (the '
+        "OpenRouter one is configs/openrouter.yaml of the model server's folder; docs/openrouter.md)"
     )
 
 
