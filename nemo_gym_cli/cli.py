@@ -94,7 +94,7 @@ Keys:
   config_paths    YAML files to compose, as for ng_run (default: ./env.yaml's policy_base_url)
   base_url        ask this OpenAI-compatible base URL instead
   api_key         its key (OpenRouter lists models without one)
-  model_server    which openai_model instance (default policy_model, or the only one)
+  model_server    which model server instance (default policy_model, or the only one)
   tools           true: only models that support tool calls
   max_price       only models whose prompt and completion prices are at most this (USD/M tokens)
   search          only models whose id or name contains this text
@@ -205,9 +205,12 @@ def init_command(
     add_help_option=False,
 )
 def emulator_command(ctx: typer.Context) -> None:
-    from responses_api_models.provider_emulator.cli import main
+    # The emulator is an implementation, not the core: found by its console script's entry
+    # point (pyproject.toml), the one place that names its module.
+    from importlib.metadata import entry_points
 
-    main(list(ctx.args))
+    (script,) = entry_points(group="console_scripts", name="ng_emulator")
+    script.load()(list(ctx.args))
 
 
 def _single_app(command: Callable[..., None], help_text: str) -> typer.Typer:

@@ -477,7 +477,7 @@ def run_collector(
         progress = Progress(60.0, io.StringIO())
         collector = Collector(
             options, {"a": "http://agent"}, agent, asyncio.Event(), progress,
-            restart_hint="", max_in_flight=max_in_flight,
+            restart_hint="", connections=max_in_flight,
         )  # fmt: skip
         collector.prepare_output(len(rows))
         await collector.run()

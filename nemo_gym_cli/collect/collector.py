@@ -1,10 +1,11 @@
 """The collection engine: runs the rollouts of one collection, one *lane* per variant.
 
 - A lane is one output file: the single run, or one variant of a sweep (a model, sampling
-  parameters, provider routing). Each lane has its own workers, at most its concurrency
-  of them, created lazily (never more than the rollouts left), pulling from its own lazy
-  reader of the input: a slow model never starves the others, memory does not grow with
-  the input, and a huge ``+concurrency`` costs nothing it does not use.
+  parameters, provider routing). Each lane has its own workers, as many as its concurrency
+  (fewer when fewer rollouts are left), all started when the run starts and pulling from
+  the lane's one lazy reader of the input: a slow model never starves the others, and
+  memory grows with the concurrency, not with the input. Requests to the agents go through
+  at most ``connections`` at once (the client's pool; the others wait their turn here).
 - Each finished row is written and flushed before it counts. A failed attempt is retried
   (bounded, jittered exponential backoff) only when its error envelope says ``retryable``
   (or no answer came and the agent is still alive); what it had cost (the envelope's
@@ -88,7 +89,8 @@ class Lane:
     new_rollouts: int = 0
     failed: int = 0
     exhausted: bool = False
-    in_flight: int = 0
+    #: its rollouts in flight now
+    running: int = 0
     #: perf_counter() of its first dispatched rollout and of the last one finished: a
     #: variant's own time, for its rollouts/s (variants of a sweep share the run's wall time)
     first_started: float | None = None
@@ -149,7 +151,7 @@ class Lane:
             row = item.row
             if row is not None:
                 self.metrics.note_input_keys(row)
-                row = self._row(row)
+                row = self.row_sent(row)
             for r in range(opts.num_repeats):
                 if (item.task_index, r) not in self.done:
                     self.dispatched += 1
@@ -159,7 +161,12 @@ class Lane:
                     yield _Job(item.task_index, r, job_row, item.line_number, item.error)
         self.exhausted = True
 
-    def _row(self, row: dict[str, Any]) -> dict[str, Any]:
+    @property
+    def model(self) -> str | None:
+        """The model its variant asks for (None: the config's model)."""
+        return self.variant.model if self.variant is not None else None
+
+    def row_sent(self, row: dict[str, Any]) -> dict[str, Any]:
         """The row as this lane sends it: overrides merged, the variant named."""
         if not self.overrides and self.variant is None:
             return row
@@ -168,8 +175,8 @@ class Lane:
         out = {**row, "responses_create_params": merged}
         if self.variant is not None:
             out["_ng_variant"] = self.variant.name
-            if self.variant.model is not None:
-                out["_ng_requested_model"] = self.variant.model
+            if self.model is not None:
+                out["_ng_requested_model"] = self.model
         return out
 
 
@@ -185,7 +192,7 @@ class Collector:
         progress: Progress,
         *,
         restart_hint: str,
-        max_in_flight: int | None = None,
+        connections: int | None = None,
         lanes: list[Lane] | None = None,
         announce: Callable[[str], None] | None = None,
     ) -> None:
@@ -199,9 +206,9 @@ class Collector:
         self.announce = announce or (lambda line: log.warning("%s", line))
         # At most this many requests reach the client at once: aiohttp counts the wait for a
         # pooled connection against its connect timeout, so requests must not queue in it.
-        self._gate = asyncio.Semaphore(max_in_flight or opts.in_flight)
+        self._connections = asyncio.Semaphore(connections or opts.lane_concurrency)
         if lanes is None:
-            lanes = [Lane("", opts.output_path, None, opts.in_flight, opts)]
+            lanes = [Lane("", opts.output_path, None, opts.lane_concurrency, opts)]
         self.lanes = lanes
         self.fatal: NemoGymError | None = None
         self.stopped: StopReason | None = None
@@ -291,13 +298,13 @@ class Collector:
                 job = next(jobs, None)
                 if job is None:
                     return
-                lane.in_flight += 1
+                lane.running += 1
                 if lane.first_started is None:
                     lane.first_started = time.perf_counter()
                 try:
                     await self._do(lane, job)
                 finally:
-                    lane.in_flight -= 1
+                    lane.running -= 1
                     lane.last_finished = time.perf_counter()
         except Exception:
             self.stop_event.set()  # stop the other workers too; run() re-raises this
@@ -348,7 +355,7 @@ class Collector:
         """One ``POST /run``; every failure as a ``ServerError`` (``status`` None: no answer)."""
         timeout = self.opts.rollout_timeout_s
         try:
-            async with self._gate, asyncio.timeout(timeout):
+            async with self._connections, asyncio.timeout(timeout):
                 result = await self.client.post(url, row)
         except TimeoutError:
             raise ServerError(
@@ -372,7 +379,7 @@ class Collector:
 
     async def _alive(self, base: str) -> bool:
         try:
-            async with self._gate:
+            async with self._connections:
                 await self.client.get(base + "/health")
             return True
         except ServerError:
@@ -454,8 +461,8 @@ class Collector:
             return
         spent = self.cost
         finished = sum(lane.new_rollouts + lane.failed for lane in self.lanes)
-        in_flight = sum(lane.in_flight for lane in self.lanes) - 1  # this one has finished
-        projected = spent + max(0, in_flight) * (spent / finished if finished else 0.0)
+        running = sum(lane.running for lane in self.lanes) - 1  # this one has finished
+        projected = spent + max(0, running) * (spent / finished if finished else 0.0)
         if projected >= limit:
             self.stop(
                 StopReason(

@@ -11,14 +11,19 @@ model); both are shown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from nemo_gym_cli.collect.metrics import CollectionMetrics
-from nemo_gym_cli.providers.catalogue import ModelInfo
+from nemo_gym_cli.collect.model_servers import model_server_of, served
+from nemo_gym_cli.config import GlobalConfig, substitute_urls
+from nemo_gym_cli.errors import NemoGymError
+from nemo_gym_cli.providers.catalogue import ModelInfo, fetch_models
 from nemo_gym_cli.providers.model_ids import same_model
+from nemo_gym_cli.providers.upstream import AiohttpWire, Upstream
 
-__all__ = ["Estimate", "estimate", "format_estimates"]
+__all__ = ["Estimate", "catalogue", "estimate", "format_estimates"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +127,23 @@ def format_estimates(estimates: list[Estimate]) -> str:
         + " (USD; estimates from the pilot's tokens per rollout)"
     )
     return "\n".join(lines)
+
+
+async def catalogue(
+    config: GlobalConfig, agent: str | None, urls: dict[str, str], note: Callable[[str], None]
+) -> list[ModelInfo]:
+    """The ``/models`` (prices) of the upstream the agent's model server says it forwards to;
+    none when it names no upstream (``note`` says why when the upstream does not answer)."""
+    target = model_server_of(config, agent)
+    declared = served(target) if target is not None else None
+    if target is None or declared is None or declared.base_url is None:
+        return []
+    base_url = str(substitute_urls(declared.base_url, urls, target.where))
+    upstream = Upstream(base_url, declared.api_key, "")
+    try:
+        async with AiohttpWire.open(pool_size=2, connect_timeout_s=10.0, read_timeout_s=30.0) as wire:
+            entries = await fetch_models(wire, upstream, headers=declared.headers)
+    except NemoGymError as exc:
+        note(f"note: no catalogue prices ({exc})")
+        return []
+    return [ModelInfo.parse(e) for e in entries]

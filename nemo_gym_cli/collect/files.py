@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from nemo_gym_cli.collect.outputs import OutputFiles
 from nemo_gym_cli.errors import InputError
 from nemo_gym_cli.wire import dumps_line, loads
 
@@ -118,13 +119,13 @@ class DoneSet:
 
 
 def metrics_path(output: Path) -> Path:
-    """``<output stem>_metrics.json`` beside the output."""
-    return output.with_name(output.stem + "_metrics.json")
+    """``<output stem>_metrics.json`` beside the output (named by ``OutputFiles``)."""
+    return OutputFiles(output).metrics
 
 
 def failures_path(output: Path) -> Path:
-    """``<output stem>_failures.jsonl`` beside the output."""
-    return output.with_name(output.stem + "_failures.jsonl")
+    """``<output stem>_failures.jsonl`` beside the output (named by ``OutputFiles``)."""
+    return OutputFiles(output).failures
 
 
 class OutputFile:

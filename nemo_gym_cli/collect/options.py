@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nemo_gym_cli.collect.outputs import OutputFiles
 from nemo_gym_cli.config.compose import PACKAGE_ROOT
 from nemo_gym_cli.errors import ConfigError, InputError
 from nemo_gym_cli.server.config import validate_model
@@ -118,11 +119,9 @@ class CollectOptions(BaseModel):
 
     @classmethod
     def from_config(cls, options: dict[str, Any]) -> CollectOptions:
-        from nemo_gym_cli.commands.options import COLLECT_OPTIONS
-
         if options.get("input_jsonl_fpath") in (None, ""):
             raise ConfigError("+input_jsonl_fpath=... is required (see ng_collect_rollouts --help)")
-        return validate_model(cls, {k: v for k, v in options.items() if k in COLLECT_OPTIONS}, "+")
+        return validate_model(cls, {k: v for k, v in options.items() if k in cls.model_fields}, "+")
 
     # ------------------------------------------------------------------ derived
 
@@ -143,7 +142,9 @@ class CollectOptions(BaseModel):
         return Path("results") / f"{self.input_path.stem}_rollouts.jsonl"
 
     @property
-    def in_flight(self) -> int:
+    def lane_concurrency(self) -> int:
+        """The most rollouts in flight per variant: ``+concurrency``, or NeMo Gym's
+        ``num_samples_in_parallel`` when given."""
         return self.num_samples_in_parallel or self.concurrency
 
     @property
@@ -163,8 +164,8 @@ class CollectOptions(BaseModel):
         sweep = self.sweep()
         if not sweep:
             return {"": self.output_path}
-        folder = self.output_path.with_suffix("")
-        return {v.name: folder / f"{v.name}.jsonl" for v in sweep}
+        files = OutputFiles(self.output_path)
+        return {v.name: files.variant(v.name) for v in sweep}
 
     def check_paths(self) -> None:
         """Fail before any work: no input, or an output that cannot be written, or that a

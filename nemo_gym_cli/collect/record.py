@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nemo_gym_cli.collect.model_servers import model_server_of, served
 from nemo_gym_cli.collect.options import CollectOptions, Variant
 from nemo_gym_cli.config import GlobalConfig
 from nemo_gym_cli.errors import InputError
@@ -55,18 +56,13 @@ def input_digest(path: Path) -> str:
 
 
 def requested_model(config: GlobalConfig, agent: str | None, variant: Variant | None) -> str | None:
-    """The model this run asks for: the variant's, else the agent's model server's."""
+    """The model this run asks for: the variant's, else the one the agent's model server
+    says it serves."""
     if variant is not None and variant.model is not None:
         return variant.model
-    inst = config.instances.get(agent or "")
-    ref = inst.fields.get("model_server") if inst else None
-    target = config.instances.get(ref.get("name", "")) if isinstance(ref, dict) else None
-    model = target.fields.get("openai_model") if target else None
-    return model if isinstance(model, str) else None
-
-
-#: The model server keys that change what the model answers (not how it is reached or retried).
-_MODEL_KEYS = ("openai_base_url", "openai_model", "upstream_api", "extra_body", "fallback_models")
+    target = model_server_of(config, agent)
+    declared = served(target) if target is not None else None
+    return declared.model if declared is not None else None
 
 
 def experiment(config: GlobalConfig, agent: str | None) -> dict[str, Any]:
@@ -83,8 +79,9 @@ def experiment(config: GlobalConfig, agent: str | None) -> dict[str, Any]:
         if target is None:
             continue
         fields = target.fields
-        if role == "model_server":
-            fields = {k: v for k, v in fields.items() if k in _MODEL_KEYS}
+        if role == "model_server":  # the keys its config says change what it answers
+            declared = served(target)
+            fields = declared.answer if declared is not None else {}
         out[role] = {"implementation": target.implementation, **redact(fields)}
     return out
 

@@ -1,7 +1,8 @@
 """``ng models``: the models the configured upstream offers, with prices and tool support.
 
 The upstream is ``+base_url`` (and ``+api_key``), else the config's model server instance
-(``+model_server``, default ``policy_model`` or the only ``openai_model``), else the
+(``+model_server``, default ``policy_model`` or the only model server that names an upstream
+in its config: ``collect/model_servers.py``), else the
 top-level ``policy_base_url``. When that URL is another instance of the config (the offline
 config's emulator: ``${ng_url:provider_emulator}``), that instance is started for the
 question and stopped after.
@@ -16,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nemo_gym_cli.collect.model_servers import served
 from nemo_gym_cli.commands.options import ALL_OPTIONS, MODELS_OPTIONS
 from nemo_gym_cli.config import GlobalConfig, load_config, substitute_urls
 from nemo_gym_cli.config.load import _placeholders
@@ -35,7 +37,7 @@ class ModelsOptions(BaseModel):
 
     base_url: str | None = Field(None, description="ask this OpenAI-compatible base URL instead")
     api_key: str | None = Field(None, description="its key (OpenRouter lists models without one)", repr=False)
-    model_server: str | None = Field(None, description="which openai_model instance (default policy_model)")
+    model_server: str | None = Field(None, description="which model server instance (default policy_model)")
     tools: bool = Field(False, description="only models that support tool calls")
     max_price: float | None = Field(None, ge=0, description="only models at most this USD per million tokens")
     search: str | None = Field(None, description="only models whose id or name contains this")
@@ -53,36 +55,29 @@ def _target(config: GlobalConfig, opts: ModelsOptions) -> _Target:
     if opts.base_url:
         return _Target(Upstream(opts.base_url, opts.api_key or "", ""), {}, "+base_url")
     name = opts.model_server
-    servers = {
-        n: i
-        for n, i in config.instances.items()
-        if i.server_type == "responses_api_models" and "openai_base_url" in i.fields
-    }
+    declared = {n: served(i) for n, i in config.instances.items()}
+    servers = {n: s for n, s in declared.items() if s is not None and s.base_url is not None}
     if name is None and "policy_model" in servers:
         name = "policy_model"
     elif name is None and len(servers) == 1:
         (name,) = servers
     if name is not None:
-        inst = servers.get(name)
-        if inst is None:
+        server = servers.get(name)
+        if server is None or server.base_url is None:
             raise ConfigError(
-                f"+model_server={name!r} is not an openai_model instance of the config "
+                f"+model_server={name!r} is not a model server instance of the config that names its upstream "
                 f"(those: {', '.join(sorted(servers)) or 'none'})"
             )
-        f = inst.fields
-        headers = {str(k): str(v) for k, v in (f.get("default_headers") or {}).items()}
-        upstream = Upstream(
-            str(f["openai_base_url"]), str(f.get("openai_api_key") or ""), str(f.get("openai_model") or "")
-        )
-        return _Target(upstream, headers, f"instance {inst.name!r}")
+        upstream = Upstream(server.base_url, server.api_key, server.model or "")
+        return _Target(upstream, server.headers, f"instance {name!r}")
     base = config.options.get("policy_base_url")
     if isinstance(base, str) and base:
         key, model = config.options.get("policy_api_key"), config.options.get("policy_model_name")
         return _Target(Upstream(base, str(key or ""), str(model or "")), {}, "policy_base_url")
     raise ConfigError(
         "no upstream to ask: give +base_url=https://openrouter.ai/api/v1 (and +api_key=... if it "
-        'needs one), or the model config: ng models "+config_paths=[responses_api_models/'
-        'openai_model/configs/openrouter.yaml]"'
+        'needs one), or a config with a model server: ng models "+config_paths=[<model config>.yaml]" (the '
+        "OpenRouter one is configs/openrouter.yaml of the model server's folder; docs/openrouter.md)"
     )
 
 

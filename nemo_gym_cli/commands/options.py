@@ -8,6 +8,8 @@ settings, and ``ng_run`` reads the same files as ``ng_collect_rollouts``.
 
 from __future__ import annotations
 
+from nemo_gym_cli.collect.options import CollectOptions
+
 __all__ = ["ALL_OPTIONS", "COLLECT_OPTIONS", "MODELS_OPTIONS", "NEMO_GYM_GLOBALS", "RUN_OPTIONS"]
 
 #: Options every command reads (``ray``: where ``ng_run`` and a collection that starts its
@@ -16,35 +18,8 @@ COMMON = frozenset({"config_paths", "head_server", "ray"})
 
 RUN_OPTIONS = COMMON
 
-COLLECT_OPTIONS = COMMON | frozenset(
-    {
-        "agent_name",
-        "input_jsonl_fpath",
-        "output_jsonl_fpath",
-        "limit",
-        "concurrency",
-        "num_samples_in_parallel",
-        "num_repeats",
-        "responses_create_params",
-        "resume",
-        "max_attempts",
-        "max_failures",
-        "min_mean_reward",
-        "pass_threshold",
-        "rollout_timeout_s",
-        "progress_interval_s",
-        "num_repeats_add_seed",
-        "resume_from_cache",
-        "models",
-        "variants",
-        "gate_on",
-        "circuit_breaker",
-        "max_cost_usd",
-        "dry_run",
-        "dry_run_rows",
-        "materialize_inputs",
-    }
-)
+#: ``ng_collect_rollouts``' keys: the fields of ``CollectOptions``, which validates them.
+COLLECT_OPTIONS = COMMON | frozenset(CollectOptions.model_fields)
 
 MODELS_OPTIONS = COMMON | frozenset({"base_url", "api_key", "model_server", "tools", "max_price", "search", "json"})
 

@@ -81,7 +81,7 @@ def run(args: list[str]) -> int:
         if not config.instances:
             raise ConfigError(
                 "no server instances in the config; name config files with "
-                '"+config_paths=[responses_api_models/openai_model/configs/openai_model.yaml,...]"'
+                '"+config_paths=[configs/offline.yaml,...]" (configs/ and each server folder\'s configs/ hold them)'
             )
     except BaseException:
         if forkserver is not None:

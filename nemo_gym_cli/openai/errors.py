@@ -71,10 +71,11 @@ def error_object(body: Any) -> dict[str, Any] | None:
     return None
 
 
-def model_unavailable(upstream: Endpoint, detail: str = "") -> UpstreamError:
+def model_unavailable(upstream: Endpoint, detail: str = "", setting: str = "+policy_model_name") -> UpstreamError:
+    """``setting``: the override that sets the model in the user's config."""
     return UpstreamError(
         f"model {upstream.model!r} is not available at {redact_url(upstream.base_url)}; list the models it "
-        f"offers with `ng models`, then set +policy_model_name=<id>{detail}",
+        f"offers with `ng models`, then set {setting}=<id>{detail}",
         status=404,
         kind="model_not_found",
     )

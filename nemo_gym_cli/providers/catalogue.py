@@ -195,7 +195,9 @@ async def _get_when_up(wire: Wire, url: str, headers: dict[str, str], upstream: 
         pause = min(pause * 2, 0.25)
 
 
-async def _check(wire: Wire, upstream: Upstream, deadline: float, extra_headers: dict[str, str]) -> list[str]:
+async def _check(
+    wire: Wire, upstream: Upstream, deadline: float, extra_headers: dict[str, str], model_setting: str
+) -> list[str]:
     """One upstream: its key (``GET /key``, OpenRouter's; 404 elsewhere) and its model list.
     Returns warnings; raises ``UpstreamError`` (a definite problem) or ``_Unreachable``."""
     base = upstream.base_url.rstrip("/")
@@ -230,7 +232,7 @@ async def _check(wire: Wire, upstream: Upstream, deadline: float, extra_headers:
         return warnings
     entry = model_listed(upstream.model, listed)
     if entry is None:
-        raise model_unavailable(upstream, f" ({len(listed)} models listed there)")
+        raise model_unavailable(upstream, f" ({len(listed)} models listed there)", model_setting)
     if isinstance(entry, dict):
         params = entry.get("supported_parameters")
         if isinstance(params, list) and "tools" not in params:
@@ -259,6 +261,7 @@ async def preflight(
     timeout_s: float = 10.0,
     grace_s: float = 1.0,
     headers: dict[str, str] | None = None,
+    model_setting: str = "+policy_model_name",
 ) -> list[str]:
     """Check every upstream once, concurrently: the key is accepted, the model (and every
     allowed model) is offered.
@@ -268,10 +271,11 @@ async def preflight(
     credits, an unknown model or a base URL that serves a web page, and when no upstream can
     be reached within ``timeout_s`` (refused connections are retried meanwhile: a local
     server may still be starting). Once one upstream passed, the others get ``grace_s``.
+    ``model_setting`` is the override an unknown model's message tells the user to set.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    tasks = [asyncio.create_task(_check(wire, u, deadline, headers or {})) for u in upstreams]
+    tasks = [asyncio.create_task(_check(wire, u, deadline, headers or {}, model_setting)) for u in upstreams]
     warnings: list[str] = []
     unreachable: list[UpstreamError] = []
     passed = 0

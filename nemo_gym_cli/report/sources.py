@@ -18,15 +18,13 @@ from typing import Any, TypeGuard
 
 import orjson
 
+from nemo_gym_cli.collect.outputs import OutputFiles
 from nemo_gym_cli.errors import ConfigError
 
 __all__ = ["MANIFEST", "Source", "default_report_dir", "find_sources"]
 
-#: The sweep manifest's file name inside a sweep directory.
-MANIFEST = "sweep.json"
-_FAILURES = "_failures.jsonl"
-_METRICS = "_metrics.json"
-_INPUTS = "_materialized_inputs.jsonl"
+#: The sweep manifest's file name inside a sweep directory (the collector's name for it).
+MANIFEST = OutputFiles.MANIFEST
 
 
 @dataclass(frozen=True)
@@ -69,12 +67,8 @@ def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _beside(output: Path, suffix: str) -> Path:
-    return output.with_name(output.stem + suffix)
-
-
 def _metrics(output: Path, warnings: list[str]) -> dict[str, Any] | None:
-    path = _beside(output, _METRICS)
+    path = OutputFiles(output).metrics
     if not path.is_file():
         return None
     try:
@@ -89,7 +83,7 @@ def _metrics(output: Path, warnings: list[str]) -> dict[str, Any] | None:
 
 
 def _source(output: Path, warnings: list[str], **manifest: Any) -> Source:
-    failures = _beside(output, _FAILURES)
+    failures = OutputFiles(output).failures
     return Source(
         path=output,
         failures=failures if failures.is_file() else None,
@@ -100,7 +94,7 @@ def _source(output: Path, warnings: list[str], **manifest: Any) -> Source:
 
 def _is_output(path: Path) -> bool:
     """An output file: not a failures file, nor the collector's materialized inputs."""
-    return path.suffix == ".jsonl" and not path.name.endswith((_FAILURES, _INPUTS))
+    return path.suffix == ".jsonl" and not OutputFiles.is_companion(path)
 
 
 def _from_manifest(directory: Path, warnings: list[str]) -> list[Source]:
@@ -125,7 +119,7 @@ def _from_manifest(directory: Path, warnings: list[str]) -> list[Source]:
         named.add(output.resolve())
         model = entry.get("model")
         overrides = entry.get("overrides") if isinstance(entry.get("overrides"), dict) else {}
-        if not output.is_file() and not _beside(output, _FAILURES).is_file():
+        if not output.is_file() and not OutputFiles(output).failures.is_file():
             warnings.append(f"{manifest}: variant {entry['name']!r} has no output {output} (not run yet?): left out")
             continue
         sources.append(
@@ -159,11 +153,12 @@ def find_sources(inputs: list[str], warnings: list[str]) -> list[Source]:
     seen: set[Path] = set()
     for entry in inputs:
         path = Path(entry).expanduser()
-        if path.name.endswith(_FAILURES):  # the failures file named: read its output with it
-            path = path.with_name(path.name[: -len(_FAILURES)] + ".jsonl")
+        named = OutputFiles.of_failures(path)
+        if named is not None:  # the failures file named: read its output with it
+            path = named.output
         if path.is_dir():
             found = _from_directory(path, warnings)
-        elif path.is_file() or _beside(path, _FAILURES).is_file():  # every rollout may have failed
+        elif path.is_file() or OutputFiles(path).failures.is_file():  # every rollout may have failed
             found = [_source(path, warnings)]
         else:
             raise ConfigError(f"input {entry!r} does not exist (looked in {Path.cwd()})")

@@ -17,7 +17,8 @@ one, with its ``fallback_models``; naming one of ``allowed_models``, that one al
 fallbacks: a comparison of models must not be served by another); naming anything else (in
 ``model`` or OpenRouter's ``models`` list), a 400 that says which models are allowed and
 which key to change, so no request is ever silently answered by another model than it
-asked for. A sweep (``ng_collect_rollouts +models=[...]``) fills ``allowed_models``.
+asked for (the ``ModelServer`` base's check, which ``Config.model_key`` below points at the
+configured model). A sweep (``ng_collect_rollouts +models=[...]``) fills ``allowed_models``.
 
 ``metadata.emulator_script`` (a task row's scripted answers, which only the offline provider
 emulator reads) is taken out of every request unless ``emulator_metadata: true`` (the offline
@@ -45,13 +46,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nemo_gym_cli.errors import ConfigError, HTTPError, UpstreamError
+from nemo_gym_cli.errors import ConfigError, UpstreamError
 from nemo_gym_cli.openai import conversion, streams
 from nemo_gym_cli.openai.usage import add_usage, usage_as_chat, usage_as_responses
 from nemo_gym_cli.providers.catalogue import preflight
 from nemo_gym_cli.providers.model_ids import split
 from nemo_gym_cli.providers.upstream import AiohttpWire, Tally, Upstream, UpstreamClient
-from nemo_gym_cli.server import ModelServer, ServerConfig
+from nemo_gym_cli.server import ModelServer
+from nemo_gym_cli.server.model import ModelServerConfig, UpstreamKeys
 
 log = logging.getLogger("openai_model")
 
@@ -70,7 +72,12 @@ class AlternativeUpstream(BaseModel):
 class OpenAIModel(ModelServer):
     """The two endpoints over one ``UpstreamClient``."""
 
-    class Config(ServerConfig):
+    class Config(ModelServerConfig):
+        # What it serves, for the collector (the ModelServer base checks requests against it).
+        model_key = "openai_model"
+        upstream_keys = UpstreamKeys("openai_base_url", "openai_api_key", "default_headers")
+        answer_keys = ("openai_base_url", "upstream_api", "extra_body", "fallback_models")
+
         openai_base_url: str = Field(description="OpenAI-compatible base URL, e.g. https://openrouter.ai/api/v1")
         openai_api_key: str = Field("", description="API key sent as 'Authorization: Bearer'", repr=False)
         openai_model: str = Field(description="model name, passed through untouched (e.g. openrouter:x/y)")
@@ -159,7 +166,11 @@ class OpenAIModel(ModelServer):
         if config.preflight:
             try:
                 warnings = await preflight(
-                    wire, upstreams, timeout_s=config.preflight_timeout_s, headers=config.default_headers
+                    wire,
+                    upstreams,
+                    timeout_s=config.preflight_timeout_s,
+                    headers=config.default_headers,
+                    model_setting=self.model_setting(),
                 )
             except UpstreamError as exc:
                 raise UpstreamError(
@@ -194,26 +205,6 @@ class OpenAIModel(ModelServer):
                     ids.append(model)
         return [{"id": m, "object": "model", "created": self._created, "owned_by": _owner(m)} for m in ids]
 
-    def _asked(self, body: dict[str, Any]) -> str | None:
-        """The model a request asks for when it is not the configured one (None: the configured
-        one, with its fallbacks). A model not allowed is a 400 naming the allowed ones."""
-        config = self.config
-        asked = body.get("model")
-        listed = body.get("models")
-        names = [asked, *listed] if isinstance(listed, list) else [asked]
-        allowed = [config.openai_model, *config.allowed_models]
-        for name in names:
-            if name is not None and name != "" and name not in allowed:
-                raise HTTPError(
-                    400,
-                    f"model {name!r} is not allowed by {self.spec.where}: it serves {allowed} (openai_model and "
-                    f"allowed_models); add {name!r} to {self.spec.where}.allowed_models (ng_collect_rollouts "
-                    "+models=[...] does when it starts the servers), or leave 'model' out of the request",
-                    kind="model_not_allowed",
-                    retryable=False,
-                )
-        return asked if asked and asked != config.openai_model else None
-
     def _body(self, body: dict[str, Any]) -> dict[str, Any]:
         if self.config.extra_body:
             body = {**self.config.extra_body, **body}
@@ -235,7 +226,7 @@ class OpenAIModel(ModelServer):
             log.error("%s", exc)
 
     async def responses(self, body: dict[str, Any]) -> dict[str, Any]:
-        model = self._asked(body)
+        model = self.asked_model(body)
         tally = Tally()
         # Failed attempts' usage is in the upstream API's names; the answer's are Responses'.
         names = usage_as_responses if self.config.upstream_api == "chat_completions" else None
@@ -249,7 +240,7 @@ class OpenAIModel(ModelServer):
         return response
 
     async def chat_completions(self, body: dict[str, Any]) -> dict[str, Any]:
-        model = self._asked(body)
+        model = self.asked_model(body)
         tally = Tally()
         names = usage_as_chat if self.config.upstream_api == "responses" else None
         try:

@@ -1,0 +1,364 @@
+"""One ``ng_collect_rollouts`` run, from a composed config to its outputs, gates and estimates.
+
+Where the servers come from: given ``config_paths``, the run starts its own, on free ports,
+and stops them at the end (one command for CI), never attaching to servers someone else
+runs; without them it uses the servers of a running head server (``ng_run``'s, or NeMo
+Gym's), and records which. It runs the collection (``collector.py``), one lane per variant
+of a sweep (``+models=[...]`` or ``variants:``), writes each lane's metrics (with the ``run``
+record), materialized inputs and, for a sweep, ``sweep.json`` (``outputs.py``), and decides
+the exit code (``gates``). A ``+dry_run`` runs a pilot into its own files and extrapolates
+(``estimate.py``). What it says along the way goes to ``note``: printing is the command's.
+
+Each value keeps one name: ``concurrency`` is the most rollouts in flight (a lane's, or the
+sum over lanes), ``workers`` the tasks a lane started (at most its concurrency), ``running``
+a lane's rollouts in flight now, and ``connections`` the most requests handed to the client
+at once (the concurrency, within the open-file limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nemo_gym_cli.collect.collector import Collector, Lane
+from nemo_gym_cli.collect.discovery import discover
+from nemo_gym_cli.collect.estimate import Estimate, catalogue, estimate
+from nemo_gym_cli.collect.files import count_tasks, read_tasks
+from nemo_gym_cli.collect.metrics import Progress
+from nemo_gym_cli.collect.options import CollectOptions
+from nemo_gym_cli.collect.outputs import OutputFiles, SweepEntry, write_materialized_inputs, write_metrics, write_sweep
+from nemo_gym_cli.collect.record import check_resume, input_digest, now, run_record
+from nemo_gym_cli.collect.sweep import check_served, sweep_models
+from nemo_gym_cli.config import GlobalConfig
+from nemo_gym_cli.errors import ConfigError, ServerError
+from nemo_gym_cli.process.forkserver import ForkServer
+from nemo_gym_cli.process.limits import fd_budget, open_file_limit
+from nemo_gym_cli.process.supervisor import Supervisor, connect_cluster, running_servers, stop_on_signals
+from nemo_gym_cli.server.client import open_json_client
+from nemo_gym_cli.wire import loads
+
+__all__ = ["Outcome", "collect_rollouts", "connection_limit"]
+
+Note = Callable[[str], None]
+
+#: Most connections to the agents; more rollouts than this wait for one.
+MAX_CONNECTIONS = 1024
+#: Fewest connections worth running with (below: the open-file limit is the problem).
+MIN_CONNECTIONS = 8
+
+#: What to do when an agent dies, by where the servers came from.
+_HINT_HEAD = (
+    "start the servers again (ng_run with the same +config_paths), then re-run with "
+    "+resume=true to continue where this run stopped"
+)
+_HINT_ONE_COMMAND = "its output is above; re-run this command with +resume=true to continue where it stopped"
+
+
+@dataclass
+class Outcome:
+    docs: dict[str, dict[str, Any]]  # lane -> metrics document
+    code: int
+    message: str
+    lanes: list[Lane] = field(default_factory=list)
+    estimates: list[Estimate] | None = None
+
+
+def connection_limit(concurrency: int, note: Note) -> int:
+    """Connections to the agents: what ``concurrency`` rollouts in flight need, within the
+    open-file limit (a third of what is left of it: each connection costs a few descriptors
+    in every server it crosses, and our servers share this limit)."""
+    budget = fd_budget()
+    size = min(concurrency, MAX_CONNECTIONS)
+    if budget is None:
+        return size
+    fits = budget // 3
+    if fits < MIN_CONNECTIONS:
+        raise ConfigError(
+            f"the open-file limit ({open_file_limit()}, ulimit -n; the hard limit could not raise it) leaves room "
+            f"for {fits} connections: raise it (`ulimit -n 65536` in the shell, or LimitNOFILE= for a service) and "
+            "run again"
+        )
+    if fits < size:
+        note(
+            f"note: the open-file limit ({open_file_limit()}) allows {fits} connections at once; the other "
+            f"{concurrency - fits} rollouts in flight wait their turn (raise `ulimit -n` for more)"
+        )
+    return min(size, fits)
+
+
+async def collect_rollouts(
+    config: GlobalConfig, opts: CollectOptions, forkserver: ForkServer | None, note: Note
+) -> Outcome:
+    """Run the collection ``opts`` asks for on the servers of ``config`` (started here when it
+    has instances, else a running head server's)."""
+    return await _Run(config, opts, forkserver, note).run()
+
+
+class _Run:
+    def __init__(self, config: GlobalConfig, opts: CollectOptions, forkserver: ForkServer | None, note: Note) -> None:
+        self.config = config
+        self.full = opts  # a dry run's opts are its pilot's; these are the whole run's
+        self.opts = pilot(opts) if opts.dry_run else opts
+        self.forkserver = forkserver
+        self.note = note
+        self.stop_event = asyncio.Event()
+
+    async def run(self) -> Outcome:
+        opts, config = self.opts, self.config
+        opts.check_paths()
+        if opts.input_path != Path(opts.input_jsonl_fpath).expanduser():
+            self.note(
+                f"note: no {opts.input_jsonl_fpath} here; reading the one installed with the toolkit: {opts.input_path}"
+            )
+        self.num_tasks = count_tasks(opts.input_path, opts.limit)
+        self.digest = input_digest(opts.input_path)
+        if config.instances and config.ray is not None:
+            # Before stop_on_signals: joining a Ray cluster sets Ray's own SIGTERM handler.
+            cluster = connect_cluster(config.ray, config.instances.values())
+            try:
+                return await self._on(cluster)
+            finally:
+                cluster.close()
+        return await self._on(None)
+
+    async def _on(self, cluster: Any) -> Outcome:
+        config, opts = self.config, self.opts
+        with stop_on_signals(self.stop_event):
+            if not config.instances:  # no config_paths: the servers of a running head server
+                found = await discover(config.head_url)
+                if found is None:
+                    raise ServerError(
+                        f"no head server answers at {config.head_url}: start the servers with "
+                        'ng_run "+config_paths=[...]", or give ng_collect_rollouts the same '
+                        "+config_paths to start them itself",
+                        url=config.head_url,
+                    )
+                agents, where = found
+                if models := sweep_models(opts):
+                    await check_served(config.head_url, models, opts.agent_name)
+                self.note(f"using the servers of {where}")
+                outcome = await self._with(agents, where, _HINT_HEAD)
+                if self.full.dry_run:
+                    outcome.estimates = await self._estimates(outcome, {})
+                return outcome
+            # config_paths given: our own servers on free ports, never someone else's.
+            servers = running_servers(
+                config, stop_event=self.stop_event, write=self.note, forkserver=self.forkserver, cluster=cluster
+            )
+            async with servers as supervisor:
+                agents = {
+                    name: supervisor.replica_urls.get(name) or [supervisor.urls[name]]
+                    for name, inst in config.instances.items()
+                    if inst.server_type == "responses_api_agents"
+                }
+                outcome = await self._with(agents, "servers started for this run", _HINT_ONE_COMMAND, supervisor)
+                if self.full.dry_run:
+                    outcome.estimates = await self._estimates(outcome, supervisor.urls)
+                return outcome
+
+    async def _estimates(self, outcome: Outcome, urls: dict[str, str]) -> list[Estimate]:
+        """The pilot's figures extrapolated to the whole run, per variant."""
+        full = self.full
+        rollouts = count_tasks(full.input_path, full.limit) * full.num_repeats
+        prices = await catalogue(self.config, full.agent_name, urls, self.note)
+        return [
+            estimate(lane.name, outcome.docs[lane.name]["run"].get("requested_model"), lane.metrics, rollouts, prices)
+            for lane in outcome.lanes
+        ]
+
+    async def _with(
+        self, agents: dict[str, list[str]], where: str, restart_hint: str, supervisor: Supervisor | None = None
+    ) -> Outcome:
+        config, num_tasks = self.config, self.num_tasks
+        opts = self._agents_for(agents)
+        lanes = lanes_of(opts)
+        started_at = now()
+        records = {}
+        for lane in lanes:
+            record = run_record(
+                opts,
+                config,
+                lane=lane.name,
+                variant=lane.variant,
+                servers=where,
+                agents=agents,
+                input_sha256=self.digest,
+                num_tasks=num_tasks,
+                started_at=started_at,
+            )
+            previous = _previous_metrics(lane) if opts.resuming else None
+            if previous is not None:
+                check_resume(previous.get("run"), record, lane.output)
+                cost = previous.get("cost")
+                earlier = cost.get("failed_attempts_usd") if isinstance(cost, dict) else None
+                if isinstance(earlier, (int, float)):
+                    lane.metrics.previous_failed_cost = float(earlier)
+            records[lane.name] = record
+            write_metrics(lane.output, {"status": "running", "run": record})
+        progress = Progress(opts.progress_interval_s)
+        connections = connection_limit(sum(lane.concurrency for lane in lanes), self.note)
+        # The client is closed before the servers stop: they need not wait for its idle
+        # keep-alive connections, so the run ends as soon as its last row is written.
+        async with open_json_client(pool_size=connections, timeout=opts.rollout_timeout_s) as client:
+            collector = Collector(
+                opts, agents, client, self.stop_event, progress, restart_hint=restart_hint, connections=connections,
+                lanes=lanes, announce=self.note,
+            )  # fmt: skip
+            collector.prepare_output(num_tasks)
+            outstanding = {lane.name: num_tasks * opts.num_repeats - len(lane.done) for lane in lanes}
+            progress.start(max(0, sum(outstanding.values())))
+            watcher = asyncio.create_task(_watch_servers(supervisor, collector)) if supervisor else None
+            started = time.perf_counter()
+            try:
+                await collector.run(outstanding)
+            finally:
+                await progress.stop()
+                if watcher is not None:
+                    watcher.cancel()
+            wall = time.perf_counter() - started
+        ended_at = now()
+        docs = {}
+        for lane in lanes:
+            own = lane.busy_time(wall) if len(lanes) > 1 else wall  # a variant's rollouts/s: its own time
+            doc = lane.metrics.summary(wall_time_s=own, new_rollouts=lane.new_rollouts)
+            doc["output"] = str(lane.output)
+            doc["failures_file"] = str(lane.failures.path)
+            doc["concurrency"] = {"requested": lane.concurrency, "workers": lane.workers}
+            doc["complete"] = lane.complete and collector.fatal is None and collector.stopped is None
+            doc["interrupted"] = not doc["complete"] and collector.fatal is None and collector.stopped is None
+            doc["status"] = "complete" if doc["complete"] else "stopped" if collector.stopped else "interrupted"
+            if collector.fatal is not None:
+                doc["error"] = str(collector.fatal)
+                doc["status"] = "failed"
+            if collector.stopped is not None:
+                doc["stopped"] = str(collector.stopped)
+            doc["run"] = {**records[lane.name], "ended_at": ended_at}
+            write_metrics(lane.output, doc)
+            if opts.materialize_inputs:
+                write_materialized_inputs(lane.output, materialized_inputs(lane, opts))
+            docs[lane.name] = doc
+        if len(lanes) > 1 or lanes[0].variant is not None:
+            entries = [
+                SweepEntry(lane.name, lane.output, lane.model, lane.variant.params(), docs[lane.name]["status"])
+                for lane in lanes
+                if lane.variant is not None
+            ]
+            write_sweep(opts.output_path, opts.input_path, entries)
+        if collector.fatal is not None:
+            raise collector.fatal
+        code, message = gates(docs, opts, collector)
+        return Outcome(docs, code, message, lanes)
+
+    def _agents_for(self, agents: dict[str, list[str]]) -> CollectOptions:
+        """``+agent_name`` checked against the running agents, once, before any row: unknown,
+        or missing while the rows name no agent either, is one error listing the agents."""
+        opts = self.opts
+        known = ", ".join(sorted(agents)) or "none"
+        if opts.agent_name is not None:
+            if opts.agent_name not in agents:
+                raise ConfigError(f"+agent_name={opts.agent_name!r} is not a running agent; agents: {known}")
+            return opts
+        first = next((item.row for item in read_tasks(opts.input_path, 1) if item.row is not None), None)
+        ref = first.get("agent_ref") if isinstance(first, dict) else None
+        if isinstance(ref, dict) and ref.get("name"):
+            return opts  # the rows name their agents
+        if len(agents) == 1:
+            (only,) = agents
+            self.note(f"note: +agent_name not given; using the only agent, {only!r}")
+            return opts.model_copy(update={"agent_name": only})
+        raise ConfigError(f"+agent_name=... is required: the rows name no agent (agent_ref.name); agents: {known}")
+
+
+async def _watch_servers(supervisor: Supervisor, collector: Collector) -> None:
+    """One-command mode: a server that dies (the last replica of one) ends the run (``watch``
+    prints its last output)."""
+    if await supervisor.watch(asyncio.Event()):
+        dead = supervisor.lost
+        url = dead.url if dead else ""
+        where = f"{dead.instance.name!r} at {url}" if dead else "a server"
+        message = (
+            f"server {where} exited during the collection (its last output is above); fix "
+            "that, then re-run this command with +resume=true to continue where it stopped"
+        )
+        collector.stop_fatally(ServerError(message, url=url))
+
+
+def lanes_of(opts: CollectOptions) -> list[Lane]:
+    """One lane per output: the single run's, or each variant's with its own concurrency."""
+    variants = {v.name: v for v in opts.sweep()}
+    lanes = []
+    for name, output in opts.outputs().items():
+        variant = variants.get(name)
+        concurrency = (variant.concurrency if variant and variant.concurrency else None) or opts.lane_concurrency
+        lanes.append(Lane(name, output, variant, concurrency, opts))
+    return lanes
+
+
+def _previous_metrics(lane: Lane) -> dict[str, Any] | None:
+    try:
+        doc = loads(OutputFiles(lane.output).metrics.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def pilot(opts: CollectOptions) -> CollectOptions:
+    """The options of a ``+dry_run`` pilot: a few rows per variant, into their own files
+    (stale ones of an earlier pilot removed)."""
+    pilot = opts.model_copy(
+        update={
+            "output_jsonl_fpath": str(OutputFiles(opts.output_path).dry_run),
+            "limit": min(opts.dry_run_rows, opts.limit) if opts.limit is not None else opts.dry_run_rows,
+            "num_repeats": 1,
+            "resume": False,
+            "resume_from_cache": False,
+            "max_cost_usd": None,
+            "materialize_inputs": False,
+        }
+    )
+    for path in pilot.outputs().values():
+        files = OutputFiles(path)
+        for stale in (path, files.metrics, files.failures):
+            stale.unlink(missing_ok=True)
+    return pilot
+
+
+def materialized_inputs(lane: Lane, opts: CollectOptions) -> Any:
+    """The input row of every rollout in the lane's output, in (task, rollout) order, as
+    NeMo Gym's reward profiling reads it beside the output."""
+    for item in read_tasks(opts.input_path, opts.limit):
+        if item.row is None:
+            continue
+        row = lane.row_sent(item.row)
+        if not isinstance(row.get("agent_ref"), dict) and opts.agent_name:
+            row = {**row, "agent_ref": {"name": opts.agent_name}}
+        for r in range(opts.num_repeats):
+            if (item.task_index, r) in lane.done:
+                yield {**row, "_ng_task_index": item.task_index, "_ng_rollout_index": r}
+
+
+def gates(docs: dict[str, dict[str, Any]], opts: CollectOptions, collector: Collector) -> tuple[int, str]:
+    """The exit code and, if not 0, the message saying why."""
+    if collector.stopped is not None:
+        return 1, f"stopped: {collector.stopped}"
+    if any(doc["interrupted"] for doc in docs.values()):
+        return 130, "interrupted: re-run the same command with +resume=true to continue"
+    failed = sum(doc["failed"] for doc in docs.values())
+    if failed > opts.max_failures:
+        files = ", ".join(doc["failures_file"] for doc in docs.values() if doc["failed"])
+        return 1, f"gate failed: {failed} rollouts failed, more than +max_failures={opts.max_failures} (see {files})"
+    gate = opts.min_mean_reward
+    if gate is not None:
+        for name, doc in docs.items():
+            reward = doc["reward"]["mean"] if opts.gate_on == "all" else doc["reward"]["mean_succeeded"]
+            label = f"[{name}] " if name else ""
+            which = "mean reward (failures count 0)" if opts.gate_on == "all" else "mean reward over succeeded rollouts"
+            if reward is None:
+                return 1, f"gate failed: {label}no rollout has a reward to compare with +min_mean_reward={gate}"
+            if reward < gate:
+                return 1, f"gate failed: {label}{which} {reward:.4f} is below +min_mean_reward={gate}"
+    return 0, ""
