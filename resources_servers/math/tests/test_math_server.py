@@ -68,6 +68,7 @@ def test_a_row_without_an_expected_answer_is_a_bad_row_not_a_wrong_model(client:
     assert "expected_answer" in resp.json()["error"]["message"]
 
 
+@pytest.mark.e2e
 def test_a_hanging_check_is_stopped_as_offload_timeout_and_the_server_goes_on() -> None:
     with TestClient(asgi(Math.from_fields({"offload_timeout_s": 1.5, "offload_workers": 1}))) as c:
         assert verify(c, "5", "\\boxed{5}")["reward"] == 1.0  # the worker is up: the timeout is the check's own
