@@ -19,7 +19,6 @@ Writes ``data/generated_<n>.jsonl`` beside this file (git-ignored) unless ``-o``
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -27,6 +26,8 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from nemo_gym_cli.tasks import write_tasks_command
 
 SYSTEM_PROMPT = (
     "Solve the math problem. Reason step by step, then give the final answer on the last line "
@@ -388,17 +389,7 @@ def generate(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", type=int, default=300, help="number of problems (default 300)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("-o", "--out", type=Path, default=None, help="output file (default data/generated_<n>.jsonl)")
-    args = parser.parse_args()
-    out = args.out or Path(__file__).parent / "data" / f"generated_{args.n}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as f:
-        for row in generate(args.n, args.seed):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {args.n} problems to {out}")
+    write_tasks_command(generate, __doc__, Path(__file__).parent, noun="problems", count=300)
 
 
 if __name__ == "__main__":
