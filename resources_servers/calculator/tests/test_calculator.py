@@ -4,18 +4,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import orjson
 import pytest
 from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import asgi
+from nemo_gym_cli.testing import VerifyCase, check_verify
 from resources_servers.calculator.app import Calculator
 from support.cli import ROOT, run_cli
-
-
-def answer(text: str) -> dict:
-    return {"output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
 
 
 def test_the_tools_compute_and_dividing_by_zero_is_a_tool_error():
@@ -27,20 +25,10 @@ def test_the_tools_compute_and_dividing_by_zero_is_a_tool_error():
         assert [t["name"] for t in c.get("/tools").json()] == ["add", "divide", "multiply", "subtract"]
 
 
-@pytest.mark.parametrize(
-    ("text", "reward", "parsed"),
-    [
-        ("2 plus 3 is 5.", 1.0, 5.0),
-        ("The answer: 1,234", 0.0, 1234.0),
-        ("It is 4.", 0.0, 4.0),
-        ("I am not sure of the answer.", 0.0, None),
-        ("", 0.0, None),
-    ],
-)
-def test_the_verifier_reads_the_last_number_of_the_final_answer(text, reward, parsed):
+@pytest.mark.parametrize("case", VerifyCase.load(Path(__file__).with_name("verify_cases.jsonl")), ids=str)
+def test_the_verifier_reads_the_last_number_of_the_final_answer(case: VerifyCase):
     with TestClient(asgi(Calculator())) as c:
-        row = c.post("/verify", json={"expected_answer": 5, "response": answer(text)}).json()
-    assert (row["reward"], row["parsed_answer"]) == (reward, parsed)
+        check_verify(c, case, fields={"expected_answer": 5})
 
 
 COMMAND = [

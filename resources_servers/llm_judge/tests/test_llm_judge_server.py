@@ -19,6 +19,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import ServerSpec, asgi
+from nemo_gym_cli.testing import VerifyCase, check_verify, reply
 from resources_servers.llm_judge.app import LLMJudge, judge_usage
 from responses_api_agents.simple_agent.app import SimpleAgent
 from responses_api_models.openai_model.app import OpenAIModel
@@ -40,10 +41,6 @@ def judged_row(judge_reply: str, **extra: Any) -> dict[str, Any]:
         "judge_script": [{"text": judge_reply}],
         **extra,
     }
-
-
-def reply(text: str) -> dict:
-    return {"output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
 
 
 def adapter(**fields: Any):
@@ -93,11 +90,17 @@ def test_the_judges_verdict_reasoning_and_cost_are_in_the_row() -> None:
     assert wrong["subject"] == "science"
 
 
-@pytest.mark.parametrize("answer", ["", "\x00}{ garbage ###", "I don't know." * 3000], ids=["empty", "garbage", "huge"])
-def test_malformed_policy_output_is_judged_like_any_answer(answer: str) -> None:
-    with judged() as urls:
-        scored = verify(urls, judged_row(INCORRECT), answer)
-    assert scored.status_code == 200 and scored.json()["reward"] == 0.0
+MALFORMED = [
+    VerifyCase("empty", "", {"reward": 0.0}),
+    VerifyCase("garbage", "\x00}{ garbage ###", {"reward": 0.0}),
+    VerifyCase("huge", "I don't know." * 3000, {"reward": 0.0}),
+]
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=str)
+def test_malformed_policy_output_is_judged_like_any_answer(case: VerifyCase) -> None:
+    with judged() as urls, httpx.Client(base_url=urls["env"], timeout=30) as env:
+        check_verify(env, case, fields=judged_row(INCORRECT))
 
 
 @pytest.mark.parametrize(

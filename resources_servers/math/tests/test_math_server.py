@@ -14,14 +14,11 @@ from starlette.testclient import TestClient
 
 from nemo_gym_cli.errors import NemoGymError
 from nemo_gym_cli.server import asgi
+from nemo_gym_cli.testing import VerifyCase, check_verify, reply
 from resources_servers.math.app import Math
 from support.cli import ROOT, run_cli
 
 HANGS = "\\boxed{2^{2^{2^{100}}}}"  # sympy evaluates the tower: it never finishes
-
-
-def answer(text: str) -> dict:
-    return {"output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
 
 
 @pytest.fixture(scope="module")
@@ -31,39 +28,39 @@ def client() -> Iterator[TestClient]:
 
 
 def verify(client: TestClient, expected: str, text: str) -> dict:
-    resp = client.post("/verify", json={"expected_answer": expected, "subject": "algebra", "response": answer(text)})
-    assert resp.status_code == 200, resp.text
-    return resp.json()
+    return check_verify(client, VerifyCase(text, text), fields={"expected_answer": expected, "subject": "algebra"})
+
+
+THIRD = {"expected_answer": "x = 1/3", "subject": "algebra"}  # the task row's fields
 
 
 def test_an_equivalent_answer_scores_1_with_the_parsed_answer_in_the_row(client: TestClient) -> None:
-    row = verify(client, "x = 1/3", "Collecting terms, 9x = 3.\n\nThe final answer is $\\boxed{x = \\frac{1}{3}}$.")
-    assert (row["reward"], row["parsed_answer"], row["verdict_reason"]) == (
-        1.0,
-        "x = \\frac{1}{3}",
-        "equivalent (boxed)",
-    )
-    assert row["subject"] == "algebra" and row["expected_answer"] == "x = 1/3"
+    text = "Collecting terms, 9x = 3.\n\nThe final answer is $\\boxed{x = \\frac{1}{3}}$."
+    expect = {"reward": 1.0, "parsed_answer": "x = \\frac{1}{3}", "verdict_reason": "equivalent (boxed)"}
+    expect |= {"subject": "algebra", "expected_answer": "x = 1/3"}
+    check_verify(client, VerifyCase("equivalent", text, expect), fields=THIRD)
 
 
-@pytest.mark.parametrize(
-    ("text", "parsed", "reason"),
-    [
-        ("The final answer is $\\boxed{x = 1/4}$.", "x = 1/4", "not equivalent (boxed)"),
-        ("", "", "empty response"),
-        ("I am not sure of the answer.", "", "no final answer found"),
-        ("#### }}}{{{\\frac", "}}}{{{\\frac", "final answer did not parse"),
-        ("\x00\x01 garbage ##", "", "no final answer found"),
-    ],
-)
-def test_wrong_and_malformed_answers_score_0_with_a_reason(client: TestClient, text, parsed, reason) -> None:
-    row = verify(client, "x = 1/3", text)
-    assert (row["reward"], row["parsed_answer"]) == (0.0, parsed)
-    assert row["verdict_reason"].startswith(reason)
+def scores_0(case_id: str, text: str, parsed: str, reason: str) -> VerifyCase:
+    return VerifyCase(case_id, text, {"reward": 0.0, "parsed_answer": parsed}, expect_prefix={"verdict_reason": reason})
+
+
+WRONG = [
+    scores_0("not equivalent", "The final answer is $\\boxed{x = 1/4}$.", "x = 1/4", "not equivalent (boxed)"),
+    scores_0("empty", "", "", "empty response"),
+    scores_0("no final answer", "I am not sure of the answer.", "", "no final answer found"),
+    scores_0("does not parse", "#### }}}{{{\\frac", "}}}{{{\\frac", "final answer did not parse"),
+    scores_0("garbage", "\x00\x01 garbage ##", "", "no final answer found"),
+]
+
+
+@pytest.mark.parametrize("case", WRONG, ids=str)
+def test_wrong_and_malformed_answers_score_0_with_a_reason(client: TestClient, case: VerifyCase) -> None:
+    check_verify(client, case, fields=THIRD)
 
 
 def test_a_row_without_an_expected_answer_is_a_bad_row_not_a_wrong_model(client: TestClient) -> None:
-    resp = client.post("/verify", json={"expected_answer": "  ", "response": answer("\\boxed{1}")})
+    resp = client.post("/verify", json={"expected_answer": "  ", "response": reply("\\boxed{1}")})
     assert resp.status_code == 400 and resp.json()["error"]["retryable"] is False
     assert "expected_answer" in resp.json()["error"]["message"]
 
@@ -72,7 +69,7 @@ def test_a_row_without_an_expected_answer_is_a_bad_row_not_a_wrong_model(client:
 def test_a_hanging_check_is_stopped_as_offload_timeout_and_the_server_goes_on() -> None:
     with TestClient(asgi(Math.from_fields({"offload_timeout_s": 1.5, "offload_workers": 1}))) as c:
         assert verify(c, "5", "\\boxed{5}")["reward"] == 1.0  # the worker is up: the timeout is the check's own
-        hung = c.post("/verify", json={"expected_answer": "5", "response": answer(HANGS)})
+        hung = c.post("/verify", json={"expected_answer": "5", "response": reply(HANGS)})
         assert hung.status_code == 500
         error = hung.json()["error"]
         assert (error["type"], error["retryable"]) == ("offload_timeout", False)

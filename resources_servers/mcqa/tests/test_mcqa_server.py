@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import asgi
+from nemo_gym_cli.testing import VerifyCase, check_verify, reply
 from resources_servers.mcqa.app import MultipleChoice
 from responses_api_models.provider_emulator.policy import gets_wrong
 from support.cli import ROOT, run_cli
@@ -20,32 +21,32 @@ QUESTIONS = ROOT / "resources_servers" / "mcqa" / "data" / "questions.jsonl"
 ROW = {"options": ["London", "Paris", "Rome", "Berlin"], "expected_answer": "B", "subject": "geography"}
 
 
-def answer(text: str) -> dict:
-    return {"output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
+def chose(case_id: str, text: str, reward: float, letter: str | None) -> VerifyCase:
+    # the row's fields ride along (subject: for ng_report +group_by=subject)
+    expect = {"reward": reward, "extracted_answer": letter, "expected_answer": "B", "subject": "geography"}
+    return VerifyCase(case_id, text, expect)
 
 
-@pytest.mark.parametrize(
-    ("text", "reward", "letter"),
-    [
-        ("The answer is (B).", 1.0, "B"),
-        ("**Answer:** (B) Paris", 1.0, "B"),
-        ("C) Rome", 0.0, "C"),
-        ("", 0.0, None),  # empty
-        ("I am not sure of the answer.", 0.0, None),  # no choice
-        ("A or B", 0.0, None),  # two choices
-        ("}}{{ \x00 @@@ garbage", 0.0, None),
-    ],
-)
-def test_the_verifier_scores_the_letter_the_reply_chose(text, reward, letter) -> None:
+CASES = [
+    chose("parenthesised", "The answer is (B).", 1.0, "B"),
+    chose("markdown", "**Answer:** (B) Paris", 1.0, "B"),
+    chose("wrong", "C) Rome", 0.0, "C"),
+    chose("empty", "", 0.0, None),
+    chose("no choice", "I am not sure of the answer.", 0.0, None),
+    chose("two choices", "A or B", 0.0, None),
+    chose("garbage", "}}{{ \x00 @@@ garbage", 0.0, None),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_the_verifier_scores_the_letter_the_reply_chose(case: VerifyCase) -> None:
     with TestClient(asgi(MultipleChoice())) as c:
-        row = c.post("/verify", json={**ROW, "response": answer(text)}).json()
-    assert (row["reward"], row["extracted_answer"], row["expected_answer"]) == (reward, letter, "B")
-    assert row["subject"] == "geography"  # the row's fields ride along for ng_report +group_by=subject
+        check_verify(c, case, fields=ROW)
 
 
 def test_a_row_without_options_is_a_bad_row_not_a_wrong_model() -> None:
     with TestClient(asgi(MultipleChoice())) as c:
-        resp = c.post("/verify", json={"expected_answer": "B", "response": answer("B")})
+        resp = c.post("/verify", json={"expected_answer": "B", "response": reply("B")})
     assert resp.status_code == 400 and "options" in resp.json()["error"]["message"]
 
 

@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import asgi
+from nemo_gym_cli.testing import VerifyCase, check_verify, reply
 from resources_servers.multi_step_tools.app import MultiStepTools
 from resources_servers.multi_step_tools.world import tool_definitions
 from support.cli import ROOT, run_cli
@@ -34,10 +35,6 @@ def calls_of(row: dict) -> list[dict]:
 
 def task(task_type: str) -> dict:
     return next(row for row in tasks() if row["task_type"] == task_type)
-
-
-def reply(text: str) -> dict:
-    return {"output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
 
 
 def session(client: TestClient, sid: str, row: dict) -> dict:
@@ -91,16 +88,21 @@ def test_two_rollouts_of_the_same_task_never_share_a_world() -> None:
     assert any("status: expected 'cancelled', got 'pending'" in line for line in idle["state_diff"])
 
 
-@pytest.mark.parametrize(
-    "response",
-    [{"output": []}, reply(""), reply("\x00}{ garbage"), reply("I cancelled the order.")],
-    ids=["no output", "empty", "garbage", "a claim without the change"],
-)
-def test_malformed_or_empty_output_scores_the_unchanged_world(response) -> None:
+UNCHANGED = {"reward": 0.0, "num_tool_calls": 0}
+MALFORMED = [
+    VerifyCase("no output", response={"output": []}, expect=UNCHANGED),
+    VerifyCase("empty", "", UNCHANGED),
+    VerifyCase("garbage", "\x00}{ garbage", UNCHANGED),
+    VerifyCase("a claim without the change", "I cancelled the order.", UNCHANGED),
+]
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=str)
+def test_malformed_or_empty_output_scores_the_unchanged_world(case: VerifyCase) -> None:
     row = task("cancel_pending")  # the order should end cancelled
     with TestClient(asgi(MultiStepTools())) as c:
-        scored = c.post("/verify", json={**row, "response": response}, headers=session(c, "r", row)).json()
-    assert scored["reward"] == 0.0 and scored["num_tool_calls"] == 0 and len(scored["state_diff"]) >= 1
+        scored = check_verify(c, case, fields=row, headers=session(c, "r", row))
+    assert len(scored["state_diff"]) >= 1
 
 
 def test_without_a_seeded_session_verify_and_the_tools_are_refused_not_scored() -> None:
