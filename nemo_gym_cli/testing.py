@@ -19,17 +19,24 @@ A case's ``answer`` is the model's final text (sent as one assistant message), o
 must start with. ``VerifyCase.load(path)`` reads cases from a JSONL file (one object a line
 with these keys). ``client`` is anything with ``post(path, json=..., headers=...)`` on the
 server's base URL: Starlette's ``TestClient(asgi(server))``, or an ``httpx.Client(base_url=...)``.
+
+``collect_offline(config, agent, input, out)`` runs the environment end to end as a user does,
+``ng_collect_rollouts`` as a process on the offline model (the emulator plays each row's
+script), and returns the rows it wrote.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["VerifyCase", "check_verify", "reply"]
+__all__ = ["VerifyCase", "check_verify", "collect_offline", "reply"]
 
 
 def reply(text: str) -> dict[str, Any]:
@@ -106,3 +113,33 @@ def check_verify(
     row: dict[str, Any] = resp.json()
     case.check(row)
     return row
+
+
+def collect_offline(
+    config: str,
+    agent: str,
+    input_jsonl: str | Path,
+    out: Path,
+    *overrides: str,
+    model_config: str = "configs/offline_model.yaml",
+    cwd: str | Path | None = None,
+    timeout: float = 300.0,
+) -> list[dict[str, Any]]:
+    """Run ``ng_collect_rollouts`` as a process with ``model_config`` and the environment's
+    ``config``, the agent ``agent``, the tasks ``input_jsonl`` and ``overrides``; return the rows
+    written to ``out``. A non-zero exit is an ``AssertionError`` carrying its stderr."""
+    binary = Path(sys.executable).parent / "ng_collect_rollouts"
+    command = str(binary) if binary.exists() else shutil.which("ng_collect_rollouts") or "ng_collect_rollouts"
+    args = [
+        f"+config_paths=[{model_config},{config}]",
+        f"+agent_name={agent}",
+        f"+input_jsonl_fpath={input_jsonl}",
+        f"+output_jsonl_fpath={out}",
+        *overrides,
+    ]
+    done = subprocess.run(
+        [command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise AssertionError(f"ng_collect_rollouts exited {done.returncode}:\n{done.stderr}")
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]

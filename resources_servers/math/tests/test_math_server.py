@@ -14,9 +14,9 @@ from starlette.testclient import TestClient
 
 from nemo_gym_cli.errors import NemoGymError
 from nemo_gym_cli.server import asgi
-from nemo_gym_cli.testing import VerifyCase, check_verify, reply
+from nemo_gym_cli.testing import VerifyCase, check_verify, collect_offline, reply
 from resources_servers.math.app import Math
-from support.cli import ROOT, run_cli
+from support.cli import ROOT
 
 HANGS = "\\boxed{2^{2^{2^{100}}}}"  # sympy evaluates the tower: it never finishes
 
@@ -87,10 +87,7 @@ def test_without_the_math_extra_the_server_refuses_to_start_in_one_line(monkeypa
 
 # --- the README's command, as real processes --------------------------------------------
 
-COMMAND = [
-    "+config_paths=[configs/offline_model.yaml,resources_servers/math/configs/math.yaml]",
-    "+agent_name=math_simple_agent",
-]
+CONFIG, AGENT = "resources_servers/math/configs/math.yaml", "math_simple_agent"
 
 
 def rows_of(path) -> list[dict]:
@@ -99,18 +96,8 @@ def rows_of(path) -> list[dict]:
 
 @pytest.mark.e2e
 def test_the_readme_command_runs_the_shipped_problems_offline_to_reward_1(tmp_path) -> None:
-    out = tmp_path / "math.jsonl"
-    result = run_cli(
-        "ng_collect_rollouts",
-        *COMMAND,
-        "+input_jsonl_fpath=resources_servers/math/data/problems.jsonl",
-        f"+output_jsonl_fpath={out}",
-        "+limit=32",
-        "+concurrency=16",
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = rows_of(out)
+    data = "resources_servers/math/data/problems.jsonl"
+    rows = collect_offline(CONFIG, AGENT, data, tmp_path / "math.jsonl", "+limit=32", "+concurrency=16", cwd=ROOT)
     assert len(rows) == 32 and all(r["reward"] == 1.0 for r in rows)
     assert all(r["verdict_reason"] == "equivalent (boxed)" and r["parsed_answer"] == r["expected_answer"] for r in rows)
     assert {r["subject"] for r in rows} == {"arithmetic", "rates", "percentages", "algebra"}
@@ -135,18 +122,12 @@ def test_a_wrong_answer_scores_0_and_a_hanging_check_is_a_recorded_failure_offli
         scripted_row("What is 2 + 3? (hangs)", f"The final answer is ${HANGS}$.", "5"),
     ]
     inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = run_cli(
-        "ng_collect_rollouts",
-        *COMMAND,
-        f"+input_jsonl_fpath={inp}",
-        f"+output_jsonl_fpath={out}",
-        "++math.resources_servers.math.offload_timeout_s=2.0",
-        "++math.resources_servers.math.offload_workers=1",
-        "+concurrency=1",
-        "+max_failures=1",
-    )
-    assert result.returncode == 0, result.stderr
-    scored = sorted(rows_of(out), key=lambda r: r["_ng_task_index"])
+    rows = collect_offline(
+        CONFIG, AGENT, inp, out,
+        "++math.resources_servers.math.offload_timeout_s=2.0", "++math.resources_servers.math.offload_workers=1",
+        "+concurrency=1", "+max_failures=1", cwd=ROOT,
+    )  # fmt: skip
+    scored = sorted(rows, key=lambda r: r["_ng_task_index"])
     assert [(r["reward"], r["parsed_answer"]) for r in scored] == [(1.0, "5"), (0.0, "6")]
     (failure,) = rows_of(tmp_path / "out_failures.jsonl")
     assert (failure["_ng_task_index"], failure["error_type"], failure["attempts"]) == (2, "offload_timeout", 1)

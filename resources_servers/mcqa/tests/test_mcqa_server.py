@@ -5,14 +5,12 @@ broken down by subject in ng_report."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import orjson
 import pytest
 from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import asgi
-from nemo_gym_cli.testing import VerifyCase, check_verify, reply
+from nemo_gym_cli.testing import VerifyCase, check_verify, collect_offline, reply
 from resources_servers.mcqa.app import MultipleChoice
 from responses_api_models.provider_emulator.policy import gets_wrong
 from support.cli import ROOT, run_cli
@@ -65,23 +63,12 @@ def test_every_scripted_mistake_chooses_the_most_tempting_wrong_option() -> None
 # --- real processes ---------------------------------------------------------------------
 
 
-def rows_of(path: Path) -> list[dict]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+CONFIG, AGENT = "resources_servers/mcqa/configs/mcqa.yaml", "mcqa_simple_agent"
 
 
 @pytest.mark.e2e
 def test_the_readme_command_runs_every_question_offline_to_reward_1(tmp_path) -> None:
-    out = tmp_path / "mcqa.jsonl"
-    result = run_cli(
-        "ng_collect_rollouts",
-        "+config_paths=[configs/offline_model.yaml,resources_servers/mcqa/configs/mcqa.yaml]",
-        "+agent_name=mcqa_simple_agent",
-        "+input_jsonl_fpath=resources_servers/mcqa/data/questions.jsonl",
-        f"+output_jsonl_fpath={out}",
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = rows_of(out)
+    rows = collect_offline(CONFIG, AGENT, QUESTIONS.relative_to(ROOT), tmp_path / "mcqa.jsonl", cwd=ROOT)
     assert len(rows) == 70 and all(r["reward"] == 1.0 for r in rows)
     assert all(r["extracted_answer"] == r["expected_answer"] for r in rows)
 
@@ -91,18 +78,10 @@ def test_a_weaker_emulated_model_answers_the_wrong_variants_and_the_report_break
     tmp_path,
 ) -> None:
     out = tmp_path / "small.jsonl"
-    collected = run_cli(
-        "ng_collect_rollouts",
-        "+config_paths=[configs/offline_sweep.yaml,resources_servers/mcqa/configs/mcqa.yaml]",
-        "+agent_name=mcqa_simple_agent",
-        "+emulator_model=emulator/small",
-        "+input_jsonl_fpath=resources_servers/mcqa/data/questions.jsonl",
-        f"+output_jsonl_fpath={out}",
-        "+concurrency=35",
-        cwd=ROOT,
-    )
-    assert collected.returncode == 0, collected.stderr
-    rows = rows_of(out)
+    rows = collect_offline(
+        CONFIG, AGENT, QUESTIONS.relative_to(ROOT), out, "+emulator_model=emulator/small", "+concurrency=35",
+        model_config="configs/offline_sweep.yaml", cwd=ROOT,
+    )  # fmt: skip
     assert len(rows) == 70 and {r["response"]["model"] for r in rows} == {"emulator/small"}
     for r in rows:  # exactly the tasks the emulator's accuracy draw makes it get wrong score 0
         question = r["responses_create_params"]["input"][1]["content"]

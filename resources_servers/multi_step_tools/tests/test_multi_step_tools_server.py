@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
-import orjson
 import pytest
 from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import asgi
-from nemo_gym_cli.testing import VerifyCase, check_verify, reply
+from nemo_gym_cli.testing import VerifyCase, check_verify, collect_offline, reply
 from resources_servers.multi_step_tools.app import MultiStepTools
 from resources_servers.multi_step_tools.world import tool_definitions
-from support.cli import ROOT, run_cli
+from support.cli import ROOT
 
 TASKS = ROOT / "resources_servers" / "multi_step_tools" / "data" / "tasks.jsonl"
 
@@ -119,30 +117,17 @@ def test_without_a_seeded_session_verify_and_the_tools_are_refused_not_scored() 
 
 # --- real processes ---------------------------------------------------------------------
 
-COMMAND = [
-    "+config_paths=[configs/offline_model.yaml,resources_servers/multi_step_tools/configs/multi_step_tools.yaml]",
-    "+agent_name=multi_step_tools_simple_agent",
-]
-
-
-def rows_of(path: Path) -> list[dict]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+CONFIG = "resources_servers/multi_step_tools/configs/multi_step_tools.yaml"
+AGENT = "multi_step_tools_simple_agent"
 
 
 @pytest.mark.e2e
 def test_every_task_runs_offline_to_reward_1_with_100_rollouts_in_flight_none_seeing_anothers_world(tmp_path) -> None:
-    out = tmp_path / "mst.jsonl"
-    result = run_cli(
-        "ng_collect_rollouts",
-        *COMMAND,
-        "+input_jsonl_fpath=resources_servers/multi_step_tools/data/tasks.jsonl",
-        f"+output_jsonl_fpath={out}",
+    rows = collect_offline(
+        CONFIG, AGENT, "resources_servers/multi_step_tools/data/tasks.jsonl", tmp_path / "mst.jsonl",
         "+num_repeats=4",  # four copies of each world in flight at once
-        "+concurrency=100",
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = rows_of(out)
+        "+concurrency=100", cwd=ROOT,
+    )  # fmt: skip
     assert len(rows) == 55 * 4
     by_task = {i: row for i, row in enumerate(tasks())}
     for r in rows:
@@ -167,11 +152,10 @@ def test_a_wrong_change_scores_0_and_a_refused_call_reaches_the_model_offline(tm
     recovers["responses_create_params"]["metadata"]["emulator_script"] = json.dumps(
         [{"tool_calls": [{"name": "lookup_order", "arguments": {"order_id": "O-9999"}}]}, *script(swap)]
     )
-    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp = tmp_path / "in.jsonl"
     inp.write_text(json.dumps(wrong) + "\n" + json.dumps(recovers) + "\n")
-    result = run_cli("ng_collect_rollouts", *COMMAND, f"+input_jsonl_fpath={inp}", f"+output_jsonl_fpath={out}")
-    assert result.returncode == 0, result.stderr
-    cancelled, recovered = sorted(rows_of(out), key=lambda r: r["_ng_task_index"])
+    rows = collect_offline(CONFIG, AGENT, inp, tmp_path / "out.jsonl", cwd=ROOT)
+    cancelled, recovered = sorted(rows, key=lambda r: r["_ng_task_index"])
     assert cancelled["reward"] == 0.0
     assert f"orders.{order}.status: expected 'pending', got 'cancelled'" in cancelled["state_diff"]
     assert (recovered["reward"], recovered["num_tool_errors"]) == (1.0, 1)
