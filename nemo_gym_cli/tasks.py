@@ -22,7 +22,17 @@ from typing import Any
 
 import orjson
 
-__all__ = ["write_tasks", "write_tasks_command"]
+__all__ = ["one_turn_script", "write_tasks", "write_tasks_command"]
+
+
+def one_turn_script(answer_text: str, wrong_text: str | None = None) -> str:
+    """A row's emulator script (``metadata.emulator_script``) for a one-turn answer: a JSON
+    list of turns, ``[{"text": ...}]``, with ``"wrong": {"text": ...}`` (what a model answers
+    on a task it gets wrong) if given."""
+    turn: dict[str, Any] = {"text": answer_text}
+    if wrong_text is not None:
+        turn["wrong"] = {"text": wrong_text}
+    return json.dumps([turn])
 
 
 def write_tasks(rows: Iterable[dict[str, Any]], out: Path, *, compact: bool = False) -> int:

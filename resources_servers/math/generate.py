@@ -19,7 +19,6 @@ Writes ``data/generated_<n>.jsonl`` beside this file (git-ignored) unless ``-o``
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from nemo_gym_cli.tasks import one_turn_script as script_for
 from nemo_gym_cli.tasks import write_tasks_command
 
 SYSTEM_PROMPT = (
@@ -55,15 +55,6 @@ class Problem(NamedTuple):
     steps: str  # a short worked solution
     wrong: str  # the answer of a typical mistake ("" when the mistake happens to be right)
     slip: str  # the worked solution of that mistake
-
-
-def script_for(answer_text: str, wrong_text: str | None = None) -> str:
-    """The emulator script of a one-turn answer: a JSON list of turns, ``[{"text": ...}]``,
-    with ``"wrong": {"text": ...}`` (what a model answers on a task it gets wrong) if given."""
-    turn: dict[str, Any] = {"text": answer_text}
-    if wrong_text is not None:
-        turn["wrong"] = {"text": wrong_text}
-    return json.dumps([turn])
 
 
 def off_by_one(answer: str) -> str:

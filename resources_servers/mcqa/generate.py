@@ -14,13 +14,13 @@ the same style choosing the most tempting wrong option (what an emulated model w
 
 from __future__ import annotations
 
-import json
 import random
 import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nemo_gym_cli.tasks import one_turn_script as script_for
 from nemo_gym_cli.tasks import write_tasks_command
 
 SYSTEM_PROMPT = (
@@ -118,15 +118,6 @@ STYLES = [
     "**Answer:** ({L}) {T}",
     "It's not {W}; it's {L}.",
 ]
-
-
-def script_for(answer_text: str, wrong_text: str | None = None) -> str:
-    """The emulator script of a one-turn answer: a JSON list of turns, ``[{"text": ...}]``,
-    with ``"wrong": {"text": ...}`` (what a model answers on a task it gets wrong) if given."""
-    turn: dict[str, Any] = {"text": answer_text}
-    if wrong_text is not None:
-        turn["wrong"] = {"text": wrong_text}
-    return json.dumps([turn])
 
 
 def prompt(question: str, options: list[str]) -> str:
