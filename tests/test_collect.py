@@ -26,7 +26,7 @@ from nemo_gym_cli.collect.collector import CollectOptions, Collector
 from nemo_gym_cli.collect.metrics import Progress
 from nemo_gym_cli.errors import ServerError
 from support.cli import BIN, NgRun, run_cli
-from support.ports import free_port
+from support.ports import held_port
 from support.procs import descendants, still_alive
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -300,13 +300,14 @@ def test_an_agent_that_dies_mid_run_fails_fast_naming_its_url_and_what_to_start(
 
 @pytest.mark.e2e
 def test_in_one_command_mode_a_server_dying_ends_the_run_and_leaves_no_server_behind(tmp_path):
-    port_b = free_port()
+    hold_b, hold_head = held_port(), held_port()  # agent B binds its port beside the hold
+    port_b = hold_b.port
     rows = [{"id": f"{tmp_path.name}-{i}", "sleep_s": 0.05} for i in range(60)]
     inp, out = write_jsonl(tmp_path / "tasks.jsonl", rows), tmp_path / "out.jsonl"
     args = [
         CONFIG,
         f"+{AGENT_B}.responses_api_agents.scripted_agent.port={port_b}",
-        *collect_args(free_port(), inp, out, "+concurrency=2"),
+        *collect_args(hold_head.port, inp, out, "+concurrency=2"),
     ]
     proc = start_collect(args)
     seen: list[int] = []
@@ -321,6 +322,8 @@ def test_in_one_command_mode_a_server_dying_ends_the_run_and_leaves_no_server_be
         left = still_alive(seen)  # before the clean-up below kills anything
     finally:
         kill_all(proc, seen)
+        hold_b.release()
+        hold_head.release()
     assert proc.returncode == 1
     assert f"server '{AGENT_B}' at http://127.0.0.1:{port_b} exited during the collection" in stderr
     assert "+resume=true" in stderr

@@ -40,7 +40,7 @@ import httpx
 import pytest
 
 from support.cli import BIN, ROOT
-from support.ports import free_port
+from support.ports import HeldPort, held_port
 
 pytestmark = pytest.mark.e2e
 
@@ -134,6 +134,7 @@ class DocRun:
     env: dict[str, str]
     ports: dict[str, str] = field(default_factory=dict)
     servers: list[subprocess.Popen] = field(default_factory=list)
+    holds: list[HeldPort] = field(default_factory=list)  # the ports, held until stop()
     done: set[int] = field(default_factory=set)
 
     @classmethod
@@ -143,19 +144,22 @@ class DocRun:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, root / name)
         (root / ".venv").symlink_to(ROOT / ".venv")
-        head = free_port()
-        (root / "env.yaml").write_text(f"head_server:\n  port: {head}\n")
+        head = held_port()
+        (root / "env.yaml").write_text(f"head_server:\n  port: {head.port}\n")
         env = {k: v for k, v in os.environ.items() if "API_KEY" not in k and not k.startswith("OPENROUTER")}
         env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", VIRTUAL_ENV=str(ROOT / ".venv"))
         env.pop("PYTHONPATH", None)
-        return cls(file, root, env, ports={"11000": str(head)})
+        return cls(file, root, env, ports={"11000": str(head.port)}, holds=[head])
 
     def localize(self, code: str) -> str:
         """The block with each fixed port replaced by this file's free port for it."""
 
         def swap(match: re.Match) -> str:
             before, port = match.groups()
-            return before + self.ports.setdefault(port, str(free_port()))
+            if port not in self.ports:
+                self.holds.append(held_port())
+                self.ports[port] = str(self.holds[-1].port)
+            return before + self.ports[port]
 
         return PORT.sub(swap, code)
 
@@ -231,6 +235,8 @@ class DocRun:
         for proc in self.servers:
             _stop_group(proc, signal.SIGINT)
         self.servers.clear()
+        for hold in self.holds:
+            hold.release()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -340,6 +346,8 @@ def test_fixed_ports_become_the_same_free_port_throughout_a_file(tmp_path) -> No
     assert first == f"ng_emulator --port {port}\ncurl http://127.0.0.1:{port}/x localhost:{other} --port 0"
     assert second == f"curl -s http://127.0.0.1:{port}/y +head_server.port=12345"
     assert len({port, other, "8000", "8001"}) == 4
+    for hold in run.holds:
+        hold.release()
 
 
 def test_the_docs_have_command_blocks_in_every_file_that_shows_commands() -> None:

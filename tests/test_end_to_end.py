@@ -6,11 +6,12 @@ import signal
 import subprocess
 import time
 
+import httpx
 import orjson
 import pytest
 
 from support.cli import ROOT, NgRun, run_cli
-from support.ports import free_port
+from support.ports import held_port, refusing_port
 from support.procs import descendants, still_alive
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +50,6 @@ def test_ng_run_serves_all_instances_and_collects_the_example_rollouts(ng_run, t
 
 
 def test_head_server_lists_instances_without_secrets(ng_run):
-    import httpx
 
     body = httpx.get(ng_run.head_url + "/instances").text
     rows = orjson.loads(body)["instances"]
@@ -78,16 +78,37 @@ def test_ctrl_c_stops_ng_run_and_every_child_within_seconds():
         run.stop()
 
 
+def spawned(run: NgRun, timeout: float = 60.0) -> list[dict]:
+    """The head server's instance rows once every server is spawned (each row has a pid)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            assert run.proc.poll() is None, run.proc.stdout.read()
+            try:
+                rows = client.get(run.head_url + "/instances").json()["instances"]
+                if rows and all(r["pid"] for r in rows):
+                    return rows
+            except (httpx.TransportError, ValueError, KeyError):
+                pass
+            time.sleep(0.01)
+    raise AssertionError("ng_run's head server did not list its servers")
+
+
 def test_ctrl_c_during_start_up_leaves_no_server_behind():
-    run = NgRun()
-    try:
-        time.sleep(0.4)  # children are being spawned and are importing
-        children = descendants(run.proc.pid)
-        run.proc.send_signal(signal.SIGINT)
-        run.proc.wait(15)
-        assert still_alive(children + descendants(run.proc.pid)) == []
-    finally:
-        run.stop()
+    # The policy model's start-up check waits (up to a minute) for an upstream that refuses
+    # connections: ng_run is still starting up, whenever the Ctrl-C lands.
+    model = "++policy_model.responses_api_models.openai_model"
+    with refusing_port() as refused:
+        run = NgRun(f"{model}.openai_base_url=http://127.0.0.1:{refused}/api/v1", f"{model}.preflight_timeout_s=60")
+        try:
+            rows = spawned(run)
+            children = descendants(run.proc.pid)
+            assert "policy_model" in [r["name"] for r in rows if not r["ready"]]
+            run.proc.send_signal(signal.SIGINT)
+            run.proc.wait(15)
+            assert still_alive(children + descendants(run.proc.pid)) == []
+        finally:
+            run.stop()
 
 
 def test_a_dying_server_stops_ng_run_with_its_last_output():
@@ -141,7 +162,8 @@ def test_collect_200_of_a_generated_set_at_concurrency_50_writes_200_distinct_ro
 
 def test_one_command_mode_starts_and_stops_the_servers(tmp_path):
     out = tmp_path / "one.jsonl"
-    head_port = free_port()  # nothing listens here: the collector starts the servers itself
+    head = held_port()  # nothing listens here: the collector starts the servers itself
+    head_port = head.port
     proc = subprocess.Popen(
         [
             str(ROOT / ".venv/bin/ng_collect_rollouts")
@@ -164,6 +186,7 @@ def test_one_command_mode_starts_and_stops_the_servers(tmp_path):
         seen.update(descendants(proc.pid))
         time.sleep(0.05)
     stdout, stderr = proc.communicate()
+    head.release()
     assert proc.returncode == 0, stderr
     assert len(read_rows(out)) == 10
     assert "pass@2 1.0000" in stdout
@@ -172,15 +195,15 @@ def test_one_command_mode_starts_and_stops_the_servers(tmp_path):
 
 
 def test_collect_without_servers_fails_fast_naming_the_head_server(tmp_path):
-    port = free_port()
-    started = time.monotonic()
-    result = run_cli(
-        "ng_collect_rollouts",
-        f"+head_server.port={port}",
-        f"+agent_name={AGENT}",
-        f"+input_jsonl_fpath={EXAMPLE}",
-        f"+output_jsonl_fpath={tmp_path / 'x.jsonl'}",
-    )
+    with refusing_port() as port:
+        started = time.monotonic()
+        result = run_cli(
+            "ng_collect_rollouts",
+            f"+head_server.port={port}",
+            f"+agent_name={AGENT}",
+            f"+input_jsonl_fpath={EXAMPLE}",
+            f"+output_jsonl_fpath={tmp_path / 'x.jsonl'}",
+        )
     assert result.returncode == 1
     assert f"127.0.0.1:{port}" in result.stderr and "ng_run" in result.stderr
     assert time.monotonic() - started < 20

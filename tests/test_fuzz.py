@@ -5,15 +5,19 @@ toolkit's errors (one line, the right exit code / status, the envelope), never a
 traceback or a silently wrong value.
 
 Seeded and bounded (``derandomize``, ``max_examples``), so CI runs the same cases every time;
-``NG_FUZZ_EXAMPLES`` raises the count for a longer local run. Every test counts the cases it
+``NG_FUZZ_EXAMPLES`` raises the count for a longer local run. Each target runs twice: a quick
+smoke run in the unit tier, the full count under the e2e marker (``fuzz``). Every test counts the cases it
 tried and their outcomes (``FUZZ_LOG``); docs/reliability.md gives the figures.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import string
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +43,52 @@ from responses_api_models.provider_emulator.app import ProviderEmulator
 from support.cli import ROOT
 
 EXAMPLES = int(os.environ.get("NG_FUZZ_EXAMPLES", "150"))
+QUICK = min(EXAMPLES, 20)  # the unit tier's count: a smoke run of every target
 FUZZ = settings(
-    max_examples=EXAMPLES,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-#: Outcomes per fuzz target, printed at the end of the session (``-s``) for docs/reliability.md.
+#: Outcomes per fuzz target (of the full runs), written at the end of the session to
+#: ``$NG_FUZZ_LOG`` for docs/reliability.md.
 FUZZ_LOG: dict[str, Counter[str]] = {}
+_tallying = [False]
 
 
 def tally(target: str, outcome: str) -> None:
-    FUZZ_LOG.setdefault(target, Counter())[outcome] += 1
+    if _tallying[0]:
+        FUZZ_LOG.setdefault(target, Counter())[outcome] += 1
+
+
+def fuzz(**strategies: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``@given(**strategies)`` under ``FUZZ``, twice: ``[quick]`` on ``QUICK`` examples in the
+    unit tier, ``[full]`` on ``EXAMPLES`` under the e2e marker (the whole suite runs both).
+    The test's other parameters are pytest fixtures, as with ``@given``."""
+
+    def decorate(body: Callable[..., None]) -> Callable[..., None]:
+        fixtures = [p for name, p in inspect.signature(body).parameters.items() if name not in strategies]
+
+        @pytest.mark.parametrize(
+            "examples", [pytest.param(QUICK, id="quick"), pytest.param(EXAMPLES, id="full", marks=pytest.mark.e2e)]
+        )
+        @functools.wraps(body)
+        def test(examples: int, **fixture_values: Any) -> None:
+            @settings(FUZZ, max_examples=examples)
+            @given(**strategies)
+            def run(**drawn: Any) -> None:
+                body(**fixture_values, **drawn)
+
+            _tallying[0] = examples == EXAMPLES
+            try:
+                run()
+            finally:
+                _tallying[0] = False
+
+        examples = inspect.Parameter("examples", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        test.__signature__ = inspect.Signature([examples, *fixtures])  # type: ignore[attr-defined]
+        return test
+
+    return decorate
 
 
 # --------------------------------------------------------------------------- values
@@ -93,8 +131,7 @@ def assert_one_line(exc: NemoGymError) -> None:
 # --------------------------------------------------------------------------- config
 
 
-@FUZZ
-@given(args=st.lists(overrides(), max_size=4))
+@fuzz(args=st.lists(overrides(), max_size=4))
 def test_any_command_line_is_a_config_or_one_config_error(args):
     try:
         parse_overrides(args)
@@ -131,8 +168,7 @@ config_trees = st.dictionaries(
 )
 
 
-@FUZZ
-@given(tree=config_trees)
+@fuzz(tree=config_trees)
 def test_any_config_file_loads_or_is_one_config_error(tmp_path_factory, tree):
     folder = tmp_path_factory.mktemp("fuzz")
     path = folder / "c.yaml"
@@ -151,8 +187,7 @@ def test_any_config_file_loads_or_is_one_config_error(tmp_path_factory, tree):
 SERVER_CLASSES = [SimpleWeather, Calculator, SimpleAgent, OpenAIModel, ProviderEmulator]
 
 
-@FUZZ
-@given(cls=st.sampled_from(SERVER_CLASSES), fields=st.dictionaries(st.text(max_size=20), json_values, max_size=5))
+@fuzz(cls=st.sampled_from(SERVER_CLASSES), fields=st.dictionaries(st.text(max_size=20), json_values, max_size=5))
 def test_any_server_config_is_a_server_or_one_config_error(cls, fields):
     base = {
         SimpleAgent: {"resources_server": {"type": "resources_servers", "name": "r"},
@@ -171,8 +206,7 @@ def test_any_server_config_is_a_server_or_one_config_error(cls, fields):
 # --------------------------------------------------------------------------- rows
 
 
-@FUZZ
-@given(lines=st.lists(st.one_of(json_values.map(lambda v: __import__("json").dumps(v)), words), max_size=6))
+@fuzz(lines=st.lists(st.one_of(json_values.map(lambda v: __import__("json").dumps(v)), words), max_size=6))
 def test_any_input_file_reads_as_rows_or_named_bad_lines(tmp_path_factory, lines):
     path = tmp_path_factory.mktemp("rows") / "in.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogatepass")
@@ -193,8 +227,7 @@ def test_any_input_file_reads_as_rows_or_named_bad_lines(tmp_path_factory, lines
 ROUTED = [SimpleWeather(), Calculator()]
 
 
-@FUZZ
-@given(
+@fuzz(
     server=st.sampled_from(range(len(ROUTED))),
     path=st.sampled_from(["/seed_session", "/verify", "/get_weather", "/add", "/divide", "/tools", "/nope", "/health"]),
     method=st.sampled_from(["GET", "POST", "PUT"]),
@@ -249,8 +282,7 @@ completions = st.one_of(
 )  # fmt: skip
 
 
-@FUZZ
-@given(body=completions)
+@fuzz(body=completions)
 def test_any_provider_answer_converts_or_is_one_upstream_error(body):
     try:
         response = conversion.chat_to_responses_response(body, request={"input": "hi"})
@@ -264,8 +296,7 @@ def test_any_provider_answer_converts_or_is_one_upstream_error(body):
     tally("provider answer", "converted")
 
 
-@FUZZ
-@given(params=st.fixed_dictionaries({}, optional={"input": json_values, "tools": json_values,
+@fuzz(params=st.fixed_dictionaries({}, optional={"input": json_values, "tools": json_values,
                                                   "tool_choice": json_values, "instructions": json_values,
                                                   "text": json_values, "max_output_tokens": json_values}))  # fmt: skip
 def test_any_responses_request_converts_or_is_one_input_error(params):

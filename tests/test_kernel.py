@@ -285,6 +285,7 @@ class Heavy(ResourcesServer):
         await self.offload(fail)
 
 
+@pytest.mark.e2e
 def test_offloaded_work_runs_in_a_worker_and_a_hung_call_is_stopped_and_not_retryable():
     server = Heavy.from_fields({"offload_workers": 1})
     with TestClient(asgi(server), raise_server_exceptions=False) as c:

@@ -12,11 +12,12 @@ CORRECT), which the verifier passes on as the judge request's own
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from nemo_gym_cli.tasks import write_tasks_command
 
 SYSTEM_PROMPT = "Answer the question accurately in two or three sentences."
 
@@ -90,15 +91,7 @@ def generate() -> Iterator[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-o", "--out", type=Path, default=Path(__file__).parent / "data" / "questions.jsonl")
-    args = parser.parse_args()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows = list(generate())
-    with args.out.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(rows)} questions to {args.out}")
+    write_tasks_command(generate, __doc__, Path(__file__).parent, noun="questions", seed=None, out="questions.jsonl")
 
 
 if __name__ == "__main__":

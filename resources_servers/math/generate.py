@@ -19,14 +19,15 @@ Writes ``data/generated_<n>.jsonl`` beside this file (git-ignored) unless ``-o``
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import re
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from nemo_gym_cli.tasks import one_turn_script as script_for
+from nemo_gym_cli.tasks import write_tasks_command
 
 SYSTEM_PROMPT = (
     "Solve the math problem. Reason step by step, then give the final answer on the last line "
@@ -54,15 +55,6 @@ class Problem(NamedTuple):
     steps: str  # a short worked solution
     wrong: str  # the answer of a typical mistake ("" when the mistake happens to be right)
     slip: str  # the worked solution of that mistake
-
-
-def script_for(answer_text: str, wrong_text: str | None = None) -> str:
-    """The emulator script of a one-turn answer: a JSON list of turns, ``[{"text": ...}]``,
-    with ``"wrong": {"text": ...}`` (what a model answers on a task it gets wrong) if given."""
-    turn: dict[str, Any] = {"text": answer_text}
-    if wrong_text is not None:
-        turn["wrong"] = {"text": wrong_text}
-    return json.dumps([turn])
 
 
 def off_by_one(answer: str) -> str:
@@ -388,17 +380,7 @@ def generate(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", type=int, default=300, help="number of problems (default 300)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("-o", "--out", type=Path, default=None, help="output file (default data/generated_<n>.jsonl)")
-    args = parser.parse_args()
-    out = args.out or Path(__file__).parent / "data" / f"generated_{args.n}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as f:
-        for row in generate(args.n, args.seed):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {args.n} problems to {out}")
+    write_tasks_command(generate, __doc__, Path(__file__).parent, noun="problems", count=300)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ the same style choosing the most tempting wrong option (what an emulated model w
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from nemo_gym_cli.tasks import one_turn_script as script_for
+from nemo_gym_cli.tasks import write_tasks_command
 
 SYSTEM_PROMPT = (
     "Answer the multiple-choice question. Think briefly if you need to, then state the letter of your answer."
@@ -119,15 +120,6 @@ STYLES = [
 ]
 
 
-def script_for(answer_text: str, wrong_text: str | None = None) -> str:
-    """The emulator script of a one-turn answer: a JSON list of turns, ``[{"text": ...}]``,
-    with ``"wrong": {"text": ...}`` (what a model answers on a task it gets wrong) if given."""
-    turn: dict[str, Any] = {"text": answer_text}
-    if wrong_text is not None:
-        turn["wrong"] = {"text": wrong_text}
-    return json.dumps([turn])
-
-
 def prompt(question: str, options: list[str]) -> str:
     lines = [question, ""] + [
         f"{letter}) {text}" for letter, text in zip(string.ascii_uppercase, options, strict=False)
@@ -162,16 +154,14 @@ def generate(seed: int = 0) -> Iterator[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the option order (default 0)")
-    parser.add_argument("-o", "--out", type=Path, default=Path(__file__).parent / "data" / "questions.jsonl")
-    args = parser.parse_args()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows = list(generate(args.seed))
-    with args.out.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(rows)} questions to {args.out}")
+    write_tasks_command(
+        generate,
+        __doc__,
+        Path(__file__).parent,
+        noun="questions",
+        seed="seed of the option order",
+        out="questions.jsonl",
+    )
 
 
 if __name__ == "__main__":

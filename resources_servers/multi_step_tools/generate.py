@@ -16,7 +16,6 @@ Same ``--seed``, same file; ``data/tasks.jsonl`` is ``-n 55 --seed 0`` (5 of eac
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import random
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nemo_gym_cli.tasks import write_tasks_command
 from resources_servers.multi_step_tools.world import tool_definitions
 
 SYSTEM_PROMPT = (
@@ -329,17 +329,7 @@ def generate(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", type=int, default=50, help="number of tasks (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("-o", "--out", type=Path, default=None, help="output file (default data/generated_<n>.jsonl)")
-    args = parser.parse_args()
-    out = args.out or Path(__file__).parent / "data" / f"generated_{args.n}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as f:
-        for row in generate(args.n, args.seed):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {args.n} tasks to {out}")
+    write_tasks_command(generate, __doc__, Path(__file__).parent, count=50)
 
 
 if __name__ == "__main__":

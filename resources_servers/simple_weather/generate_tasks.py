@@ -6,11 +6,10 @@ Rows are deterministic for a given ``--seed``.
 
 from __future__ import annotations
 
-import argparse
 import random
 from pathlib import Path
 
-import orjson
+from nemo_gym_cli.tasks import write_tasks_command
 
 CITIES = [
     ("San Francisco", ["sf", "San Francisco", "san fran"]),
@@ -64,17 +63,7 @@ def generate(n: int, seed: int = 0):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("-n", type=int, default=10_000, help="number of tasks (default 10000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--out", type=Path, default=None, help="output file (default data/generated_<n>.jsonl)")
-    args = parser.parse_args()
-    out = args.out or Path(__file__).parent / "data" / f"generated_{args.n}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("wb") as f:
-        for row in generate(args.n, args.seed):
-            f.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
-    print(f"wrote {args.n} tasks to {out}")
+    write_tasks_command(generate, __doc__, Path(__file__).parent, count=10_000, compact=True)
 
 
 if __name__ == "__main__":

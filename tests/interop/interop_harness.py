@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import yaml
 
-from support.ports import free_port
+from support.ports import HeldPort, held_port
 from support.procs import descendants, still_alive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,6 +190,12 @@ class Process:
             self._log.close()
 
 
+def release(holds: list[HeldPort]) -> None:
+    """Let the held ports go (support.ports: each was held until its server was done with it)."""
+    for hold in holds:
+        hold.release()
+
+
 def wait_http(url: str, timeout: float, proc: Process | None = None, what: str = "") -> None:
     """Until ``url`` answers HTTP at all (any status), like NeMo Gym's own readiness poll."""
     deadline = time.monotonic() + timeout
@@ -214,7 +220,8 @@ class Upstream:
 
     def __init__(self, kind: str, tmp: Path) -> None:
         self.kind = kind
-        self.port = free_port()
+        self.holds = [held_port()]  # held until stop(): the server binds beside the hold
+        self.port = self.holds[0].port
         if kind == "emulator":
             args = [OUR_BIN / "ng_emulator", "--port", str(self.port)]
             self.model = "emulator/scripted-tool-caller"
@@ -229,6 +236,7 @@ class Upstream:
 
     def stop(self) -> None:
         self.process.stop(signal.SIGINT)
+        release(self.holds)
 
 
 # --------------------------------------------------------------------------- NeMo Gym
@@ -267,7 +275,8 @@ class NemoGymRun:
         if extra_config:
             (self.workdir / "interop_extra.yaml").write_text(yaml.safe_dump(extra_config))
             paths.append("interop_extra.yaml")
-        self.head_port = free_port()
+        self.holds = [held_port()]  # NeMo Gym's servers are uvicorn's: they bind with SO_REUSEADDR
+        self.head_port = self.holds[0].port
         self.head_url = f"http://127.0.0.1:{self.head_port}"
         args = [
             NG_VENV / "bin/ng_run",
@@ -316,6 +325,7 @@ class NemoGymRun:
 
     def stop(self) -> None:
         self.process.stop(signal.SIGTERM, timeout=30)
+        release(self.holds)
 
 
 def nemo_gym_instance(name: str, server_type: str, impl: str, url: str, **fields: Any) -> dict[str, Any]:
@@ -339,12 +349,13 @@ class NemoGymServer:
         *,
         ray_address: str | None = None,
     ) -> None:
-        self.port = free_port()
+        self.holds = [held_port(), held_port()]  # its port and its head server's
+        self.port = self.holds[0].port
         self.url = f"http://127.0.0.1:{self.port}"
         server_type, impl = folder.split("/")
         config = dict(instances)
         config[name][server_type][impl].update(host="127.0.0.1", port=self.port)
-        config["head_server"] = {"host": "127.0.0.1", "port": free_port()}
+        config["head_server"] = {"host": "127.0.0.1", "port": self.holds[1].port}
         config["dry_run"] = False
         if ray_address:  # join a running cluster instead of starting one (~6 s, ~20 processes)
             config["ray_head_node_address"] = ray_address
@@ -364,6 +375,7 @@ class NemoGymServer:
 
     def stop(self) -> None:
         self.process.stop(signal.SIGINT)
+        release(self.holds)
 
 
 def nemo_gym_collect(
@@ -425,7 +437,8 @@ class OurServer:
     ) -> None:
         from nemo_gym_cli.server.spec import ServerSpec
 
-        self.port = free_port()
+        self.holds = [held_port()]
+        self.port = self.holds[0].port
         self.url = f"http://127.0.0.1:{self.port}"
         server_type, impl = folder.split("/")
         spec = ServerSpec(
@@ -448,6 +461,7 @@ class OurServer:
 
     def stop(self) -> None:
         self.process.stop(signal.SIGTERM)
+        release(self.holds)
 
 
 def our_collect(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -194,9 +194,13 @@ def test_sse_is_read_with_names_multiline_data_and_crlf():
     assert not is_sse("application/json", b'{"a": 1}')
 
 
-def test_any_bytes_assemble_into_an_answer_or_one_retryable_upstream_error():
+@pytest.mark.parametrize(
+    "examples", [pytest.param(30, id="quick"), pytest.param(300, id="full", marks=pytest.mark.e2e)]
+)
+def test_any_bytes_assemble_into_an_answer_or_one_retryable_upstream_error(examples: int):
     """Property (hypothesis, seeded): whatever a provider streams, the assembler gives an
-    answer or a retryable ``UpstreamError``; never a crash."""
+    answer or a retryable ``UpstreamError``; never a crash. A quick run in the unit tier, the
+    full count under the e2e marker (the whole suite runs both)."""
     hypothesis = pytest.importorskip("hypothesis")
     st = hypothesis.strategies
     values = st.recursive(
@@ -229,7 +233,7 @@ def test_any_bytes_assemble_into_an_answer_or_one_retryable_upstream_error():
         max_size=6,
     )
 
-    @hypothesis.settings(max_examples=300, derandomize=True, deadline=None)
+    @hypothesis.settings(max_examples=examples, derandomize=True, deadline=None)
     @hypothesis.given(body=lines)
     def check(body: list[str]) -> None:
         raw = "\n\n".join(body).encode()

@@ -62,6 +62,7 @@ def test_one_replica_without_ray_is_fine():
     assert _load(f"++{WEATHER}.num_replicas=1").instances["simple_weather"].num_replicas == 1
 
 
+@pytest.mark.e2e
 def test_ng_run_says_in_one_line_what_is_wrong_with_the_placement_and_exits_2():
     result = run_cli("ng_run", OFFLINE, f"++{WEATHER}.num_replicas=2", "+head_server.port=1")
     assert result.returncode == 2
@@ -78,6 +79,7 @@ def test_without_the_ray_extra_a_ray_address_is_one_line_saying_how_to_install_i
         connect_cluster(RayOptions("local"))
 
 
+@pytest.mark.e2e
 def test_without_ray_configured_running_servers_imports_no_ray(tmp_path: Path):
     """The whole ng_run path (config, supervisor, servers up and down, head server) in a fresh
     interpreter: Ray is never imported, installed or not."""

@@ -24,7 +24,7 @@ import pytest
 
 from nemo_gym_cli.errors import HTTPError
 from support.cli import BIN, ROOT, NgRun, run_cli
-from support.ports import free_port
+from support.ports import held_port
 from support.procs import descendants, still_alive
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
@@ -179,10 +179,11 @@ def test_a_one_command_collection_on_ray_verifies_with_ray_tasks(cluster, tmp_pa
 def test_no_room_on_the_cluster_is_one_line_after_the_placement_timeout_and_nothing_is_kept(cluster):
     # A replica asking for 3 CPUs fits on no node of 2: ng_run waits +ray.placement_timeout_s
     # (an autoscaling cluster would add a node meanwhile), then says so and gives all back.
-    result = run_cli(
-        "ng_run", CONFIG, f"+ray.address={cluster.address}", "+ray.placement_timeout_s=2",
-        f"++{BURN}.num_cpus=3", f"+head_server.port={free_port()}", cwd=FIXTURES, timeout=120,
-    )  # fmt: skip
+    with held_port() as head_port:
+        result = run_cli(
+            "ng_run", CONFIG, f"+ray.address={cluster.address}", "+ray.placement_timeout_s=2",
+            f"++{BURN}.num_cpus=3", f"+head_server.port={head_port}", cwd=FIXTURES, timeout=120,
+        )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr

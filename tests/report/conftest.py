@@ -25,7 +25,7 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any] | bytes]) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_jsonl() -> Callable[[Path, list[dict[str, Any] | bytes]], Path]:
     """``write_jsonl(path, rows)``: one JSON object a line (bytes are written as they are)."""
     return _write_jsonl
@@ -48,7 +48,7 @@ def read_json(path: Path) -> Any:
     return orjson.loads(path.read_bytes())
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def load_json() -> Callable[[Path], Any]:
     return read_json
 

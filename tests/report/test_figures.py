@@ -7,6 +7,8 @@ one fallback model. The expected values are worked out by hand next to the data.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import math
 from pathlib import Path
@@ -113,13 +115,23 @@ def _sweep(root: Path, write_jsonl: Any) -> Path:
     return sweep
 
 
-@pytest.fixture
-def report(tmp_path: Path, write_jsonl: Any, run_report: Any, load_json: Any) -> dict[str, Any]:
-    sweep = _sweep(tmp_path, write_jsonl)
-    code, out, err = run_report(str(sweep))
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory, write_jsonl: Any) -> tuple[Path, str]:
+    """The sweep, reported once for the tests that only read what came out: (sweep, stdout)."""
+    from nemo_gym_cli.report import report
+
+    sweep = _sweep(tmp_path_factory.mktemp("figures"), write_jsonl)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = report([str(sweep)])
+    assert code == 0, err.getvalue()
     assert (sweep / "report" / "report.html").is_file() and (sweep / "report" / "report.md").is_file()
-    return load_json(sweep / "report" / "report.json")
+    return sweep, out.getvalue()
+
+
+@pytest.fixture
+def report(reported: tuple[Path, str], load_json: Any) -> dict[str, Any]:
+    return load_json(reported[0] / "report" / "report.json")
 
 
 def _variant(report: dict[str, Any], name: str) -> dict[str, Any]:
@@ -253,11 +265,8 @@ def test_a_report_is_reproducible(tmp_path: Path, write_jsonl: Any, run_report: 
     assert (sweep / "report" / "report.html").read_bytes() == html
 
 
-def test_markdown_and_terminal_show_the_same_figures(
-    tmp_path: Path, write_jsonl: Any, run_report: Any, load_json: Any
-) -> None:
-    sweep = _sweep(tmp_path, write_jsonl)
-    _, out, _ = run_report(str(sweep))
+def test_markdown_and_terminal_show_the_same_figures(reported: tuple[Path, str], load_json: Any) -> None:
+    sweep, out = reported
     report = load_json(sweep / "report" / "report.json")
     markdown = (sweep / "report" / "report.md").read_text()
     for comparison in report["comparisons"]:
@@ -270,10 +279,10 @@ def test_markdown_and_terminal_show_the_same_figures(
 
 
 def test_the_terminal_shows_the_reward_by_subset_only_when_asked_for(
-    tmp_path: Path, write_jsonl: Any, run_report: Any
+    tmp_path: Path, write_jsonl: Any, run_report: Any, reported: tuple[Path, str]
 ) -> None:
     sweep = _sweep(tmp_path, write_jsonl)
-    _, found, _ = run_report(str(sweep))  # meta.category found by itself: in the files only
+    found = reported[1]  # meta.category found by itself: in the files only
     assert "reward by" not in found
     _, asked, _ = run_report(str(sweep), "+group_by=meta.category")
     table = asked.split("reward by meta.category:\n", 1)[1].splitlines()

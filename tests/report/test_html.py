@@ -96,6 +96,7 @@ JS_SEARCH = """(() => {
 })()"""
 
 
+@pytest.mark.e2e
 def test_the_report_renders_every_plot_and_the_trajectory_viewer_in_chromium(html: Path, browser_page: Any) -> None:
     async def drive() -> tuple[Any, ...]:
         async with browser_page() as page:
@@ -130,6 +131,7 @@ def test_the_report_renders_every_plot_and_the_trajectory_viewer_in_chromium(htm
     assert count == 1 and "did not run this task" in text and "timeout: no answer in 60 s" in text
 
 
+@pytest.mark.e2e
 def test_the_browser_harness_catches_errors_and_outside_requests(tmp_path: Path, browser_page: Any) -> None:
     page_file = tmp_path / "broken.html"
     page_file.write_text(

@@ -77,6 +77,7 @@ def test_files_of_a_directory_without_manifest_are_variants_named_by_stem(
     assert out.splitlines()[0] == "2 variants, 8 rollouts over 4 tasks"
 
 
+@pytest.mark.e2e
 def test_override_inputs_and_bare_paths_combine_and_the_report_goes_beside_the_files(
     tmp_path: Path, write_jsonl: Any
 ) -> None:
@@ -119,6 +120,7 @@ def test_a_line_that_is_not_json_is_named_once_skipped_and_counted(
     assert (v["rollouts"], v["rollouts_without_reward"], v["reward"]["mean"]) == (2, 1, 0.5)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("args", "files", "message"),
     [
@@ -151,6 +153,7 @@ def test_an_empty_file_beside_others_is_a_warning(tmp_path: Path, write_jsonl: A
     assert f"warning: {tmp_path / 'b.jsonl'}: no rows and no failures: left out" in err
 
 
+@pytest.mark.e2e
 def test_without_the_report_extra_it_says_what_to_install(tmp_path: Path) -> None:
     done = _ng_report("results", cwd=tmp_path, extra="sys.modules['matplotlib'] = None")
     assert done.returncode == 2
@@ -159,6 +162,7 @@ def test_without_the_report_extra_it_says_what_to_install(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.e2e
 def test_the_rest_of_the_toolkit_never_imports_the_report_extra() -> None:
     code = (
         "import sys\n"

@@ -8,7 +8,9 @@ import asyncio
 import collections
 import dataclasses
 import io
+import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,29 +93,41 @@ def test_an_agent_keeps_each_rollout_on_one_replica_and_spreads_rollouts_over_th
         "res_b": lambda spec: CountingWeather(spec=spec),
         "agent": _agent_of(),
     }
-    with serving(factories) as stack:
-        rows = [httpx.post(stack.urls["agent"] + "/run", json=ROW, timeout=30).json() for _ in range(40)]
+    with serving(factories) as stack, httpx.Client(timeout=30) as client:
+        rows = [client.post(stack.urls["agent"] + "/run", json=ROW).json() for _ in range(40)]
         verified = [stack.servers["res_a"].verified, stack.servers["res_b"].verified]
     # reward 1 needs the tool call and /verify in the same session: on the same replica
     assert [r["reward"] for r in rows] == [1.0] * 40
     assert sum(verified) == 40 and min(verified) >= 5, verified
 
 
-def test_an_agent_stops_sending_to_a_replica_that_refuses_connections_and_the_failure_is_retryable():
+def alternating_sessions(live: str, dead: str) -> Iterator[str]:
+    """Session ids that the agent's hash pins to ``live``, ``dead``, ``live``, ... in turn (with
+    random ids, the first ten rollouts all went to the live replica once in 1024 runs)."""
+    pins = Replicas("res", [live, dead])
+    candidates = (f"rollout-{n}" for n in itertools.count())
+    for wanted in itertools.cycle([live, dead]):
+        yield next(key for key in candidates if pins.pick(key) == wanted)
+
+
+def test_an_agent_stops_sending_to_a_replica_that_refuses_connections_and_the_failure_is_retryable(monkeypatch):
     with refusing_url("") as dead:
         factories = {
             "model": lambda spec: ToolThenAnswer(spec=spec),
             "res_a": lambda spec: CountingWeather(spec=spec),
             "agent": lambda spec: _agent_of([spec.server_urls["res_a"], dead])(spec),
         }
-        with serving(factories) as stack:
-            answers = [httpx.post(stack.urls["agent"] + "/run", json=ROW, timeout=30) for _ in range(30)]
+        with serving(factories) as stack, httpx.Client(timeout=30) as client:
+            sessions = alternating_sessions(stack.urls["res_a"], dead)
+            monkeypatch.setattr("nemo_gym_cli.server.agent.new_session_id", lambda: next(sessions))
+            answers = [client.post(stack.urls["agent"] + "/run", json=ROW) for _ in range(30)]
     failed = [a for a in answers if a.status_code != 200]
     # a rollout pinned to the dead replica fails once, retryable; every later one avoids it
     assert len(failed) == 1, [a.status_code for a in answers]
     error = failed[0].json()["error"]
     assert failed[0].status_code == 502 and error["retryable"] is True and dead in error["message"]
     assert answers.index(failed[0]) < 10  # half the sessions went to it until then
+    assert answers.index(failed[0]) == 1  # the first one pinned to it; the 14 pinned to it later went elsewhere
     assert all(a.json()["reward"] == 1.0 for a in answers if a.status_code == 200)
 
 

@@ -33,7 +33,7 @@ Factory = Callable[[ServerSpec], Server]
 class _Running:
     server: Server
     thread: threading.Thread
-    uvicorn: uvicorn.Server | None = None
+    uvicorn: _Uvicorn | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -42,6 +42,40 @@ class _Running:
 class Stack:
     urls: dict[str, str]
     servers: dict[str, Any]
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn, told when it has started and when to stop by events, not by polling: its own
+    loop looks at ``should_exit`` every 0.1 s and its shutdown sleeps 0.1 s more, which,
+    paid by every ``serving`` block, added up to seconds of the unit tier."""
+
+    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
+        super().__init__(config)
+        self._ready = ready
+        self._stopping = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self._ready.set()
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)  # the default headers
+        await self._stopping.wait()
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        for task in self.server_state.tasks:  # don't wait for stalled requests
+            task.cancel()
+        await asyncio.sleep(0)  # let the connections close
+
+    def stop(self) -> None:
+        """From any thread: stop serving."""
+        self.should_exit = True
+        self._loop.call_soon_threadsafe(self._stopping.set)
 
 
 def _serve(running: _Running, sock: Any) -> None:
@@ -53,14 +87,13 @@ def _serve(running: _Running, sock: Any) -> None:
             running.ready.set()
             return
         config = uvicorn.Config(asgi(running.server), lifespan="off", log_level="warning", access_log=False)
-        running.uvicorn = uvicorn.Server(config)
-        started = asyncio.ensure_future(running.uvicorn.serve(sockets=[sock]))
-        while not running.uvicorn.started and not started.done():
-            await asyncio.sleep(0.001)
-        running.ready.set()
+        running.uvicorn = _Uvicorn(config, running.ready)
         try:
-            await started
+            await running.uvicorn.serve(sockets=[sock])
+        except BaseException as exc:  # uvicorn could not start: it exits
+            running.error = exc
         finally:
+            running.ready.set()
             await running.server.shutdown()
 
     asyncio.run(main())
@@ -94,8 +127,7 @@ def serving(factories: dict[str, Factory], *, server_type: str = "test") -> Iter
     finally:
         for run in running.values():
             if run.uvicorn is not None:
-                run.uvicorn.should_exit = True
-                run.uvicorn.force_exit = True  # don't wait for stalled requests
+                run.uvicorn.stop()
         for run in running.values():
             run.thread.join(10)
         for sock in sockets.values():

@@ -18,7 +18,6 @@ until the test lets it go), for ``UpstreamClient`` on its own.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +29,7 @@ from starlette.responses import Response
 from nemo_gym_cli.providers.upstream import Reply, WireTimeout, WireUnreachable
 from nemo_gym_cli.server import Request, Server, ServerConfig, route
 from nemo_gym_cli.wire import loads
+from support.ports import refusing_port
 
 __all__ = ["HttpxWire", "RecordingProxy", "refusing_url"]
 
@@ -114,6 +114,5 @@ class RecordingProxy(Server):
 def refusing_url(path: str = "/api/v1") -> Iterator[str]:
     """A loopback URL whose port is taken but not listening: every connection to it is
     refused, and nothing else can start listening there while the context is open."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
+    with refusing_port() as port:
+        yield f"http://127.0.0.1:{port}{path}"

@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-import orjson
 import pytest
 from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import asgi
+from nemo_gym_cli.testing import VerifyCase, check_verify, collect_offline
 from resources_servers.calculator.app import Calculator
-from support.cli import ROOT, run_cli
-
-
-def answer(text: str) -> dict:
-    return {"output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
+from support.cli import ROOT
 
 
 def test_the_tools_compute_and_dividing_by_zero_is_a_tool_error():
@@ -27,40 +24,19 @@ def test_the_tools_compute_and_dividing_by_zero_is_a_tool_error():
         assert [t["name"] for t in c.get("/tools").json()] == ["add", "divide", "multiply", "subtract"]
 
 
-@pytest.mark.parametrize(
-    ("text", "reward", "parsed"),
-    [
-        ("2 plus 3 is 5.", 1.0, 5.0),
-        ("The answer: 1,234", 0.0, 1234.0),
-        ("It is 4.", 0.0, 4.0),
-        ("I am not sure of the answer.", 0.0, None),
-        ("", 0.0, None),
-    ],
-)
-def test_the_verifier_reads_the_last_number_of_the_final_answer(text, reward, parsed):
+@pytest.mark.parametrize("case", VerifyCase.load(Path(__file__).with_name("verify_cases.jsonl")), ids=str)
+def test_the_verifier_reads_the_last_number_of_the_final_answer(case: VerifyCase):
     with TestClient(asgi(Calculator())) as c:
-        row = c.post("/verify", json={"expected_answer": 5, "response": answer(text)}).json()
-    assert (row["reward"], row["parsed_answer"]) == (reward, parsed)
+        check_verify(c, case, fields={"expected_answer": 5})
 
 
-COMMAND = [
-    "+config_paths=[configs/offline_model.yaml,resources_servers/calculator/configs/calculator.yaml]",
-    "+agent_name=calculator_simple_agent",
-]
+CONFIG, AGENT = "resources_servers/calculator/configs/calculator.yaml", "calculator_simple_agent"
 
 
 @pytest.mark.e2e
 def test_the_guides_calculator_runs_offline_to_reward_1(tmp_path):
-    out = tmp_path / "calc.jsonl"
-    result = run_cli(
-        "ng_collect_rollouts",
-        *COMMAND,
-        "+input_jsonl_fpath=resources_servers/calculator/data/example.jsonl",
-        f"+output_jsonl_fpath={out}",
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    data = "resources_servers/calculator/data/example.jsonl"
+    rows = collect_offline(CONFIG, AGENT, data, tmp_path / "calc.jsonl", cwd=ROOT)
     assert len(rows) == 5 and all(r["reward"] == 1.0 for r in rows)
     assert {r["parsed_answer"] for r in rows} == {5, 84, 31.5, 12, 42}
     two_steps = next(r for r in rows if r["expected_answer"] == 42)
@@ -78,9 +54,7 @@ def test_a_wrong_final_answer_scores_0_offline(tmp_path):
         },
         "expected_answer": 5,
     }
-    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp = tmp_path / "in.jsonl"
     inp.write_text(json.dumps(row) + "\n")
-    result = run_cli("ng_collect_rollouts", *COMMAND, f"+input_jsonl_fpath={inp}", f"+output_jsonl_fpath={out}")
-    assert result.returncode == 0, result.stderr
-    (scored,) = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    (scored,) = collect_offline(CONFIG, AGENT, inp, tmp_path / "out.jsonl", cwd=ROOT)
     assert scored["reward"] == 0.0 and scored["parsed_answer"] == 4.0

@@ -10,19 +10,18 @@ import socket
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import ServerSpec, asgi
+from nemo_gym_cli.testing import VerifyCase, check_verify, collect_offline, reply
 from resources_servers.llm_judge.app import LLMJudge, judge_usage
 from responses_api_agents.simple_agent.app import SimpleAgent
 from responses_api_models.openai_model.app import OpenAIModel
-from support.cli import ROOT, run_cli
+from support.cli import ROOT
 from support.emulator import KEY, MODEL, emulator
 from support.servers import serving
 
@@ -40,10 +39,6 @@ def judged_row(judge_reply: str, **extra: Any) -> dict[str, Any]:
         "judge_script": [{"text": judge_reply}],
         **extra,
     }
-
-
-def reply(text: str) -> dict:
-    return {"output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
 
 
 def adapter(**fields: Any):
@@ -93,11 +88,17 @@ def test_the_judges_verdict_reasoning_and_cost_are_in_the_row() -> None:
     assert wrong["subject"] == "science"
 
 
-@pytest.mark.parametrize("answer", ["", "\x00}{ garbage ###", "I don't know." * 3000], ids=["empty", "garbage", "huge"])
-def test_malformed_policy_output_is_judged_like_any_answer(answer: str) -> None:
-    with judged() as urls:
-        scored = verify(urls, judged_row(INCORRECT), answer)
-    assert scored.status_code == 200 and scored.json()["reward"] == 0.0
+MALFORMED = [
+    VerifyCase("empty", "", {"reward": 0.0}),
+    VerifyCase("garbage", "\x00}{ garbage ###", {"reward": 0.0}),
+    VerifyCase("huge", "I don't know." * 3000, {"reward": 0.0}),
+]
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=str)
+def test_malformed_policy_output_is_judged_like_any_answer(case: VerifyCase) -> None:
+    with judged() as urls, httpx.Client(base_url=urls["env"], timeout=30) as env:
+        check_verify(env, case, fields=judged_row(INCORRECT))
 
 
 @pytest.mark.parametrize(
@@ -164,28 +165,13 @@ def test_a_judge_failure_through_an_agent_still_counts_the_judges_cost() -> None
 
 # --- the README's command, as real processes --------------------------------------------
 
-COMMAND = [
-    "+config_paths=[configs/offline_model.yaml,resources_servers/llm_judge/configs/llm_judge.yaml]",
-    "+agent_name=llm_judge_simple_agent",
-]
-
-
-def rows_of(path: Path) -> list[dict]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+CONFIG, AGENT = "resources_servers/llm_judge/configs/llm_judge.yaml", "llm_judge_simple_agent"
 
 
 @pytest.mark.e2e
 def test_the_readme_command_runs_every_question_offline_to_reward_1_and_counts_the_judges_cost(tmp_path) -> None:
-    out = tmp_path / "judge.jsonl"
-    result = run_cli(
-        "ng_collect_rollouts",
-        *COMMAND,
-        "+input_jsonl_fpath=resources_servers/llm_judge/data/questions.jsonl",
-        f"+output_jsonl_fpath={out}",
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = rows_of(out)
+    data = "resources_servers/llm_judge/data/questions.jsonl"
+    rows = collect_offline(CONFIG, AGENT, data, tmp_path / "judge.jsonl", cwd=ROOT)
     assert len(rows) == 32 and all(r["reward"] == 1.0 and r["judge_verdict"] == "CORRECT" for r in rows)
     policy = sum(r["response"]["usage"]["cost"] for r in rows)
     judge = sum(r["verifier_usage"]["cost"] for r in rows)
@@ -215,13 +201,9 @@ def test_a_wrong_answer_scores_0_and_an_unreadable_verdict_is_a_recorded_failure
         + json.dumps(row("Why is the sky blue, again?", "Rayleigh scattering.", "Looks good to me!"))
         + "\n"
     )
-    result = run_cli(
-        "ng_collect_rollouts", *COMMAND, f"+input_jsonl_fpath={inp}", f"+output_jsonl_fpath={out}", "+max_failures=1"
-    )
-    assert result.returncode == 0, result.stderr
-    (scored,) = rows_of(out)
+    (scored,) = collect_offline(CONFIG, AGENT, inp, out, "+max_failures=1", cwd=ROOT)
     assert (scored["reward"], scored["judge_verdict"]) == (0.0, "INCORRECT")
-    (failure,) = rows_of(tmp_path / "out_failures.jsonl")
+    (failure,) = [json.loads(line) for line in (tmp_path / "out_failures.jsonl").read_text().splitlines()]
     assert (failure["_ng_task_index"], failure["error_type"], failure["attempts"]) == (1, "judge_error", 1)
     assert "the judge's reply has no verdict" in failure["message"]
     metrics = json.loads((tmp_path / "out_metrics.json").read_text())

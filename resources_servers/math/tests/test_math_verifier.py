@@ -170,6 +170,7 @@ def test_a_bad_expected_answer_is_a_data_error() -> None:
         verify_answer("", "\\boxed{5}")
 
 
+@pytest.mark.e2e
 def test_the_deadline_kills_a_hanging_verification() -> None:
     start = time.perf_counter()
     result = verify_with_timeout("5", "The answer is \\boxed{2^{2^{2^{100}}}}", timeout_s=1.0)
@@ -185,6 +186,7 @@ def test_the_deadline_path_returns_the_verdict_when_in_time() -> None:
         verify_with_timeout("", "\\boxed{5}", timeout_s=10.0)
 
 
+@pytest.mark.e2e
 def test_the_module_imports_without_math_verify_and_names_the_extra_when_used() -> None:
     import subprocess
     import sys

@@ -5,13 +5,12 @@ broken down by subject in ng_report."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import orjson
 import pytest
 from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import asgi
+from nemo_gym_cli.testing import VerifyCase, check_verify, collect_offline, reply
 from resources_servers.mcqa.app import MultipleChoice
 from responses_api_models.provider_emulator.policy import gets_wrong
 from support.cli import ROOT, run_cli
@@ -20,32 +19,32 @@ QUESTIONS = ROOT / "resources_servers" / "mcqa" / "data" / "questions.jsonl"
 ROW = {"options": ["London", "Paris", "Rome", "Berlin"], "expected_answer": "B", "subject": "geography"}
 
 
-def answer(text: str) -> dict:
-    return {"output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
+def chose(case_id: str, text: str, reward: float, letter: str | None) -> VerifyCase:
+    # the row's fields ride along (subject: for ng_report +group_by=subject)
+    expect = {"reward": reward, "extracted_answer": letter, "expected_answer": "B", "subject": "geography"}
+    return VerifyCase(case_id, text, expect)
 
 
-@pytest.mark.parametrize(
-    ("text", "reward", "letter"),
-    [
-        ("The answer is (B).", 1.0, "B"),
-        ("**Answer:** (B) Paris", 1.0, "B"),
-        ("C) Rome", 0.0, "C"),
-        ("", 0.0, None),  # empty
-        ("I am not sure of the answer.", 0.0, None),  # no choice
-        ("A or B", 0.0, None),  # two choices
-        ("}}{{ \x00 @@@ garbage", 0.0, None),
-    ],
-)
-def test_the_verifier_scores_the_letter_the_reply_chose(text, reward, letter) -> None:
+CASES = [
+    chose("parenthesised", "The answer is (B).", 1.0, "B"),
+    chose("markdown", "**Answer:** (B) Paris", 1.0, "B"),
+    chose("wrong", "C) Rome", 0.0, "C"),
+    chose("empty", "", 0.0, None),
+    chose("no choice", "I am not sure of the answer.", 0.0, None),
+    chose("two choices", "A or B", 0.0, None),
+    chose("garbage", "}}{{ \x00 @@@ garbage", 0.0, None),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_the_verifier_scores_the_letter_the_reply_chose(case: VerifyCase) -> None:
     with TestClient(asgi(MultipleChoice())) as c:
-        row = c.post("/verify", json={**ROW, "response": answer(text)}).json()
-    assert (row["reward"], row["extracted_answer"], row["expected_answer"]) == (reward, letter, "B")
-    assert row["subject"] == "geography"  # the row's fields ride along for ng_report +group_by=subject
+        check_verify(c, case, fields=ROW)
 
 
 def test_a_row_without_options_is_a_bad_row_not_a_wrong_model() -> None:
     with TestClient(asgi(MultipleChoice())) as c:
-        resp = c.post("/verify", json={"expected_answer": "B", "response": answer("B")})
+        resp = c.post("/verify", json={"expected_answer": "B", "response": reply("B")})
     assert resp.status_code == 400 and "options" in resp.json()["error"]["message"]
 
 
@@ -64,23 +63,12 @@ def test_every_scripted_mistake_chooses_the_most_tempting_wrong_option() -> None
 # --- real processes ---------------------------------------------------------------------
 
 
-def rows_of(path: Path) -> list[dict]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+CONFIG, AGENT = "resources_servers/mcqa/configs/mcqa.yaml", "mcqa_simple_agent"
 
 
 @pytest.mark.e2e
 def test_the_readme_command_runs_every_question_offline_to_reward_1(tmp_path) -> None:
-    out = tmp_path / "mcqa.jsonl"
-    result = run_cli(
-        "ng_collect_rollouts",
-        "+config_paths=[configs/offline_model.yaml,resources_servers/mcqa/configs/mcqa.yaml]",
-        "+agent_name=mcqa_simple_agent",
-        "+input_jsonl_fpath=resources_servers/mcqa/data/questions.jsonl",
-        f"+output_jsonl_fpath={out}",
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = rows_of(out)
+    rows = collect_offline(CONFIG, AGENT, QUESTIONS.relative_to(ROOT), tmp_path / "mcqa.jsonl", cwd=ROOT)
     assert len(rows) == 70 and all(r["reward"] == 1.0 for r in rows)
     assert all(r["extracted_answer"] == r["expected_answer"] for r in rows)
 
@@ -90,18 +78,10 @@ def test_a_weaker_emulated_model_answers_the_wrong_variants_and_the_report_break
     tmp_path,
 ) -> None:
     out = tmp_path / "small.jsonl"
-    collected = run_cli(
-        "ng_collect_rollouts",
-        "+config_paths=[configs/offline_sweep.yaml,resources_servers/mcqa/configs/mcqa.yaml]",
-        "+agent_name=mcqa_simple_agent",
-        "+emulator_model=emulator/small",
-        "+input_jsonl_fpath=resources_servers/mcqa/data/questions.jsonl",
-        f"+output_jsonl_fpath={out}",
-        "+concurrency=35",
-        cwd=ROOT,
-    )
-    assert collected.returncode == 0, collected.stderr
-    rows = rows_of(out)
+    rows = collect_offline(
+        CONFIG, AGENT, QUESTIONS.relative_to(ROOT), out, "+emulator_model=emulator/small", "+concurrency=35",
+        model_config="configs/offline_sweep.yaml", cwd=ROOT,
+    )  # fmt: skip
     assert len(rows) == 70 and {r["response"]["model"] for r in rows} == {"emulator/small"}
     for r in rows:  # exactly the tasks the emulator's accuracy draw makes it get wrong score 0
         question = r["responses_create_params"]["input"][1]["content"]

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
-import orjson
 import pytest
 from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import asgi
+from nemo_gym_cli.testing import VerifyCase, check_verify, collect_offline, reply
 from resources_servers.multi_step_tools.app import MultiStepTools
 from resources_servers.multi_step_tools.world import tool_definitions
-from support.cli import ROOT, run_cli
+from support.cli import ROOT
 
 TASKS = ROOT / "resources_servers" / "multi_step_tools" / "data" / "tasks.jsonl"
 
@@ -34,10 +33,6 @@ def calls_of(row: dict) -> list[dict]:
 
 def task(task_type: str) -> dict:
     return next(row for row in tasks() if row["task_type"] == task_type)
-
-
-def reply(text: str) -> dict:
-    return {"output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
 
 
 def session(client: TestClient, sid: str, row: dict) -> dict:
@@ -91,16 +86,21 @@ def test_two_rollouts_of_the_same_task_never_share_a_world() -> None:
     assert any("status: expected 'cancelled', got 'pending'" in line for line in idle["state_diff"])
 
 
-@pytest.mark.parametrize(
-    "response",
-    [{"output": []}, reply(""), reply("\x00}{ garbage"), reply("I cancelled the order.")],
-    ids=["no output", "empty", "garbage", "a claim without the change"],
-)
-def test_malformed_or_empty_output_scores_the_unchanged_world(response) -> None:
+UNCHANGED = {"reward": 0.0, "num_tool_calls": 0}
+MALFORMED = [
+    VerifyCase("no output", response={"output": []}, expect=UNCHANGED),
+    VerifyCase("empty", "", UNCHANGED),
+    VerifyCase("garbage", "\x00}{ garbage", UNCHANGED),
+    VerifyCase("a claim without the change", "I cancelled the order.", UNCHANGED),
+]
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=str)
+def test_malformed_or_empty_output_scores_the_unchanged_world(case: VerifyCase) -> None:
     row = task("cancel_pending")  # the order should end cancelled
     with TestClient(asgi(MultiStepTools())) as c:
-        scored = c.post("/verify", json={**row, "response": response}, headers=session(c, "r", row)).json()
-    assert scored["reward"] == 0.0 and scored["num_tool_calls"] == 0 and len(scored["state_diff"]) >= 1
+        scored = check_verify(c, case, fields=row, headers=session(c, "r", row))
+    assert len(scored["state_diff"]) >= 1
 
 
 def test_without_a_seeded_session_verify_and_the_tools_are_refused_not_scored() -> None:
@@ -117,30 +117,17 @@ def test_without_a_seeded_session_verify_and_the_tools_are_refused_not_scored() 
 
 # --- real processes ---------------------------------------------------------------------
 
-COMMAND = [
-    "+config_paths=[configs/offline_model.yaml,resources_servers/multi_step_tools/configs/multi_step_tools.yaml]",
-    "+agent_name=multi_step_tools_simple_agent",
-]
-
-
-def rows_of(path: Path) -> list[dict]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+CONFIG = "resources_servers/multi_step_tools/configs/multi_step_tools.yaml"
+AGENT = "multi_step_tools_simple_agent"
 
 
 @pytest.mark.e2e
 def test_every_task_runs_offline_to_reward_1_with_100_rollouts_in_flight_none_seeing_anothers_world(tmp_path) -> None:
-    out = tmp_path / "mst.jsonl"
-    result = run_cli(
-        "ng_collect_rollouts",
-        *COMMAND,
-        "+input_jsonl_fpath=resources_servers/multi_step_tools/data/tasks.jsonl",
-        f"+output_jsonl_fpath={out}",
+    rows = collect_offline(
+        CONFIG, AGENT, "resources_servers/multi_step_tools/data/tasks.jsonl", tmp_path / "mst.jsonl",
         "+num_repeats=4",  # four copies of each world in flight at once
-        "+concurrency=100",
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = rows_of(out)
+        "+concurrency=100", cwd=ROOT,
+    )  # fmt: skip
     assert len(rows) == 55 * 4
     by_task = {i: row for i, row in enumerate(tasks())}
     for r in rows:
@@ -165,11 +152,10 @@ def test_a_wrong_change_scores_0_and_a_refused_call_reaches_the_model_offline(tm
     recovers["responses_create_params"]["metadata"]["emulator_script"] = json.dumps(
         [{"tool_calls": [{"name": "lookup_order", "arguments": {"order_id": "O-9999"}}]}, *script(swap)]
     )
-    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp = tmp_path / "in.jsonl"
     inp.write_text(json.dumps(wrong) + "\n" + json.dumps(recovers) + "\n")
-    result = run_cli("ng_collect_rollouts", *COMMAND, f"+input_jsonl_fpath={inp}", f"+output_jsonl_fpath={out}")
-    assert result.returncode == 0, result.stderr
-    cancelled, recovered = sorted(rows_of(out), key=lambda r: r["_ng_task_index"])
+    rows = collect_offline(CONFIG, AGENT, inp, tmp_path / "out.jsonl", cwd=ROOT)
+    cancelled, recovered = sorted(rows, key=lambda r: r["_ng_task_index"])
     assert cancelled["reward"] == 0.0
     assert f"orders.{order}.status: expected 'pending', got 'cancelled'" in cancelled["state_diff"]
     assert (recovered["reward"], recovered["num_tool_errors"]) == (1.0, 1)

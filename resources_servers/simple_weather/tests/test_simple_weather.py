@@ -7,6 +7,7 @@ from starlette.testclient import TestClient
 
 from nemo_gym_cli.server import asgi
 from nemo_gym_cli.server.spec import SESSION_COOKIE, SESSION_HEADER
+from nemo_gym_cli.testing import VerifyCase, check_verify
 from resources_servers.simple_weather.app import SimpleWeather, weather_for
 
 MESSAGE = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "sunny"}]}
@@ -22,7 +23,7 @@ def rollout(c: TestClient, session: str, cities: list[str], row: dict, output: l
     assert c.post("/seed_session", json=row, headers=headers).status_code == 200
     for city in cities:
         assert c.post("/get_weather", json={"city": city}, headers=headers).json() == weather_for(city.strip())
-    return c.post("/verify", json={**row, "response": {"output": output}}, headers=headers).json()
+    return check_verify(c, VerifyCase(session, response={"output": output}), fields=row, headers=headers)
 
 
 def test_reward_needs_the_expected_city_and_a_final_message():

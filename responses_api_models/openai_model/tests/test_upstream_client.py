@@ -25,6 +25,7 @@ from nemo_gym_cli.providers.upstream import (
     WireUnreachable,
     parse_retry_after,
 )
+from support.clock import FakeClock
 from support.emulator import CHAT, KEY, MODEL, emulated, emulator, stats
 from support.servers import serving
 from support.upstream import HttpxWire, RecordingProxy, refusing_url
@@ -100,12 +101,19 @@ def test_the_retry_log_logs_each_kind_once_a_window_then_one_summary_line(caplog
 
 
 async def test_the_summary_line_comes_at_the_window_s_end_without_another_retry(caplog) -> None:
-    retry_log = RetryLog(logging.getLogger(LOGGER), window_s=0.2)
-    for _ in range(5):
-        retry_log.retry("timeout", "full line")
-    assert retry_lines(caplog) == ["full line"]
-    await asyncio.sleep(0.4)
-    assert retry_lines(caplog) == ["full line", "retried 4 more timeout errors in the last 0 s"]
+    clock = FakeClock()
+    with clock.driving(asyncio.get_running_loop()):
+        retry_log = RetryLog(logging.getLogger(LOGGER), window_s=60.0, clock=clock)
+        for _ in range(5):  # at 1, 2, 3, 4 and 5 s: the window opened at 1 s
+            clock.advance(1.0)
+            retry_log.retry("timeout", "full line")
+        assert retry_lines(caplog) == ["full line"]
+        clock.advance(55.0)  # 60 s: a second before the window's end
+        await clock.settle()
+        assert retry_lines(caplog) == ["full line"]
+        clock.advance(1.0)  # 61 s: the window's end
+        await clock.settle()
+    assert retry_lines(caplog) == ["full line", "retried 4 more timeout errors in the last 60 s"]
 
 
 async def test_a_retry_waits_what_retry_after_asks(caplog) -> None:
