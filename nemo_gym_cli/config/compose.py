@@ -315,4 +315,4 @@ def _early_nemo_gym_options(*layers: DictConfig) -> NemoGymOptions:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"nemo_gym: {str(exc).splitlines()[0]}") from None
     assert isinstance(value, dict)
-    return nemo_gym_options(value.get("nemo_gym") or None)
+    return nemo_gym_options(value.get("nemo_gym") or None, lambda key: "command line or env.yaml")

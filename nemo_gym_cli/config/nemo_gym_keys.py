@@ -69,7 +69,11 @@ def nemo_gym_options(value: Any, source_of: Any = None) -> NemoGymOptions:
     """The ``nemo_gym:`` block, checked (``None``: every default); one ``ConfigError`` line."""
     if value is None:
         return NemoGymOptions()
-    where = (lambda key: f"nemo_gym.{key} ({source_of(f'nemo_gym.{key}')})") if source_of else (lambda k: k)
+    where = (
+        (lambda key: f"nemo_gym.{key} ({source_of(f'nemo_gym.{key}')})")
+        if source_of
+        else (lambda key: f"nemo_gym.{key}")
+    )
     if not isinstance(value, dict):
         raise ConfigError(f"nemo_gym must be a mapping such as {{venv: /path/to/venv}}, got {value!r}")
     keys = [f.name for f in dataclass_fields(NemoGymOptions)]
