@@ -70,6 +70,16 @@ async def _run(config: GlobalConfig, forkserver: ForkServer | None) -> int:
     return code
 
 
+async def _dry_run(config: GlobalConfig) -> int:
+    """``+dry_run=true``: build every NeMo Gym server's environment (as ``gym env prefetch``
+    does), start nothing."""
+    pythons = await Supervisor(config).prepare()
+    for name, python in pythons.items():
+        print(f"{name}: {python}", flush=True)
+    print(f"dry run: {len(pythons)} NeMo Gym server environment(s) ready; no server started", flush=True)
+    return 0
+
+
 def run(args: list[str]) -> int:
     """Compose the config from ``args`` (Hydra overrides) and run its servers until stopped."""
     raise_open_file_limit()  # before the fork server starts: the servers inherit the limit
@@ -87,6 +97,10 @@ def run(args: list[str]) -> int:
         if forkserver is not None:
             forkserver.close()
         raise
+    if config.options.get("dry_run") is True:  # NeMo Gym's meaning: build the environments only
+        if forkserver is not None:
+            forkserver.close()
+        return asyncio.run(_dry_run(config))
     if forkserver is not None and config.ray is not None:  # set in a config file: servers start on Ray
         forkserver.close()
         forkserver = None

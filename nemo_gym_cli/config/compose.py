@@ -8,6 +8,12 @@ Precedence, later wins:
 2. ``./env.yaml`` (secrets and personal defaults, git-ignored);
 3. the command line (``+k=v``, ``++k=v``, ``k=v``, ``~k``, Hydra syntax).
 
+A relative ``config_paths`` entry is looked up in the working directory, then in this
+package's root, then in NeMo Gym's root (``NemoGymRoot``: found, and its environment built,
+only when an entry is not found in the first two); ``nemo_gym:<path>`` names a file in NeMo
+Gym's root only (where we ship a file of the same path), and a file found there resolves its
+own ``config_paths`` there first. Such a file's source is named ``nemo_gym:<path>``.
+
 ``compose`` returns the merged, unresolved config and a ``Sources`` map that names, for any
 key path, the source that set it (``configs/offline.yaml``, ``env.yaml``, ``command line``):
 every error about a key says where to fix it.
@@ -23,15 +29,66 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nemo_gym_cli.config.nemo_gym_keys import NemoGymOptions, nemo_gym_options
 from nemo_gym_cli.errors import ConfigError
 
-__all__ = ["COMMAND_LINE", "ENV_YAML", "PACKAGE_ROOT", "Composed", "Sources", "compose", "parse_overrides"]
+__all__ = [
+    "COMMAND_LINE",
+    "ENV_YAML",
+    "NEMO_GYM_PREFIX",
+    "PACKAGE_ROOT",
+    "Composed",
+    "NemoGymRoot",
+    "Sources",
+    "compose",
+    "parse_overrides",
+]
 
 #: Where the built-in server folders and configs live (the repository root for an editable
 #: install), searched after the working directory.
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 COMMAND_LINE = "command line"
 ENV_YAML = "env.yaml"
+#: ``nemo_gym:<path>``: a path in NeMo Gym's root (and how sources there are named)
+NEMO_GYM_PREFIX = "nemo_gym:"
+#: NeMo Gym's root folders: only paths under these are looked for there (a typo in
+#: configs/... must never build an environment to find out)
+NEMO_GYM_FOLDERS = frozenset(
+    {"resources_servers", "responses_api_agents", "responses_api_models", "environment_servers", "benchmarks"}
+)
+
+
+class NemoGymRoot:
+    """NeMo Gym's root folder (``resources_servers/``, ... of its checkout or install), found
+    only when first asked: finding it may build its environment (``nemo_gym_cli/nemo_gym``)."""
+
+    def __init__(self, options: NemoGymOptions) -> None:
+        self.options = options
+        self._path: Path | None = None
+        self._environments: Any = None
+
+    @property
+    def resolved(self) -> Path | None:
+        """The root if it has been asked for (None: nothing was looked at or built)."""
+        return self._path
+
+    def __call__(self) -> Path:
+        if self._path is None:
+            self._path = self._envs().root()
+        return self._path
+
+    def has(self, relative: str) -> bool:
+        """Whether NeMo Gym ships ``relative`` (nothing built to find out)."""
+        if self._path is not None:
+            return (self._path / relative).exists()
+        return bool(self._envs().ships(relative))
+
+    def _envs(self) -> Any:
+        if self._environments is None:
+            from nemo_gym_cli.nemo_gym.environments import Environments
+
+            self._environments = Environments(self.options)
+        return self._environments
 
 
 @dataclass
@@ -43,6 +100,17 @@ class Sources:
     def of(self, path: str) -> str:
         """The source of key ``path`` (dotted), or ``""`` when no source has it."""
         for name, cfg in reversed(self.layers):
+            try:
+                node = OmegaConf.select(cfg, path, throw_on_missing=False, default=_ABSENT)
+            except OmegaConfBaseException:
+                continue
+            if node is not _ABSENT:
+                return name
+        return ""
+
+    def first(self, path: str) -> str:
+        """The first source (in merge order) that has key ``path``: where it was defined."""
+        for name, cfg in self.layers:
             try:
                 node = OmegaConf.select(cfg, path, throw_on_missing=False, default=_ABSENT)
             except OmegaConfBaseException:
@@ -68,6 +136,8 @@ class Composed:
     sources: Sources
     #: top-level keys given on the command line (checked strictly against the command)
     command_line_keys: set[str]
+    #: NeMo Gym's root, as nemo_gym.* on the command line and in env.yaml say
+    nemo_gym_root: NemoGymRoot | None = None
 
 
 def parse_overrides(args: list[str]) -> tuple[DictConfig, list[str]]:
@@ -130,13 +200,39 @@ def load_yaml(path: Path) -> DictConfig:
         raise ConfigError(f"{path}: {str(exc).splitlines()[0]}") from None
 
 
-def _resolve_path(entry: str, cwd: Path, where: str) -> Path:
+def _resolve_path(
+    entry: str, cwd: Path, where: str, root: NemoGymRoot | None, nemo_gym_first: bool = False
+) -> tuple[Path, bool]:
+    """The file ``entry`` names, and whether it is in NeMo Gym's root."""
+    if entry.startswith(NEMO_GYM_PREFIX):
+        rel = entry.removeprefix(NEMO_GYM_PREFIX)
+        if root is None or Path(rel).is_absolute():
+            raise ConfigError(f"{where} entry {entry!r}: nemo_gym:<path> takes a path relative to NeMo Gym's root")
+        found = root() / rel
+        if not found.is_file():
+            raise ConfigError(f"{where} entry {entry!r} does not exist in NeMo Gym's root ({root()})")
+        return found.resolve(), True
     p = Path(entry).expanduser()
-    candidates = [p] if p.is_absolute() else list(dict.fromkeys([cwd / p, PACKAGE_ROOT / p]))
-    for c in candidates:
+    if p.is_absolute():
+        if p.is_file():
+            return p.resolve(), root is not None and root.resolved is not None and p.is_relative_to(root.resolved)
+        raise ConfigError(f"{where} entry {entry!r} does not exist")
+    ours = list(dict.fromkeys([cwd / p, PACKAGE_ROOT / p]))
+    theirs = root is not None and p.parts[0] in NEMO_GYM_FOLDERS
+    if nemo_gym_first and root is not None:
+        found = root() / p
+        if found.is_file():
+            return found.resolve(), True
+    for c in ours:
         if c.is_file():
-            return c.resolve()
-    looked = " and ".join(str(c.parent if not p.is_absolute() else c) for c in candidates)
+            return c.resolve(), False
+    if theirs and root is not None and not nemo_gym_first and root.has(str(p)):
+        found = root() / p
+        if found.is_file():
+            return found.resolve(), True
+    looked = " and ".join(str(c.parent) for c in ours)
+    if theirs and root is not None:
+        looked += f" and NeMo Gym {root.options.version}'s root"
     raise ConfigError(f"{where} entry {entry!r} does not exist (looked in {looked})")
 
 
@@ -160,10 +256,16 @@ def _display(path: Path, cwd: Path) -> str:
 
 
 def _collect_files(
-    entries: list[str], cwd: Path, where: str, seen: set[Path], out: list[tuple[str, DictConfig]]
+    entries: list[str],
+    cwd: Path,
+    where: str,
+    seen: set[Path],
+    out: list[tuple[str, DictConfig]],
+    root: NemoGymRoot | None = None,
+    nemo_gym_first: bool = False,
 ) -> None:
     for entry in entries:
-        path = _resolve_path(entry, cwd, where)
+        path, theirs = _resolve_path(entry, cwd, where, root, nemo_gym_first)
         if path in seen:
             continue
         seen.add(path)
@@ -172,9 +274,10 @@ def _collect_files(
             nested_value = cfg.get("config_paths")
         except OmegaConfBaseException as exc:
             raise ConfigError(f"{path}: config_paths: {str(exc).splitlines()[0]}") from None
-        nested = _as_path_list(nested_value, f"{_display(path, cwd)}: config_paths")
-        _collect_files(nested, cwd, f"{_display(path, cwd)}: config_paths", seen, out)
-        out.append((_display(path, cwd), cfg))
+        shown = NEMO_GYM_PREFIX + str(path.relative_to(root())) if theirs and root is not None else _display(path, cwd)
+        nested = _as_path_list(nested_value, f"{shown}: config_paths")
+        _collect_files(nested, cwd, f"{shown}: config_paths", seen, out, root, theirs)
+        out.append((shown, cfg))
 
 
 def compose(args: list[str], *, cwd: Path | None = None, env_yaml: bool = True) -> Composed:
@@ -185,8 +288,9 @@ def compose(args: list[str], *, cwd: Path | None = None, env_yaml: bool = True) 
     env_cfg = load_yaml(env_path) if env_yaml and env_path.is_file() else OmegaConf.create({})
     source = cli_cfg if "config_paths" in cli_cfg else env_cfg
     entries = _as_path_list(source.get("config_paths"), "config_paths")
+    root = NemoGymRoot(_early_nemo_gym_options(env_cfg, cli_cfg))
     files: list[tuple[str, DictConfig]] = []
-    _collect_files(entries, cwd, "config_paths", set(), files)
+    _collect_files(entries, cwd, "config_paths", set(), files, root)
     layers = [*files, (ENV_YAML, env_cfg), (COMMAND_LINE, cli_cfg)]
     try:
         merged = OmegaConf.merge(*(cfg for _, cfg in layers))
@@ -199,4 +303,16 @@ def compose(args: list[str], *, cwd: Path | None = None, env_yaml: bool = True) 
             raise ConfigError(f"~{key}: there is no key {key!r} to delete")
         node.pop(leaf)
     assert isinstance(merged, DictConfig)
-    return Composed(merged, Sources(layers), {str(k) for k in cli_cfg.keys()})
+    return Composed(merged, Sources(layers), {str(k) for k in cli_cfg.keys()}, root)
+
+
+def _early_nemo_gym_options(*layers: DictConfig) -> NemoGymOptions:
+    """``nemo_gym:`` as env.yaml and the command line set it: what finds NeMo Gym's root for
+    ``config_paths`` (a config file's ``nemo_gym:`` is read only after its file was found)."""
+    try:
+        block = OmegaConf.merge(*(OmegaConf.create({"nemo_gym": layer.get("nemo_gym") or {}}) for layer in layers))
+        value = OmegaConf.to_container(block, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"nemo_gym: {str(exc).splitlines()[0]}") from None
+    assert isinstance(value, dict)
+    return nemo_gym_options(value.get("nemo_gym") or None, lambda key: "command line or env.yaml")

@@ -3,7 +3,10 @@
 ``load_config(args)`` composes (``compose.py``), checks and resolves the config, then:
 
 - finds the server instances (``name -> server_type -> implementation -> fields``, NeMo
-  Gym's shape) and confines each ``entrypoint`` to its implementation's folder;
+  Gym's shape) and confines each ``entrypoint`` to its implementation's folder, looked up in
+  the working directory, this package's root, then NeMo Gym's root (an instance a file in
+  NeMo Gym's root defines: there first); a folder whose entrypoint imports ``nemo_gym`` is
+  NeMo Gym's, run on its package (``runtime="nemo_gym"``, ``nemo_gym_cli/nemo_gym/``);
 - leaves ports that are not set as ``None``: the supervisor binds them (port 0) and only
   then are URLs known. ``${ng_url:<instance>}`` resolves to a placeholder that
   ``ServerInstance.spec(urls)`` / ``GlobalConfig.bind(urls)`` replace by the real URL;
@@ -28,7 +31,17 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nemo_gym_cli.config.compose import COMMAND_LINE, ENV_YAML, PACKAGE_ROOT, Composed, Sources, compose
+from nemo_gym_cli.config.compose import (
+    COMMAND_LINE,
+    ENV_YAML,
+    NEMO_GYM_PREFIX,
+    PACKAGE_ROOT,
+    Composed,
+    NemoGymRoot,
+    Sources,
+    compose,
+)
+from nemo_gym_cli.config.nemo_gym_keys import NemoGymOptions, nemo_gym_options, refusal
 from nemo_gym_cli.errors import ConfigError
 from nemo_gym_cli.server.spec import ServerSpec
 
@@ -44,7 +57,10 @@ __all__ = [
 ]
 
 #: Server types whose implementations are folders ``<type>/<implementation>/``.
-SERVER_TYPES = ("responses_api_models", "responses_api_agents", "resources_servers")
+SERVER_TYPES = ("responses_api_models", "responses_api_agents", "resources_servers", "environment_servers")
+#: NeMo Gym 0.7's relay from an environment server to an agent: ours serves it wherever a
+#: config names it (theirs starts a private Ray cluster in every process, docs/nemo_gym.md).
+OUR_RELAY = ("environment_servers", "legacy_agent")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HEAD_PORT = 11000
@@ -120,6 +136,11 @@ class ServerInstance:
     num_replicas: int = 1
     #: CPUs each replica reserves on a Ray cluster
     num_cpus: float = 1.0
+    #: "ours" (a server class on our kernel) or "nemo_gym" (NeMo Gym's code on its package,
+    #: in its own Python environment)
+    runtime: str = "ours"
+    #: the implementation's folder (``<root>/<type>/<implementation>``)
+    folder: str = ""
 
     @property
     def where(self) -> str:
@@ -173,6 +194,12 @@ class GlobalConfig:
     sources: Sources | None = field(default=None, repr=False, compare=False)
     #: where to place the servers on a Ray cluster; None: processes on this machine
     ray: RayOptions | None = None
+    #: how NeMo Gym's own servers are hosted (``nemo_gym:``)
+    nemo_gym: NemoGymOptions = field(default_factory=NemoGymOptions)
+
+    @property
+    def nemo_gym_instances(self) -> list[ServerInstance]:
+        return [i for i in self.instances.values() if i.runtime == "nemo_gym"]
 
     @property
     def head_url(self) -> str:
@@ -203,7 +230,10 @@ def _instance_shape(value: Any) -> tuple[str, str, DictConfig] | None:
     return str(server_type), str(impl), fields
 
 
-def _entrypoint(inst: str, server_type: str, impl: str, entry: Any, cwd: Path) -> str:
+def _entrypoint(
+    inst: str, server_type: str, impl: str, entry: Any, cwd: Path, root: NemoGymRoot | None, theirs_first: bool
+) -> tuple[str, str, str]:
+    """``(entrypoint, runtime, folder)`` of an instance: its file, whose code it is, its folder."""
     if server_type not in SERVER_TYPES:
         raise ConfigError(
             f"instance {inst!r}: unknown server type {server_type!r}; use one of {', '.join(SERVER_TYPES)}"
@@ -218,20 +248,34 @@ def _entrypoint(inst: str, server_type: str, impl: str, entry: Any, cwd: Path) -
             f"{where} is {entry!r}: it must be a .py file inside the implementation's folder "
             f"({server_type}/{impl}/), given relative to it, e.g. app.py"
         )
-    roots = [cwd, PACKAGE_ROOT] if cwd != PACKAGE_ROOT else [cwd]
-    for root in roots:
-        folder = root / server_type / impl
+    ours = [cwd, PACKAGE_ROOT] if cwd != PACKAGE_ROOT else [cwd]
+    if (server_type, impl) == OUR_RELAY:
+        ours, root = [PACKAGE_ROOT], None
+    # Looked up lazily: NeMo Gym's root may need its environment built.
+    roots: list[Any] = ([root] if theirs_first and root is not None else []) + ours
+    if root is not None and not theirs_first and any((r / server_type / impl).is_dir() for r in ours):
+        pass  # found in ours: NeMo Gym's root is not looked at
+    elif root is not None and not theirs_first and root.has(f"{server_type}/{impl}"):
+        roots.append(root)
+    for candidate in roots:
+        base = candidate() if isinstance(candidate, NemoGymRoot) else candidate
+        folder = base / server_type / impl
         if folder.is_dir():
             app = (folder / relative).resolve()
             if not app.is_relative_to(folder.resolve()):
                 raise ConfigError(f"{where} is {entry!r}, which leads outside {folder} (a symlink?); keep it inside")
             if not app.is_file():
                 raise ConfigError(f"{where}: {str(folder / relative)!r} does not exist; check 'entrypoint'")
-            return str(app)
+            from nemo_gym_cli.nemo_gym.hosting import imports_nemo_gym
+
+            theirs = isinstance(candidate, NemoGymRoot) or imports_nemo_gym(app)
+            return str(app), "nemo_gym" if theirs else "ours", str(folder.resolve())
+    looked = [r() if isinstance(r, NemoGymRoot) else r for r in roots]
+    elsewhere = f" and NeMo Gym {root.options.version}'s" if root is not None and root not in roots else ""
     known = sorted(
         {
             p.name
-            for r in roots
+            for r in looked
             if (r / server_type).is_dir()
             for p in (r / server_type).iterdir()
             if p.is_dir() and not p.name.startswith(("_", "."))
@@ -241,7 +285,7 @@ def _entrypoint(inst: str, server_type: str, impl: str, entry: Any, cwd: Path) -
 
     raise ConfigError(
         f"instance {inst!r}: implementation folder {server_type}/{impl} not found "
-        f"(looked in {' and '.join(str(r) for r in roots)}); known: {', '.join(known) or 'none'}"
+        f"(looked in {' and '.join(str(r) for r in looked)}{elsewhere}); known: {', '.join(known) or 'none'}"
         f"{closest(impl, known)}"
     )
 
@@ -324,6 +368,10 @@ def _check_top_level(
         if key in used or key in command:
             continue
         origin = sources.of(key)
+        refused = refusal(key)
+        if refused is not None:
+            problems.append(f"{key!r} ({origin or 'config'}): {refused}")
+            continue
         if origin == ENV_YAML or (key in env_keys and origin != COMMAND_LINE):
             continue  # personal defaults for many configs: not every run uses each
         if origin != COMMAND_LINE and key in everywhere:
@@ -469,6 +517,10 @@ def load_config(
     head_host = _host(head.get("host"), "head_server.host")
     head_port = _port(head.get("port"), "head_server.port") or DEFAULT_HEAD_PORT
     ray = _ray_options(resolved.get("ray"), composed.sources)
+    nemo_gym = nemo_gym_options(resolved.get("nemo_gym"), composed.sources.of)
+    root = composed.nemo_gym_root
+    if root is None or root.options != nemo_gym:  # a config file's nemo_gym: block
+        root = NemoGymRoot(nemo_gym)
 
     instances: dict[str, ServerInstance] = {}
     taken: dict[int, str] = {head_port: "head_server"}
@@ -482,17 +534,28 @@ def load_config(
             taken[port] = name
         fields = {k: v for k, v in raw.items() if k not in PLACEMENT_KEYS}
         num_replicas, num_cpus = _placement(raw, where, ray is not None)
+        theirs_first = composed.sources.first(where).startswith(NEMO_GYM_PREFIX)
+        entrypoint, runtime, folder = _entrypoint(
+            name, server_type, impl, raw.get("entrypoint"), cwd, root, theirs_first
+        )
+        if runtime == "nemo_gym" and ray is not None:
+            raise ConfigError(
+                f"{where}: NeMo Gym's servers run on this machine, not as replicas on a Ray cluster; "
+                "remove +ray.address or this instance"
+            )
         instances[name] = ServerInstance(
             name=name,
             server_type=server_type,
             implementation=impl,
             host=_host(raw.get("host"), f"{where}.host"),
             port=port,
-            entrypoint=_entrypoint(name, server_type, impl, raw.get("entrypoint"), cwd),
+            entrypoint=entrypoint,
             fields=fields,
             sources={k: composed.sources.of(f"{where}.{k}") for k in fields},
             num_replicas=num_replicas,
             num_cpus=num_cpus,
+            runtime=runtime,
+            folder=folder,
         )
 
     for inst in instances.values():
@@ -524,4 +587,5 @@ def load_config(
         options=options,
         sources=composed.sources,
         ray=ray,
+        nemo_gym=nemo_gym,
     )

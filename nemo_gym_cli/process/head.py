@@ -9,7 +9,10 @@ Routes, in the kernel's one envelope:
   instance rows; the config as YAML inside a JSON string). The config goes out with every
   secret redacted (values under names that say key, token, secret or password, credentials
   and secret query parameters in URLs, and each such value wherever else it was copied):
-  no HTTP response of ours carries a key (``nemo_gym_cli/redaction.py``).
+  no HTTP response of ours carries a key (``nemo_gym_cli/redaction.py``). Every agent that no
+  environment server fronts gets the ``legacy_agent`` entry NeMo Gym 0.7's ``ng_run``
+  generates for it (its collector reaches agents only through one), pointing at the agent
+  itself: our agents answer ``/run`` directly, where a relay would only forward.
 
 It runs inside ``ng_run``'s process, in a thread of its own under uvicorn (which leaves
 signal handling to the main thread there): the supervisor's loop stays ours.
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nemo_gym_cli.nemo_gym.hosting import generated_environment_servers
 from nemo_gym_cli.redaction import REDACTED, Scrubber, redact, redact_url, secret_values
 from nemo_gym_cli.server.base import Server, asgi
 from nemo_gym_cli.server.http import Request, route
@@ -118,6 +122,17 @@ class HeadServer(Server):
                         "entrypoint": inst.entrypoint.rsplit("/", 1)[-1],
                         "host": row.get("host") or inst.host,
                         "port": row.get("port"),
+                    }
+                }
+            }
+        for agent, name in generated_environment_servers(self.global_config.instances).items():
+            out[name] = {
+                "environment_servers": {
+                    "legacy_agent": {
+                        "entrypoint": "app.py",
+                        "agent_server": {"type": "responses_api_agents", "name": agent},
+                        "host": rows.get(agent, {}).get("host") or self.global_config.instances[agent].host,
+                        "port": rows.get(agent, {}).get("port"),
                     }
                 }
             }

@@ -11,6 +11,13 @@ stop the children in order) and holds a lifeline to its parent, so none outlives
 lines are kept to show when it dies, and a server that could not start because of its
 config or a start-up check reports that as one line.
 
+NeMo Gym's own servers (``runtime="nemo_gym"``, ``nemo_gym_cli/nemo_gym/``) run beside ours
+the way NeMo Gym's ``ng_run`` runs them: ``<its environment's python> <entrypoint>`` in its
+folder, the config in ``NEMO_GYM_CONFIG_DICT``; their environments are built (on first use)
+before any socket is bound, their sockets closed right before they start (they bind the port
+themselves), each in its own session, killed by the kernel when we die (PR_SET_PDEATHSIG),
+their output through the same prefixed pump, their readiness through the same ``/health``.
+
 Given a ``RayCluster`` (``+ray.address``, ``ray_replicas.py``), the servers run on the
 cluster instead: each instance as ``num_replicas`` replicas spread over its nodes, each bound
 on its node's address; every server's spec lists every replica of the others. A replica
@@ -46,6 +53,10 @@ __all__ = ["Supervisor", "connect_cluster", "running_servers", "stop_on_signals"
 log = logging.getLogger(__name__)
 
 _TAIL_LINES = 40
+#: How long ng_run waits for every server by default (``server_spinup_timeout_seconds`` sets
+#: it): ours are ready in about a second; NeMo Gym's import for seconds each.
+_READY_TIMEOUT = 60.0
+_READY_TIMEOUT_NEMO_GYM = 300.0
 
 
 class ChildProcess(Protocol):
@@ -186,17 +197,40 @@ class Supervisor:
 
     # ------------------------------------------------------------------ lifecycle
 
+    async def prepare(self) -> dict[str, Any]:
+        """The interpreter of every NeMo Gym server to start, its environment built first
+        where it is not yet (minutes, once; in a thread: the loop and signals stay ours)."""
+        theirs = [i for i in self.instances.values() if i.runtime == "nemo_gym"]
+        if not theirs:
+            return {}
+        from pathlib import Path
+
+        from nemo_gym_cli.nemo_gym.environments import Environments
+
+        environments = Environments(self.config.nemo_gym, notify=self._write)
+
+        def build() -> dict[str, Any]:
+            return {i.name: environments.python_for(Path(i.folder)) for i in theirs}
+
+        return await asyncio.to_thread(build)
+
     async def spawn(self) -> None:
         """Bind every instance's socket, then start its process (all stopped on failure)."""
         if self._cluster is not None:
             await self._spawn_on_cluster()
             return
+        pythons = await self.prepare()
         sockets: dict[str, socket.socket] = {}
         try:
             for name, inst in self.instances.items():
                 sockets[name] = sock = _listen(inst)
                 self.urls[name] = _url(inst.host, sock.getsockname()[1])
+            their_config = self._nemo_gym_config() if pythons else ""
             for name, inst in self.instances.items():
+                if name in pythons:
+                    await self._start_nemo_gym(inst, pythons[name], their_config, sockets.pop(name))
+                    self._publish()
+                    continue
                 spec = inst.spec(self.urls, port=sockets[name].getsockname()[1])
                 payload = {"entrypoint": inst.entrypoint, "spec": spec.to_payload()}
                 await self._start(inst, payload, sockets.pop(name))
@@ -273,6 +307,32 @@ class Supervisor:
         self.children[inst.name] = child
         child.pump = asyncio.create_task(self._pump(child, reader))
 
+    def _nemo_gym_config(self) -> str:
+        import yaml
+
+        from nemo_gym_cli.nemo_gym.hosting import config_dict
+
+        return yaml.safe_dump(config_dict(self.config, self.urls), sort_keys=False)
+
+    async def _start_nemo_gym(self, inst: ServerInstance, python: Any, config_yaml: str, sock: socket.socket) -> None:
+        """Start NeMo Gym's server ``inst``: it binds its port itself, so ours is closed
+        right before it starts (the window in which another process could take it)."""
+        from nemo_gym_cli.nemo_gym.hosting import child_environment, spawn_nemo_gym_server
+
+        port = sock.getsockname()[1]
+        env = child_environment(python, inst.folder, inst.name, config_yaml)
+        ours, theirs = socket.socketpair()
+        try:
+            sock.close()
+            process = await spawn_nemo_gym_server(python, inst.entrypoint, inst.folder, env, theirs.fileno())
+        finally:
+            sock.close()
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
+        child = _Child(inst, inst.name, inst.host, port, _SpawnedChild(process), output=writer)
+        self.children[inst.name] = child
+        child.pump = asyncio.create_task(self._pump(child, reader))
+
     async def _spawn_directly(
         self, payload: dict[str, Any], sock: socket.socket, out: socket.socket
     ) -> tuple[int, ChildProcess]:
@@ -308,13 +368,27 @@ class Supervisor:
             child.tail.append(line)
             # Not shown: why a server could not start (we report it, once), and what servers
             # say while being stopped (retries towards a dead dependency, cancelled requests).
-            if not line.startswith("error: ") and not self._stopping:
+            theirs = child.instance.runtime == "nemo_gym"
+            if (theirs or not line.startswith("error: ")) and not self._stopping:
                 self._write(prefix + line)
 
-    async def wait_ready(self, *, timeout: float = 60.0, stop_event: asyncio.Event | None = None) -> None:
-        """Wait until every child's ``/health`` answers 200; stop them all on failure."""
+    def ready_timeout(self) -> float:
+        """``server_spinup_timeout_seconds`` (0: forever), else 60 s, 300 s with NeMo Gym's servers."""
+        given = self.config.options.get("server_spinup_timeout_seconds")
+        if given is not None:
+            if isinstance(given, bool) or not isinstance(given, (int, float)) or given < 0:
+                raise ConfigError(
+                    f"server_spinup_timeout_seconds must be a number of seconds (0: forever), got {given!r}"
+                )
+            return float(given) or float("inf")
+        theirs = any(i.runtime == "nemo_gym" for i in self.instances.values())
+        return _READY_TIMEOUT_NEMO_GYM if theirs else _READY_TIMEOUT
+
+    async def wait_ready(self, *, timeout: float | None = None, stop_event: asyncio.Event | None = None) -> None:
+        """Wait until every child's ``/health`` answers 200 (at most ``timeout`` s, default
+        ``ready_timeout()``); stop them all on failure."""
         try:
-            await self._wait_ready(timeout, stop_event)
+            await self._wait_ready(self.ready_timeout() if timeout is None else timeout, stop_event)
         except BaseException:
             await self.stop()
             raise
@@ -348,6 +422,13 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(child.pump), 1.0)
         code = child.process.returncode
+        if child.instance.runtime == "nemo_gym":  # its whole output is above, prefixed
+            said = next((line.strip() for line in reversed(child.tail) if line.strip()), "no output")
+            inst = child.instance
+            return ServerError(
+                f"NeMo Gym server {child.label!r} ({inst.server_type}/{inst.implementation}, {inst.folder}) "
+                f"could not start (exit code {code}): {said}"
+            )
         last = next((line for line in reversed(child.tail) if line.startswith("error: ")), "")
         if code == EXIT_CONFIG and last:
             return ConfigError(last.removeprefix("error: "))
@@ -459,6 +540,7 @@ class Supervisor:
                     "name": name,
                     "type": inst.server_type,
                     "implementation": inst.implementation,
+                    "runtime": inst.runtime,
                     "url": self.urls.get(name, ""),
                     "host": first["host"] if first else inst.host,
                     "port": int(self.urls[name].rsplit(":", 1)[1]) if name in self.urls else None,
@@ -495,7 +577,7 @@ async def running_servers(
     write: Callable[[str], None] | None = None,
     forkserver: ForkServer | None = None,
     only: list[str] | None = None,
-    timeout: float = 60.0,
+    timeout: float | None = None,
     cluster: Any = None,
 ) -> AsyncIterator[Supervisor]:
     """Start every instance (or those named in ``only``; on ``cluster``, a Ray cluster, if
