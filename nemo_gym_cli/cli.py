@@ -71,12 +71,19 @@ Keys (default):
   dry_run_rows             pilot rollouts per variant of dry_run (3)
   materialize_inputs       write <stem>_materialized_inputs.jsonl (NeMo Gym's reward
                            profiling reads it) (true)
+  disable_aggregation      NeMo Gym 0.7's: skip <stem>_aggregate_metrics.json (false)
+  interleave_repeats       NeMo Gym 0.7's: repeats round by round, not back to back (false)
+  environment_routing_mode NeMo Gym 0.7's: agent (rows via their agent's environment
+                           server) or legacy (all via environment_server_name) (agent)
+  environment_server_name  with environment_routing_mode=legacy: the one environment server
+  environment_server_routes  NeMo Gym 0.7's taskset routes; must be empty here ({})
   config_paths             YAML files: start these servers for this run
   head_server.host/.port   where the running head server is (127.0.0.1:11000)
   ray.address, ray.placement_timeout_s   with config_paths: run them on a Ray cluster
 \b
 Writes <stem>_metrics.json (figures and the run record), <stem>_failures.jsonl (failed
-rollouts) and, for a sweep, <output stem>/<variant>.jsonl each and sweep.json.
+rollouts), <stem>_aggregate_metrics.json (NeMo Gym 0.7's summary) and, for a sweep,
+<output stem>/<variant>.jsonl each and sweep.json.
 \b
 Example:
   ng_collect_rollouts "+config_paths=[configs/offline.yaml]" +agent_name=simple_weather_simple_agent \\
@@ -211,6 +218,60 @@ def emulator_command(ctx: typer.Context) -> None:
 
     (script,) = entry_points(group="console_scripts", name="ng_emulator")
     script.load()(list(ctx.args))
+
+
+GYM_HELP = """NeMo Gym 0.7's `{group}` commands (its `gym {group} ...`, also its `ng {group} ...`).
+
+Each runs our counterpart with the same flags (--config, -a, -i, -o, --concurrency, ...;
++key=value overrides pass through), or says in one line what to type instead:
+{commands}. docs/nemo_gym.md has the table.
+"""
+
+
+def _gym_group(group: str) -> None:
+    from nemo_gym_cli.commands.gym import GYM_GROUPS
+
+    def command(ctx: typer.Context) -> None:
+        _guarded(lambda _: _run_gym(group, list(ctx.args)), None)
+
+    app.command(
+        group,
+        help=GYM_HELP.format(group=group, commands=", ".join(GYM_GROUPS[group])),
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(command)
+
+
+def _run_gym(group: str, argv: list[str]) -> int:
+    from nemo_gym_cli.commands.gym import translate
+
+    t = translate(group, argv)
+    if t.command == "run":
+        from nemo_gym_cli.commands.run import run
+
+        return run(t.args)
+    if t.command == "collect":
+        from nemo_gym_cli.commands.collect import collect
+
+        return collect(t.args)
+    if t.command == "report":
+        from nemo_gym_cli.report import report
+
+        return report(t.args)
+    if t.command == "status":
+        from nemo_gym_cli.commands.status import status
+
+        return status(t.args)
+    if t.command == "aggregate":
+        from nemo_gym_cli.commands.status import aggregate
+
+        return aggregate(t.args)
+    from nemo_gym_cli.commands.init import run as init
+
+    return init(*t.args)
+
+
+for _group in ("env", "eval", "dataset", "list", "dev"):
+    _gym_group(_group)
 
 
 def _single_app(command: Callable[..., None], help_text: str) -> typer.Typer:

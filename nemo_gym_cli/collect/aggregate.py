@@ -18,18 +18,27 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nemo_gym_cli.collect.outputs import OutputFiles
 from nemo_gym_cli.errors import InputError
 from nemo_gym_cli.server.aggregate import aggregate_metrics
 from nemo_gym_cli.wire import dumps, dumps_line, loads
 
-__all__ = ["aggregate_metrics_path", "entries", "merge_shards", "slim", "write_aggregate_metrics"]
+__all__ = [
+    "aggregate_metrics_path",
+    "entries",
+    "merge_shards",
+    "slim",
+    "with_figures",
+    "write_aggregate_metrics",
+    "write_aggregate_metrics_entries",
+]
 
 #: Row keys 0.7 strips before /aggregate_metrics (the trajectory, not the figures).
 _HEAVY = ("responses_create_params", "ng_agent_observations", "ng_model_call_capture", "ng_trajectory")
 
 
 def aggregate_metrics_path(output: Path) -> Path:
-    return output.with_name(output.stem + "_aggregate_metrics.json")
+    return OutputFiles(output).aggregate_metrics
 
 
 def slim(row: dict[str, Any]) -> dict[str, Any]:
@@ -56,22 +65,37 @@ def entries(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault(_label(row), []).append(slim(row))
     out = []
     for (agent, server), members in groups.items():
-        figures = aggregate_metrics(members)
         entry: dict[str, Any] = {"agent_ref": {"name": agent}}
         if server is not None:
             entry["_ng_environment_server"] = server
-        entry.update({k: v for k, v in figures.items() if k != "perf_summary" or v is not None})
-        out.append(entry)
+        out.append(with_figures(entry, aggregate_metrics(members)))
+    return out
+
+
+#: An entry's figures, in 0.7's order (``perf_summary`` only when there is one).
+FIGURES = ("agent_metrics", "key_metrics", "group_level_metrics", "repeat_level_metrics", "perf_summary")
+
+
+def with_figures(entry: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` (its ``agent_ref`` and ``_ng_environment_server``) with the figures of an
+    ``/aggregate_metrics`` answer, in 0.7's order."""
+    out = {k: v for k, v in entry.items() if k in ("agent_ref", "_ng_environment_server")}
+    out.update({k: figures[k] for k in FIGURES if k in figures and (k != "perf_summary" or figures[k] is not None)})
     return out
 
 
 def write_aggregate_metrics(output: Path, rows: Iterable[dict[str, Any]]) -> Path:
-    """Write ``<stem>_aggregate_metrics.json`` beside ``output`` (atomically); its path."""
+    """Write ``<stem>_aggregate_metrics.json`` of ``rows`` beside ``output``; its path."""
     path = aggregate_metrics_path(output)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(dumps(entries(rows)))
-    tmp.replace(path)
+    write_aggregate_metrics_entries(path, entries(rows))
     return path
+
+
+def write_aggregate_metrics_entries(path: Path, found: list[dict[str, Any]]) -> None:
+    """Write 0.7's aggregate entries to ``path`` (atomically: never half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(dumps(found))
+    tmp.replace(path)
 
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:

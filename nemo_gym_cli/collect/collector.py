@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from nemo_gym_cli.collect.environments import Route, failure_kind, stamp
 from nemo_gym_cli.collect.files import DoneSet, FailuresFile, OutputFile, read_tasks
 from nemo_gym_cli.collect.metrics import CollectionMetrics, Progress
 from nemo_gym_cli.collect.options import CollectOptions, Variant
@@ -145,20 +146,26 @@ class Lane:
         self.out.open(append=True)
 
     def jobs(self) -> Generator[_Job, None, None]:
-        """The lane's rollouts not yet in its output, lazily, task by task."""
+        """The lane's rollouts not yet in its output, lazily: task by task, each task's
+        repeats back to back, or (``+interleave_repeats``) round by round, the input read
+        once a round."""
         opts = self.opts
-        for item in read_tasks(opts.input_path, opts.limit):
-            row = item.row
-            if row is not None:
-                self.metrics.note_input_keys(row)
-                row = self.row_sent(row)
-            for r in range(opts.num_repeats):
-                if (item.task_index, r) not in self.done:
-                    self.dispatched += 1
-                    job_row = row
-                    if row is not None and opts.num_repeats_add_seed:
-                        job_row = {**row, "responses_create_params": {**row["responses_create_params"], "seed": r}}
-                    yield _Job(item.task_index, r, job_row, item.line_number, item.error)
+        rounds = [range(r, r + 1) for r in range(opts.num_repeats)] if opts.interleave_repeats else [None]
+        for repeats in rounds:
+            for item in read_tasks(opts.input_path, opts.limit):
+                row = item.row
+                if row is not None:
+                    if repeats is None or repeats.start == 0:
+                        self.metrics.note_input_keys(row)
+                    row = self.row_sent(row)
+                for r in repeats or range(opts.num_repeats):
+                    if (item.task_index, r) not in self.done:
+                        self.dispatched += 1
+                        job_row = row
+                        if row is not None and opts.num_repeats_add_seed:
+                            params = {**row["responses_create_params"], "seed": r}
+                            job_row = {**row, "responses_create_params": params}
+                        yield _Job(item.task_index, r, job_row, item.line_number, item.error)
         self.exhausted = True
 
     @property
@@ -195,10 +202,15 @@ class Collector:
         connections: int | None = None,
         lanes: list[Lane] | None = None,
         announce: Callable[[str], None] | None = None,
+        routes: dict[str, Route] | None = None,
     ) -> None:
         self.opts = opts
         #: each agent's replicas (one URL, unless it runs on a Ray cluster)
         self.agents = {name: Replicas(name, [u] if isinstance(u, str) else u) for name, u in agent_urls.items()}
+        #: how each agent's rows are stamped (NeMo Gym 0.7's environment server; ``environments.py``)
+        self.routes = routes or {
+            name: Route(name, name, "", list(r.urls)) for name, r in self.agents.items()
+        }  # fmt: skip
         self.client = client
         self.stop_event = stop_event
         self.progress = progress
@@ -331,6 +343,7 @@ class Collector:
             except ServerError as exc:
                 error = exc
             else:
+                stamp(result, job.row, self.routes[agent.name])
                 self._write(lane, job, result, time.perf_counter() - started)
                 return
             lane.metrics.add_failed_attempt(error.usage)
@@ -349,7 +362,10 @@ class Collector:
             if await self._backoff(attempt, url, error):
                 return  # stopping: not a failure, a resume retries it
         assert error is not None
-        self._fail(lane, job, error.kind, str(error), attempts=attempt, upstream=error.source == "upstream")
+        self._fail(
+            lane, job, error.kind, str(error), attempts=attempt, upstream=error.source == "upstream",
+            answered=error.status is not None or error.kind == "timeout",
+        )  # fmt: skip
 
     async def _attempt(self, url: str, row: dict[str, Any]) -> dict[str, Any]:
         """One ``POST /run``; every failure as a ``ServerError`` (``status`` None: no answer)."""
@@ -413,7 +429,15 @@ class Collector:
         self._check_budget()
 
     def _fail(
-        self, lane: Lane, job: _Job, error_type: str, message: str, attempts: int, *, upstream: bool = False
+        self,
+        lane: Lane,
+        job: _Job,
+        error_type: str,
+        message: str,
+        attempts: int,
+        *,
+        upstream: bool = False,
+        answered: bool = True,
     ) -> None:
         lane.failures.write(
             {
@@ -423,6 +447,9 @@ class Collector:
                 "error_type": error_type,
                 "message": message,
                 "attempts": attempts,
+                # NeMo Gym 0.7's names for what went wrong
+                "failure_kind": failure_kind(error_type, upstream=upstream, answered=answered),
+                "failure_reason": message,
                 **({"_ng_variant": lane.name} if lane.variant is not None else {}),
             }
         )

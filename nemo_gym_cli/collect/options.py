@@ -100,6 +100,31 @@ class CollectOptions(BaseModel):
     materialize_inputs: bool = Field(
         True, description="write <stem>_materialized_inputs.jsonl (what NeMo Gym's reward profiling reads)"
     )
+    disable_aggregation: bool = Field(
+        False, description="NeMo Gym 0.7's: skip <stem>_aggregate_metrics.json (its /aggregate_metrics summary)"
+    )
+    interleave_repeats: bool = Field(
+        False, description="NeMo Gym 0.7's: run repeats round by round (every task once, then again) not back to back"
+    )
+    environment_routing_mode: str = Field(
+        "agent", description="NeMo Gym 0.7's: agent (each row via its agent's environment server) or legacy"
+    )
+    environment_server_name: str | None = Field(
+        None, description="NeMo Gym 0.7's: with environment_routing_mode=legacy, the environment server of every row"
+    )
+    environment_server_routes: dict[str, str] = Field(
+        default_factory=dict, description="NeMo Gym 0.7's taskset routes: for its materialized rows; must be empty"
+    )
+
+    @field_validator("environment_server_routes")
+    @classmethod
+    def _no_taskset_routes(cls, value: dict[str, str]) -> dict[str, str]:
+        if value:
+            raise ValueError(
+                "NeMo Gym 0.7 routes its materialized task rows by taskset; rows here are routed by their agent "
+                "(or all to +environment_server_name with +environment_routing_mode=legacy): remove it"
+            )
+        return value
 
     @field_validator("gate_on")
     @classmethod

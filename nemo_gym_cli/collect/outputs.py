@@ -1,7 +1,8 @@
 """The files a collection writes beside its output, named in one place.
 
 ``OutputFiles(output)`` names everything that belongs to one output ``<stem>.jsonl``:
-``<stem>_metrics.json``, ``<stem>_failures.jsonl``, ``<stem>_materialized_inputs.jsonl``, a
+``<stem>_metrics.json``, ``<stem>_failures.jsonl``, ``<stem>_materialized_inputs.jsonl``,
+``<stem>_aggregate_metrics.json`` (NeMo Gym 0.7's summary), a
 dry run's pilot ``<stem>_dry_run.jsonl``, and a sweep's folder ``<stem>/`` holding one
 ``<variant>.jsonl`` per variant and the manifest ``sweep.json``. The collector writes through
 it and ``ng_report`` finds files through it, so the two never disagree on a name.
@@ -34,6 +35,8 @@ class OutputFiles:
     FAILURES = "_failures.jsonl"
     MATERIALIZED_INPUTS = "_materialized_inputs.jsonl"
     DRY_RUN = "_dry_run.jsonl"
+    #: NeMo Gym 0.7's per-environment-server summary (``collect/aggregate.py``)
+    AGGREGATE_METRICS = "_aggregate_metrics.json"
     #: the sweep manifest's name inside a sweep folder
     MANIFEST = "sweep.json"
 
@@ -51,6 +54,10 @@ class OutputFiles:
     @property
     def materialized_inputs(self) -> Path:
         return self._beside(self.MATERIALIZED_INPUTS)
+
+    @property
+    def aggregate_metrics(self) -> Path:
+        return self._beside(self.AGGREGATE_METRICS)
 
     @property
     def dry_run(self) -> Path:

@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from nemo_gym_cli.collect.aggregate import entries, slim, with_figures, write_aggregate_metrics_entries
 from nemo_gym_cli.collect.collector import Collector, Lane
 from nemo_gym_cli.collect.discovery import discover
+from nemo_gym_cli.collect.environments import Route, instances_of_config_dict, routes
 from nemo_gym_cli.collect.estimate import Estimate, catalogue, estimate
 from nemo_gym_cli.collect.files import count_tasks, read_tasks
 from nemo_gym_cli.collect.metrics import Progress
@@ -137,11 +139,16 @@ class _Run:
                         "+config_paths to start them itself",
                         url=config.head_url,
                     )
-                agents, where = found
+                agents, where, head_config = found
                 if models := sweep_models(opts):
                     await check_served(config.head_url, models, opts.agent_name)
                 self.note(f"using the servers of {where}")
-                outcome = await self._with(agents, where, _HINT_HEAD)
+                found_routes = {
+                    # a route to the agent itself goes to every replica /instances lists of it
+                    a: replace(r, urls=agents[a]) if r.urls == agents.get(a, [])[:1] else r
+                    for a, r in self._routes(instances_of_config_dict(head_config)).items()
+                }
+                outcome = await self._with(agents, where, _HINT_HEAD, routes=found_routes)
                 if self.full.dry_run:
                     outcome.estimates = await self._estimates(outcome, {})
                 return outcome
@@ -150,15 +157,26 @@ class _Run:
                 config, stop_event=self.stop_event, write=self.note, forkserver=self.forkserver, cluster=cluster
             )
             async with servers as supervisor:
+                urls = {name: supervisor.replica_urls.get(name) or [supervisor.urls[name]] for name in config.instances}
                 agents = {
-                    name: supervisor.replica_urls.get(name) or [supervisor.urls[name]]
+                    name: urls[name]
                     for name, inst in config.instances.items()
                     if inst.server_type == "responses_api_agents"
                 }
-                outcome = await self._with(agents, "servers started for this run", _HINT_ONE_COMMAND, supervisor)
+                own_routes = self._routes(
+                    {n: (i.server_type, i.implementation, i.fields, urls[n]) for n, i in config.instances.items()}
+                )
+                outcome = await self._with(
+                    agents, "servers started for this run", _HINT_ONE_COMMAND, supervisor, routes=own_routes
+                )
                 if self.full.dry_run:
                     outcome.estimates = await self._estimates(outcome, supervisor.urls)
                 return outcome
+
+    def _routes(self, instances: dict[str, Any]) -> dict[str, Route]:
+        """Each agent's route through its environment server (``environments.py``)."""
+        opts = self.opts
+        return routes(instances, mode=opts.environment_routing_mode, server_name=opts.environment_server_name)
 
     async def _estimates(self, outcome: Outcome, urls: dict[str, str]) -> list[Estimate]:
         """The pilot's figures extrapolated to the whole run, per variant."""
@@ -171,7 +189,13 @@ class _Run:
         ]
 
     async def _with(
-        self, agents: dict[str, list[str]], where: str, restart_hint: str, supervisor: Supervisor | None = None
+        self,
+        agents: dict[str, list[str]],
+        where: str,
+        restart_hint: str,
+        supervisor: Supervisor | None = None,
+        *,
+        routes: dict[str, Route],
     ) -> Outcome:
         config, num_tasks = self.config, self.num_tasks
         opts = self._agents_for(agents)
@@ -205,8 +229,8 @@ class _Run:
         # keep-alive connections, so the run ends as soon as its last row is written.
         async with open_json_client(pool_size=connections, timeout=opts.rollout_timeout_s) as client:
             collector = Collector(
-                opts, agents, client, self.stop_event, progress, restart_hint=restart_hint, connections=connections,
-                lanes=lanes, announce=self.note,
+                opts, {a: r.urls for a, r in routes.items()}, client, self.stop_event, progress,
+                restart_hint=restart_hint, connections=connections, lanes=lanes, announce=self.note, routes=routes,
             )  # fmt: skip
             collector.prepare_output(num_tasks)
             outstanding = {lane.name: num_tasks * opts.num_repeats - len(lane.done) for lane in lanes}
@@ -220,6 +244,11 @@ class _Run:
                 if watcher is not None:
                     watcher.cancel()
             wall = time.perf_counter() - started
+            # Not after Ctrl-C (the user wants out) or a dead server; after the budget, yes.
+            interrupted = self.stop_event.is_set() and collector.stopped is None
+            if not opts.disable_aggregation and collector.fatal is None and not interrupted:
+                for lane in lanes:
+                    await self._aggregate(lane, routes, client)
         ended_at = now()
         docs = {}
         for lane in lanes:
@@ -252,6 +281,35 @@ class _Run:
             raise collector.fatal
         code, message = gates(docs, opts, collector)
         return Outcome(docs, code, message, lanes)
+
+    async def _aggregate(self, lane: Lane, routes: dict[str, Route], client: Any) -> None:
+        """``<stem>_aggregate_metrics.json`` (NeMo Gym 0.7's summary): each environment
+        server's rows of the lane's output sent to its ``/aggregate_metrics``, as 0.7's
+        collector does (its resources server's own metrics included); computed here
+        (``server/aggregate.py``) for one that cannot answer, with a note saying so."""
+        if not lane.out.path.exists():
+            return
+        by_server: dict[str, list[dict[str, Any]]] = {}
+        for row in lane.out.existing_rows():
+            server = row.get("_ng_environment_server")
+            by_server.setdefault(server if isinstance(server, str) else "", []).append(slim(row))
+        if not any(by_server.values()):
+            return
+        route_of = {r.environment_server: r for r in routes.values()}
+        out = []
+        for server, rows in by_server.items():
+            (entry,) = entries(rows)
+            route = route_of.get(server)
+            if route is not None:
+                try:
+                    answer = await client.post(route.urls[0] + "/aggregate_metrics", {"verify_responses": rows})
+                except ServerError as exc:
+                    self.note(f"note: {server} could not sum the run up ({exc}); {lane.output}'s figures computed here")
+                else:
+                    if isinstance(answer, dict):
+                        entry = with_figures(entry, answer)
+            out.append(entry)
+        write_aggregate_metrics_entries(OutputFiles(lane.output).aggregate_metrics, out)
 
     def _agents_for(self, agents: dict[str, list[str]]) -> CollectOptions:
         """``+agent_name`` checked against the running agents, once, before any row: unknown,

@@ -1,8 +1,14 @@
-"""``ng env status`` (NeMo Gym 0.7's ``gym env status``): the servers of a running ``ng_run``.
+"""``ng env status`` and ``ng eval aggregate``: NeMo Gym 0.7's commands about a run, here.
+
+``ng env status`` (0.7's ``gym env status``): the servers of a running ``ng_run``.
 
 Asks the head server (``+head_server.host``/``+head_server.port``, default 127.0.0.1:11000)
 for its instance table and prints it: name, type, implementation, URL, pid, ready. Works
 against NeMo Gym's head server too (its ``/server_instances``).
+
+``ng eval aggregate -i <glob> -o <merged.jsonl>`` (0.7's ``gym eval aggregate``): shard
+outputs merged, and 0.7's ``<stem>_aggregate_metrics.json`` beside them, with no server
+(``collect/aggregate.py``).
 """
 
 from __future__ import annotations
@@ -10,9 +16,9 @@ from __future__ import annotations
 import httpx
 
 from nemo_gym_cli.config import load_config
-from nemo_gym_cli.errors import ServerError
+from nemo_gym_cli.errors import ConfigError, ServerError
 
-__all__ = ["status"]
+__all__ = ["aggregate", "status"]
 
 _COLUMNS = ("name", "type", "implementation", "url", "pid", "ready")
 
@@ -52,3 +58,18 @@ def status(args: list[str]) -> int:
         print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in _COLUMNS))
     print(f"{sum(bool(r.get('ready')) for r in rows)} of {len(rows)} servers ready; head server at {config.head_url}")
     return 0 if all(r.get("ready") for r in rows) else 1
+
+
+def aggregate(args: list[str]) -> int:
+    """Merge the shards ``+input_glob`` names into ``+output_jsonl_fpath`` and sum them up."""
+    from pathlib import Path
+
+    from nemo_gym_cli.collect.aggregate import merge_shards
+
+    options = load_config(args, command=frozenset({"input_glob", "output_jsonl_fpath", "config_paths"})).options
+    pattern, output = options.get("input_glob"), options.get("output_jsonl_fpath")
+    if not isinstance(pattern, str) or not isinstance(output, str):
+        raise ConfigError("ng eval aggregate needs -i <glob of rollout files> and -o <merged output .jsonl>")
+    count, shards, path = merge_shards(pattern, Path(output))
+    print(f"merged {count} rows of {len(shards)} files into {output}; NeMo Gym's aggregate metrics in {path}")
+    return 0

@@ -120,14 +120,14 @@ HONOURED: dict[str, str] = {
 #: Keys ng_run reads of the reserved ones (beside the common options).
 RUN_KEYS = frozenset({"dry_run", "server_spinup_timeout_seconds"})
 
-#: The collector's routing keys: accepted in shared config files, on the collector's command
-#: line only where it reads them.
+#: 0.7's collector keys among its reserved ones: fields of ``CollectOptions``, which honours
+#: them (accepted in shared config files that ng_run reads too).
 SHARED: dict[str, str] = {
-    "environment_routing_mode": "a collector key (NeMo Gym 0.7's routing of rows to environment servers)",
-    "environment_server_name": "a collector key (NeMo Gym 0.7's routing of rows to environment servers)",
-    "environment_server_routes": "a collector key (NeMo Gym 0.7's routing of rows to environment servers)",
-    "interleave_repeats": "a collector key (NeMo Gym 0.7's order of repeats)",
-    "disable_aggregation": "a collector key (NeMo Gym 0.7's /aggregate_metrics call)",
+    "environment_routing_mode": "the collector's routing of rows to environment servers (agent or legacy)",
+    "environment_server_name": "the collector's environment server of every row with environment_routing_mode=legacy",
+    "environment_server_routes": "the collector's taskset routes (must be empty: no materialized task rows here)",
+    "interleave_repeats": "the collector runs repeats round by round",
+    "disable_aggregation": "the collector skips <stem>_aggregate_metrics.json",
 }
 
 _BUILT = "environments are built as nemo_gym.* says (nemo_gym.python, nemo_gym.venv; docs/nemo_gym.md); remove it"

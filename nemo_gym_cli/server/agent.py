@@ -219,6 +219,13 @@ class Agent(Server):
             raise
         return answer.data
 
+    @route("POST", "/aggregate_metrics")
+    async def http_aggregate_metrics(self, request: Request) -> Any:
+        """NeMo Gym 0.7's run summary: the resources server computes it (as 0.7's agents ask theirs)."""
+        body = await request.json_object()
+        base = self.resources.pick(new_session_id())
+        return (await self.exchange(self.resources, base, "/aggregate_metrics", body)).data
+
     @route("POST", "/v1/responses")
     async def http_responses(self, request: Request) -> dict[str, Any]:
         params = _params({"responses_create_params": await request.json_object()})

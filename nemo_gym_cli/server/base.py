@@ -80,7 +80,12 @@ class Server:
         return []
 
     @route("GET", "/health")
+    @route("GET", "/healthz")
+    @route("GET", "/livez")
+    @route("GET", "/readyz")
     async def health(self, request: Request) -> dict[str, Any]:
+        """Liveness and readiness (NeMo Gym 0.7's probes too): a server answers once it has
+        started, so being up is being ready."""
         return {"status": "ok", "name": self.spec.name, "type": self.spec.server_type}
 
     # ------------------------------------------------------------------ lifecycle

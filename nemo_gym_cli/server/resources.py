@@ -44,6 +44,7 @@ from typing import Any, ClassVar, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from nemo_gym_cli.errors import ConfigError, HTTPError, NemoGymError, ToolError
+from nemo_gym_cli.server.aggregate import aggregate_metrics
 from nemo_gym_cli.server.base import Server
 from nemo_gym_cli.server.config import ServerConfig
 from nemo_gym_cli.server.http import Request, RouteSpec, cookie_pairs, route, set_cookie_header
@@ -175,6 +176,16 @@ class ResourcesServer(Server):
         """Score ``body`` (the task row plus ``response``); return at least ``reward``."""
         raise NotImplementedError(f"{type(self).__name__} must implement verify()")
 
+    def compute_metrics(self, tasks: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        """Metrics of a whole run beyond the per-field statistics (NeMo Gym 0.7's hook of the
+        same name): ``tasks`` are its verify rows grouped by task; what is returned joins
+        ``agent_metrics`` of ``POST /aggregate_metrics``. Default: none."""
+        return {}
+
+    def key_metrics(self, agent_metrics: dict[str, Any]) -> dict[str, Any]:
+        """The headline figures of a run (0.7's ``get_key_metrics``). Default: every mean."""
+        return {k: v for k, v in agent_metrics.items() if k.startswith("mean/")}
+
     async def offload(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
         """Run ``fn(*args)`` (a module-level function) in a worker process, or as a Ray task
         with ``ray_enabled``; raises ``HTTPError`` 500 ``offload_timeout`` (not retried) when
@@ -260,6 +271,14 @@ class ResourcesServer(Server):
     @route("GET", "/tools")
     async def http_tools(self, request: Request) -> list[dict[str, Any]]:
         return [t.schema() for t in self.tools.values()]
+
+    @route("POST", "/aggregate_metrics")
+    async def http_aggregate_metrics(self, request: Request) -> dict[str, Any]:
+        """NeMo Gym 0.7's summary of a run's verify rows (``server/aggregate.py``)."""
+        rows = (await request.json_object()).get("verify_responses")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise HTTPError(400, "POST /aggregate_metrics: the body needs 'verify_responses', a list of row objects")
+        return aggregate_metrics(rows, compute_metrics=self.compute_metrics, key_metrics=self.key_metrics)
 
     @route("POST", "/verify")
     async def http_verify(self, request: Request) -> dict[str, Any]:

@@ -66,3 +66,34 @@ def test_the_t_interval_uses_students_quantiles(df: int, quantile: float):
     low, high = t_interval(10.0, 1.0, df + 1)
     assert math.isclose(high - 10.0, quantile, rel_tol=1e-12)
     assert math.isclose(10.0 - low, quantile, rel_tol=1e-12)
+
+
+def test_resources_servers_answer_aggregate_metrics_and_07s_probes_with_their_hooks():
+    from starlette.testclient import TestClient
+
+    from nemo_gym_cli.server import asgi
+    from resources_servers.simple_weather.app import SimpleWeather
+
+    class Weather(SimpleWeather):
+        def compute_metrics(self, tasks: list[list[dict]]) -> dict:
+            return {"tasks_all_correct": sum(all(r["reward"] == 1.0 for r in rows) for rows in tasks)}
+
+        def key_metrics(self, agent_metrics: dict) -> dict:
+            return {
+                "mean/reward": agent_metrics["mean/reward"],
+                "tasks_all_correct": agent_metrics["tasks_all_correct"],
+            }
+
+    rows = [
+        {"_ng_task_index": t, "_ng_rollout_index": r, "reward": float(t == 0 or r == 0)} for t in (0, 1) for r in (0, 1)
+    ]
+    with TestClient(asgi(Weather())) as c:
+        for probe in ("/health", "/healthz", "/livez", "/readyz"):
+            assert c.get(probe).json()["status"] == "ok"
+        answer = c.post("/aggregate_metrics", json={"verify_responses": rows}).json()
+        assert answer["agent_metrics"]["mean/reward"] == 0.75
+        assert answer["agent_metrics"]["tasks_all_correct"] == 1
+        assert answer["key_metrics"] == {"mean/reward": 0.75, "tasks_all_correct": 1}
+        assert [g["_ng_task_index"] for g in answer["group_level_metrics"]] == [0, 1]
+        bad = c.post("/aggregate_metrics", json={"verify_responses": "no"})
+        assert bad.status_code == 400 and "verify_responses" in bad.json()["error"]["message"]
