@@ -70,3 +70,30 @@ def test_the_child_config_is_nemo_gyms_shape_with_every_host_and_port() -> None:
     assert model["openai_base_url"] == "http://127.0.0.1:20000/api/v1"  # ${ng_url:...} filled in
     assert model["openai_api_key"] == "sk-or-emulator-offline-key"  # in clear, as NeMo Gym's ng_run passes it
     assert yaml.safe_load(yaml.safe_dump(out)) == out
+
+
+def test_the_head_gives_each_unfronted_agent_the_entry_nemo_gym_07_generates_pointing_at_the_agent() -> None:
+    from starlette.testclient import TestClient
+
+    from nemo_gym_cli.process.head import HeadServer
+    from nemo_gym_cli.server import asgi
+
+    config = load_config(["+config_paths=[configs/offline.yaml]"], env_yaml=False)
+    rows = [
+        {"name": n, "type": i.server_type, "implementation": i.implementation, "url": f"http://127.0.0.1:{20000 + k}",
+         "host": "127.0.0.1", "port": 20000 + k, "pid": None, "ready": True}
+        for k, (n, i) in enumerate(config.instances.items())
+    ]  # fmt: skip
+    with TestClient(asgi(HeadServer(config, lambda: rows))) as client:
+        dumped = yaml.safe_load(client.get("/global_config_dict_yaml").json())
+    agent_port = dumped["simple_weather_simple_agent"]["responses_api_agents"]["simple_agent"]["port"]
+    assert dumped["simple_weather_environment_server"] == {
+        "environment_servers": {
+            "legacy_agent": {
+                "entrypoint": "app.py",
+                "agent_server": {"type": "responses_api_agents", "name": "simple_weather_simple_agent"},
+                "host": "127.0.0.1",
+                "port": agent_port,
+            }
+        }
+    }
