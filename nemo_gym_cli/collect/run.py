@@ -37,8 +37,8 @@ from nemo_gym_cli.collect.record import check_resume, input_digest, now, run_rec
 from nemo_gym_cli.collect.sweep import check_served, sweep_models
 from nemo_gym_cli.config import GlobalConfig
 from nemo_gym_cli.errors import ConfigError, ServerError
+from nemo_gym_cli.limits import fd_budget, open_file_limit
 from nemo_gym_cli.process.forkserver import ForkServer
-from nemo_gym_cli.process.limits import fd_budget, open_file_limit
 from nemo_gym_cli.process.supervisor import Supervisor, connect_cluster, running_servers, stop_on_signals
 from nemo_gym_cli.server.client import open_json_client
 from nemo_gym_cli.wire import loads
