@@ -13,7 +13,8 @@ import pytest
 from support.cli import NgRun, instances, run_cli
 from support.procs import descendants, still_alive
 
-pytestmark = [pytest.mark.e2e, pytest.mark.nemo_gym07]
+# In the interop suite (scripts/interop): it needs NeMo Gym 0.7.0's environment, built like the peer venvs.
+pytestmark = [pytest.mark.e2e, pytest.mark.nemo_gym07, pytest.mark.interop]
 
 ENVIRONMENTS = {
     # agent, config as given on the command line (mcqa: we ship a file of that path)
