@@ -27,6 +27,11 @@ ENVIRONMENTS = {
         "resources_servers/example_multi_step/configs/example_multi_step.yaml",
     ),
     "mcqa": ("mcqa_simple_agent", "nemo_gym:resources_servers/mcqa/configs/mcqa.yaml"),
+    "example_session_state_mgmt": (
+        "example_session_state_mgmt_simple_agent",
+        "resources_servers/example_session_state_mgmt/configs/example_session_state_mgmt.yaml",
+    ),
+    "xlam_fc": ("xlam_fc_simple_agent", "resources_servers/xlam_fc/configs/xlam_fc.yaml"),
 }
 READY_S = 240
 
