@@ -77,13 +77,21 @@ Keys (default):
                            server) or legacy (all via environment_server_name) (agent)
   environment_server_name  with environment_routing_mode=legacy: the one environment server
   environment_server_routes  NeMo Gym 0.7's taskset routes; must be empty here ({})
+  junit_xml                write JUnit XML here: one test case per task; an error when a
+                           rollout failed, a failure when its reward is low (none)
+  junit_min_reward         a task whose mean reward is lower fails its test case (pass_threshold)
+  baseline                 an output or sweep folder: exit 1 when this run is significantly
+                           worse on the tasks both ran (paired by task; needs the report extra)
+  gate_alpha               significance level of the baseline gate (0.05)
+  gate_margin              a drop in mean reward the baseline gate tolerates (0)
   config_paths             YAML files: start these servers for this run
   head_server.host/.port   where the running head server is (127.0.0.1:11000)
   ray.address, ray.placement_timeout_s   with config_paths: run them on a Ray cluster
 \b
 Writes <stem>_metrics.json (figures and the run record), <stem>_failures.jsonl (failed
 rollouts), <stem>_aggregate_metrics.json (NeMo Gym 0.7's summary) and, for a sweep,
-<output stem>/<variant>.jsonl each and sweep.json.
+<output stem>/<variant>.jsonl each and sweep.json; appends a Markdown summary to
+$GITHUB_STEP_SUMMARY when it is set (docs/ci.md).
 \b
 Example:
   ng_collect_rollouts "+config_paths=[configs/offline.yaml]" +agent_name=simple_weather_simple_agent \\
@@ -130,6 +138,10 @@ Keys (default):
   bootstrap_resamples  resamples behind each 95% interval (2000)
   permutations         sign flips behind each paired p-value (10000)
   viewer_tasks         most tasks whose trajectories report.html embeds (200)
+  baseline             an output or sweep folder: exit 1 when a variant is significantly
+                       worse than it on the tasks both ran (paired by task) (none)
+  gate_alpha           significance level of that gate (0.05)
+  gate_margin          a drop in mean reward that gate tolerates (0)
 \b
 Needs the report extra: pip install 'nemo-gym-cli[report]'. Figures: docs/compare.md.
 \b
