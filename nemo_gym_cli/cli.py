@@ -1,5 +1,6 @@
 """Command-line entry points: ``ng`` (typer, with subcommands) and the console scripts
-``ng_run``, ``ng_collect_rollouts``, ``ng_models``, ``ng_emulator``, ``ng_report``. Each
+``ng_run``, ``ng_collect_rollouts``, ``ng_models``, ``ng_emulator``, ``ng_report``,
+``ng_reverify``. Each
 command's logic lives in its own module; this file only parses, catches the toolkit's
 errors and sets the exit code."""
 
@@ -13,7 +14,7 @@ import typer
 
 from nemo_gym_cli.errors import NemoGymError
 
-__all__ = ["app", "collect_main", "models_main", "report_main", "run_main"]
+__all__ = ["app", "collect_main", "models_main", "report_main", "reverify_main", "run_main"]
 
 RUN_HELP = """Start every server named by the config, then supervise them until Ctrl-C.
 
@@ -77,13 +78,21 @@ Keys (default):
                            server) or legacy (all via environment_server_name) (agent)
   environment_server_name  with environment_routing_mode=legacy: the one environment server
   environment_server_routes  NeMo Gym 0.7's taskset routes; must be empty here ({})
+  junit_xml                write JUnit XML here: one test case per task; an error when a
+                           rollout failed, a failure when its reward is low (none)
+  junit_min_reward         a task whose mean reward is lower fails its test case (pass_threshold)
+  baseline                 an output or sweep folder: exit 1 when this run is significantly
+                           worse on the tasks both ran (paired by task; needs the report extra)
+  gate_alpha               significance level of the baseline gate (0.05)
+  gate_margin              a drop in mean reward the baseline gate tolerates (0)
   config_paths             YAML files: start these servers for this run
   head_server.host/.port   where the running head server is (127.0.0.1:11000)
   ray.address, ray.placement_timeout_s   with config_paths: run them on a Ray cluster
 \b
 Writes <stem>_metrics.json (figures and the run record), <stem>_failures.jsonl (failed
 rollouts), <stem>_aggregate_metrics.json (NeMo Gym 0.7's summary) and, for a sweep,
-<output stem>/<variant>.jsonl each and sweep.json.
+<output stem>/<variant>.jsonl each and sweep.json; appends a Markdown summary to
+$GITHUB_STEP_SUMMARY when it is set (docs/ci.md).
 \b
 Example:
   ng_collect_rollouts "+config_paths=[configs/offline.yaml]" +agent_name=simple_weather_simple_agent \\
@@ -130,12 +139,44 @@ Keys (default):
   bootstrap_resamples  resamples behind each 95% interval (2000)
   permutations         sign flips behind each paired p-value (10000)
   viewer_tasks         most tasks whose trajectories report.html embeds (200)
+  baseline             an output or sweep folder: exit 1 when a variant is significantly
+                       worse than it on the tasks both ran (paired by task) (none)
+  gate_alpha           significance level of that gate (0.05)
+  gate_margin          a drop in mean reward that gate tolerates (0)
 \b
 Needs the report extra: pip install 'nemo-gym-cli[report]'. Figures: docs/compare.md.
 \b
 Examples:
   ng_report results/sweep/
   ng_report "+inputs=[results/a.jsonl,results/b.jsonl]" +report_dir=results/report +group_by=meta.category
+"""
+
+REVERIFY_HELP = """Re-score an output with the current verifier of its environment, without the model.
+
+Each row's recorded response goes to its resources server (/seed_session with the row's
+task fields, then /verify) into a new output; prints and records (<stem>_reverify.json)
+which rows' rewards changed, and the mean before and after with a paired 95% interval.
+Given +config_paths (the config the output was collected with), starts only the resources
+servers the rows need and what they refer to (an LLM judge's model server: the judge is the
+only model paid for); without, uses a running ng_run's.
+
+\b
+Keys (default):
+  input_jsonl_fpath    the output to re-score (required)
+  output_jsonl_fpath   the re-scored rows (<input stem>_reverified.jsonl); the old reward is
+                       kept in each row as _ng_previous_reward
+  agent_name           the agent of rows that name none in agent_ref.name
+  limit                first N rows only (all)
+  concurrency          verifications in flight (32)
+  max_attempts         attempts per row before it is a failure (3)
+  timeout_s            timeout of one /seed_session or /verify call (600)
+  overwrite            replace an existing output (false)
+  config_paths         YAML files: start the resources servers of this config
+  head_server.host/.port   where the running head server is (127.0.0.1:11000)
+\b
+Example:
+  ng reverify "+config_paths=[configs/offline_model.yaml,resources_servers/mcqa/configs/mcqa.yaml]" \\
+    +input_jsonl_fpath=results/mcqa_rollouts.jsonl +output_jsonl_fpath=results/mcqa_reverified.jsonl
 """
 
 app = typer.Typer(
@@ -185,6 +226,13 @@ def models_command(overrides: list[str] | None = _OVERRIDES) -> None:
     from nemo_gym_cli.commands.models import models
 
     _guarded(models, overrides)
+
+
+@app.command("reverify", help=REVERIFY_HELP)
+def reverify_command(overrides: list[str] | None = _OVERRIDES) -> None:
+    from nemo_gym_cli.commands.reverify import reverify_command as reverify
+
+    _guarded(reverify, overrides)
 
 
 @app.command("report", help=REPORT_HELP)
@@ -257,6 +305,10 @@ def _run_gym(group: str, argv: list[str]) -> int:
         from nemo_gym_cli.report import report
 
         return report(t.args)
+    if t.command == "reverify":
+        from nemo_gym_cli.commands.reverify import reverify_command as reverify
+
+        return reverify(t.args)
     if t.command == "status":
         from nemo_gym_cli.commands.status import status
 
@@ -298,3 +350,7 @@ def models_main() -> None:
 
 def report_main() -> None:
     _single_app(report_command, REPORT_HELP)(prog_name="ng_report")
+
+
+def reverify_main() -> None:
+    _single_app(reverify_command, REVERIFY_HELP)(prog_name="ng_reverify")

@@ -67,7 +67,29 @@ def test_every_07_command_runs_here_or_says_in_one_line_what_to_type(group: str,
     except ConfigError as exc:  # ours, but it needs its arguments
         assert "\n" not in str(exc)
     else:
-        assert t.command in {"run", "collect", "report", "init", "status", "aggregate"}
+        assert t.command in {"run", "collect", "reverify", "report", "init", "status", "aggregate"}
+
+
+def test_reverify_flags_become_ng_reverifys_keys(tmp_path: Path):
+    t = translate(
+        "eval",
+        ["reverify", "--rollouts", "r.jsonl", "-o", "y.jsonl", "--config", "a.yaml", "--concurrency", "8",
+         "--limit", "5", "--overwrite", "--input-format", "gym", "--inputs", "m.jsonl", "--force"],
+        tmp_path,
+    )  # fmt: skip
+    assert t.command == "reverify"
+    assert t.args == [
+        "+config_paths=[a.yaml]",
+        "+input_jsonl_fpath=r.jsonl",
+        "+output_jsonl_fpath=y.jsonl",
+        "+concurrency=8",
+        "+limit=5",
+        "+overwrite=true",
+    ]
+    with pytest.raises(ConfigError, match="--judge-failed-only is not supported: every row is re-scored"):
+        translate("eval", ["reverify", "--rollouts", "r.jsonl", "--judge-failed-only"], tmp_path)
+    with pytest.raises(ConfigError, match="--input-format is not supported"):
+        translate("eval", ["reverify", "--rollouts", "r.jsonl", "--input-format", "atif"], tmp_path)
 
 
 def test_an_unknown_flag_or_command_is_one_line_naming_it(tmp_path: Path):

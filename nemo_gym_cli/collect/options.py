@@ -112,6 +112,17 @@ class CollectOptions(BaseModel):
     environment_server_name: str | None = Field(
         None, description="NeMo Gym 0.7's: with environment_routing_mode=legacy, the environment server of every row"
     )
+    junit_xml: str | None = Field(
+        None, description="write JUnit XML here: one test case per task (an error, or a reward under junit_min_reward)"
+    )
+    junit_min_reward: float | None = Field(
+        None, description="a task whose mean reward is lower is a failed test case (default: pass_threshold)"
+    )
+    baseline: str | None = Field(
+        None, description="an output or sweep folder: exit 1 when this run is significantly worse on the same tasks"
+    )
+    gate_alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the +baseline gate")
+    gate_margin: float = Field(0.0, ge=0, description="a drop in mean reward the +baseline gate tolerates")
     environment_server_routes: dict[str, str] = Field(
         default_factory=dict, description="NeMo Gym 0.7's taskset routes: for its materialized rows; must be empty"
     )
@@ -201,6 +212,12 @@ class CollectOptions(BaseModel):
             raise InputError(f"+input_jsonl_fpath={str(inp)!r} does not exist (or is not a file){where}")
         if not os.access(inp, os.R_OK):
             raise InputError(f"+input_jsonl_fpath={str(inp)!r} is not readable")
+        if self.junit_xml:
+            _check_writable(Path(self.junit_xml).expanduser(), "+junit_xml")
+        if self.baseline:
+            from nemo_gym_cli.collect.gate import check_gate_ready
+
+            check_gate_ready(self.baseline)
         for out in self.outputs().values():
             _check_writable(out)
             if not self.resuming and out.exists() and out.stat().st_size > 0:
@@ -216,10 +233,10 @@ def _variant_name(model: str) -> str:
     return model.replace("/", "__").replace(":", "_")
 
 
-def _check_writable(path: Path) -> None:
+def _check_writable(path: Path, key: str = "+output_jsonl_fpath") -> None:
     """The output's folder exists (or can be made) and is writable, and the path is a file."""
     if path.exists() and not path.is_file():
-        raise InputError(f"output {str(path)!r} is not a regular file; choose another +output_jsonl_fpath")
+        raise InputError(f"output {str(path)!r} is not a regular file; choose another {key}")
     folder = path.parent
     existing = folder
     while not existing.exists():

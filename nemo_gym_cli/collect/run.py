@@ -6,8 +6,10 @@ runs; without them it uses the servers of a running head server (``ng_run``'s, o
 Gym's), and records which. It runs the collection (``collector.py``), one lane per variant
 of a sweep (``+models=[...]`` or ``variants:``), writes each lane's metrics (with the ``run``
 record), materialized inputs and, for a sweep, ``sweep.json`` (``outputs.py``), and decides
-the exit code (``gates``). A ``+dry_run`` runs a pilot into its own files and extrapolates
-(``estimate.py``). What it says along the way goes to ``note``: printing is the command's.
+the exit code (``gates``; the ``+baseline`` regression gate, ``gate.py``). What CI reads is
+written last: ``+junit_xml`` (``junit.py``) and ``$GITHUB_STEP_SUMMARY`` (``step_summary.py``).
+A ``+dry_run`` runs a pilot into its own files and extrapolates (``estimate.py``). What it
+says along the way goes to ``note``: printing is the command's.
 
 Each value keeps one name: ``concurrency`` is the most rollouts in flight (a lane's, or the
 sum over lanes), ``workers`` the tasks a lane started (at most its concurrency), ``running``
@@ -30,10 +32,13 @@ from nemo_gym_cli.collect.discovery import discover
 from nemo_gym_cli.collect.environments import Route, instances_of_config_dict, routes
 from nemo_gym_cli.collect.estimate import Estimate, catalogue, estimate
 from nemo_gym_cli.collect.files import count_tasks, read_tasks
+from nemo_gym_cli.collect.gate import gate
+from nemo_gym_cli.collect.junit import write_junit
 from nemo_gym_cli.collect.metrics import Progress
 from nemo_gym_cli.collect.options import CollectOptions
 from nemo_gym_cli.collect.outputs import OutputFiles, SweepEntry, write_materialized_inputs, write_metrics, write_sweep
 from nemo_gym_cli.collect.record import check_resume, input_digest, now, run_record
+from nemo_gym_cli.collect.step_summary import append_step_summary, collection_markdown
 from nemo_gym_cli.collect.sweep import check_served, sweep_models
 from nemo_gym_cli.config import GlobalConfig
 from nemo_gym_cli.config.compose import NEMO_GYM_FOLDERS, NEMO_GYM_PREFIX, NemoGymRoot
@@ -304,7 +309,45 @@ class _Run:
         if collector.fatal is not None:
             raise collector.fatal
         code, message = gates(docs, opts, collector)
+        if not self.full.dry_run:
+            code, message = self._ci(docs, code, message)
         return Outcome(docs, code, message, lanes)
+
+    def _ci(self, docs: dict[str, dict[str, Any]], code: int, message: str) -> tuple[int, str]:
+        """What CI reads of a finished run: the JUnit XML, the ``+baseline`` gate (only when
+        every other gate passed: its verdict decides the exit code then) and the step
+        summary (``$GITHUB_STEP_SUMMARY``)."""
+        opts = self.opts
+        outputs = {name: Path(doc["output"]) for name, doc in docs.items()}
+        if opts.junit_xml:
+            path = Path(opts.junit_xml).expanduser()
+            threshold = opts.junit_min_reward if opts.junit_min_reward is not None else opts.pass_threshold
+            totals = write_junit(path, outputs, threshold)
+            self.note(
+                f"JUnit XML in {path}: {totals['tests']} tasks, {totals['failures']} under reward {threshold:g}, "
+                f"{totals['errors']} with a failed rollout"
+            )
+        verdicts = [message] if message else []
+        if opts.baseline and code == 0:
+            try:
+                results = gate(
+                    [str(p) for p in outputs.values()], opts.baseline, alpha=opts.gate_alpha, margin=opts.gate_margin
+                )
+            except ConfigError as exc:
+                code, message = exc.exit_code, f"error: {exc}"
+                verdicts.append(message)
+            else:
+                verdicts += [r.line() for r in results]
+                worse = [r.line() for r in results if r.worse]
+                for result in results:
+                    if not result.worse:
+                        self.note(result.line())
+                if worse:
+                    code, message = 1, "\n".join(worse)
+        summary = append_step_summary(collection_markdown(docs, verdicts or ["every gate passed"]))
+        if summary is not None:
+            self.note(f"step summary appended to {summary}")
+        return code, message
 
     async def _aggregate(self, lane: Lane, routes: dict[str, Route], client: Any) -> None:
         """``<stem>_aggregate_metrics.json`` (NeMo Gym 0.7's summary): each environment

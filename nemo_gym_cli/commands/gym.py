@@ -87,7 +87,7 @@ def _asset_path(flag: str, value: str, cwd: Path) -> str:
 class Translated:
     """What to run: one of our commands and its Hydra overrides."""
 
-    command: str  # run, collect, report, init, status, aggregate
+    command: str  # run, collect, reverify, report, init, status, aggregate
     args: list[str]
     notes: list[str]
 
@@ -198,6 +198,47 @@ def _eval_compare(argv: list[str], cwd: Path) -> Translated:
     return Translated("report", args, t.notes)
 
 
+#: 0.7's ``gym eval reverify`` flags with no counterpart here, and why.
+_REVERIFY_REFUSED = {
+    "--input-format": "only 0.7's own rollout rows (gym) are read here; ATIF input is 0.7's",
+    "--atif-manifest": "ATIF input is 0.7's",
+    "--judge-failed-only": "every row is re-scored here; pick rows with +limit or a filtered file",
+    "--append": "the re-scored rows always go to a new file here",
+    "--resume": "re-run the command with +overwrite=true (re-scoring is verification-bound and quick)",
+}
+
+
+def _eval_reverify(argv: list[str], cwd: Path) -> Translated:
+    """``gym eval reverify --rollouts X -o Y [--config C] [--concurrency N] [--limit N]`` as
+    ``ng reverify``; unlike 0.7, without ``--config`` it uses a running ng_run's servers."""
+    kept: list[str] = []
+    notes: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        flag, eq, _ = token.partition("=")
+        if flag == "--input-format" and (token.endswith("=gym") or (not eq and next(tokens, None) == "gym")):
+            continue
+        if flag in _REVERIFY_REFUSED:
+            raise ConfigError(f"ng eval reverify: {flag} is not supported: {_REVERIFY_REFUSED[flag]}")
+        if flag == "--inputs":  # 0.7's materialized inputs: our rows carry their task fields
+            if not eq:
+                next(tokens, None)
+            notes.append("note: --inputs is not needed here: each rollout row carries its task fields")
+        elif flag == "--overwrite":
+            kept.append("+overwrite=true")
+        elif flag == "--force":
+            notes.append("note: --force has no effect here: every resources server of ours can re-score a row")
+        elif flag == "--disable-aggregation":
+            notes.append("note: --disable-aggregation has no effect: ng reverify writes no aggregate metrics")
+        else:
+            kept.append(token)
+    t = _overrides(
+        kept, "ng eval reverify", cwd,
+        extra={"--rollouts": "input_jsonl_fpath", "--concurrency": "concurrency"},
+    )  # fmt: skip
+    return Translated("reverify", t.args, notes + t.notes)
+
+
 def _eval_aggregate(argv: list[str], cwd: Path) -> Translated:
     t = _overrides(argv, "ng eval aggregate", cwd, extra={"--input-glob": "input_glob"})
     return Translated("aggregate", t.args, t.notes)
@@ -248,11 +289,7 @@ GYM_GROUPS: dict[str, dict[str, Callable[[list[str], Path], Translated]]] = {
             "ng_report <rollouts.jsonl> reports reward, pass@k and per-task "
             "figures (0.7's `gym eval profile` also reads our outputs as they are)",
         ),  # fmt: skip
-        "reverify": _moved(
-            "ng eval reverify",
-            "re-scoring without the model is not built yet: re-run the "
-            "collection (ng_collect_rollouts ... +resume=true keeps what is done)",
-        ),  # fmt: skip
+        "reverify": _eval_reverify,
         "health-check": _moved(
             "ng eval health-check",
             "ng_report <rollouts.jsonl> shows failures and per-task "

@@ -9,9 +9,10 @@ settings, and ``ng_run`` reads the same files as ``ng_collect_rollouts``.
 from __future__ import annotations
 
 from nemo_gym_cli.collect.options import CollectOptions
+from nemo_gym_cli.collect.reverify import ReverifyOptions
 from nemo_gym_cli.nemo_gym.options import HONOURED, RUN_KEYS, SHARED
 
-__all__ = ["ALL_OPTIONS", "COLLECT_OPTIONS", "MODELS_OPTIONS", "NEMO_GYM_GLOBALS", "RUN_OPTIONS"]
+__all__ = ["ALL_OPTIONS", "COLLECT_OPTIONS", "MODELS_OPTIONS", "NEMO_GYM_GLOBALS", "REVERIFY_OPTIONS", "RUN_OPTIONS"]
 
 #: Options every command reads (``ray``: where ``ng_run`` and a collection that starts its
 #: own servers place them, docs/scale-out.md).
@@ -21,6 +22,9 @@ RUN_OPTIONS = COMMON | RUN_KEYS
 
 #: ``ng_collect_rollouts``' keys: the fields of ``CollectOptions``, which validates them.
 COLLECT_OPTIONS = COMMON | frozenset(CollectOptions.model_fields)
+
+#: ``ng reverify``'s keys: the fields of ``ReverifyOptions``.
+REVERIFY_OPTIONS = COMMON | frozenset(ReverifyOptions.model_fields)
 
 MODELS_OPTIONS = COMMON | frozenset({"base_url", "api_key", "model_server", "tools", "max_price", "search", "json"})
 
@@ -45,4 +49,4 @@ NEMO_GYM_GLOBALS = (
     )
 )
 
-ALL_OPTIONS = RUN_OPTIONS | COLLECT_OPTIONS | MODELS_OPTIONS | NEMO_GYM_GLOBALS
+ALL_OPTIONS = RUN_OPTIONS | COLLECT_OPTIONS | REVERIFY_OPTIONS | MODELS_OPTIONS | NEMO_GYM_GLOBALS

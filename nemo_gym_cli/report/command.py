@@ -4,6 +4,9 @@ This module is the command: it turns the arguments (Hydra overrides, or bare pat
 convenience) into ``ReportOptions``, checks that the ``report`` extra is installed, then
 reads (``load``), computes (``stats``), samples trajectories (``trajectories``) and writes
 ``report.json``, ``report.md`` and ``report.html`` (``render``), printing the table.
+With ``+baseline`` it exits 1 when a variant is significantly worse than the baseline on
+the tasks both ran (``collect/gate.py``); with ``$GITHUB_STEP_SUMMARY`` set it appends the
+table there too.
 
 Usage errors (no or missing inputs, an unknown key, a bad value, nothing to report, the
 extra not installed) are ``ConfigError``: one line, exit code 2.
@@ -12,6 +15,7 @@ extra not installed) are ``ConfigError``: one line, exit code 2.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -47,6 +51,12 @@ class ReportOptions:
     permutations: int = 10000
     #: most tasks whose trajectories report.html embeds
     viewer_tasks: int = 200
+    #: an output or sweep folder: exit 1 when a variant is significantly worse than it
+    baseline: str | None = None
+    #: significance level of that gate
+    gate_alpha: float = 0.05
+    #: a drop in mean reward that gate tolerates
+    gate_margin: float = 0.0
 
     @classmethod
     def from_args(cls, args: list[str]) -> ReportOptions:
@@ -81,7 +91,17 @@ class ReportOptions:
             bootstrap_resamples=_number(options, "bootstrap_resamples", 2000, int, 100),
             permutations=_number(options, "permutations", 10000, int, 100),
             viewer_tasks=_number(options, "viewer_tasks", 200, int, 0),
+            baseline=str(options["baseline"]) if options.get("baseline") else None,
+            gate_alpha=_alpha(options),
+            gate_margin=_number(options, "gate_margin", 0.0, float, 0),
         )
+
+
+def _alpha(options: dict[str, Any]) -> float:
+    alpha = _number(options, "gate_alpha", 0.05, float)
+    if not 0 < alpha < 1:
+        raise ConfigError(f"+gate_alpha must be between 0 and 1 (a significance level such as 0.05), got {alpha!r}")
+    return float(alpha)
 
 
 def _overrides(args: list[str]) -> dict[str, Any]:
@@ -123,6 +143,10 @@ def report(args: list[str]) -> int:
     """Run ``ng_report`` with ``args``; returns the exit code."""
     opts = ReportOptions.from_args(args)
     _check_extra()
+    if opts.baseline:
+        from nemo_gym_cli.collect.gate import check_gate_ready
+
+        check_gate_ready(opts.baseline)
     from nemo_gym_cli.report import render
     from nemo_gym_cli.report.load import load
     from nemo_gym_cli.report.sources import default_report_dir, find_sources
@@ -163,7 +187,37 @@ def report(args: list[str]) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     elapsed = time.perf_counter() - started
     print(f"wrote {report_dir / 'report.html'}, report.md and report.json in {elapsed:.1f} s")
-    return 0
+    code, verdicts = _gate(opts)
+    _step_summary(analysis, verdicts, render)
+    return code
+
+
+def _gate(opts: ReportOptions) -> tuple[int, list[str]]:
+    """The ``+baseline`` regression gate over the report's inputs (``collect/gate.py``)."""
+    if not opts.baseline:
+        return 0, []
+    from nemo_gym_cli.collect.gate import gate
+
+    results = gate(
+        opts.inputs, opts.baseline, alpha=opts.gate_alpha, margin=opts.gate_margin, seed=opts.seed,
+        n_boot=opts.bootstrap_resamples, n_perm=opts.permutations,
+    )  # fmt: skip
+    for result in results:
+        print(result.line(), file=sys.stderr if result.worse else sys.stdout)
+    return (1 if any(r.worse for r in results) else 0), [r.line() for r in results]
+
+
+def _step_summary(analysis: Any, verdicts: list[str], render: Any) -> None:
+    """The variants table and paired comparisons, appended to ``$GITHUB_STEP_SUMMARY``."""
+    from nemo_gym_cli.collect.step_summary import VARIABLE, append_step_summary, markdown_table
+
+    if not os.environ.get(VARIABLE):
+        return
+    lines = ["### ng_report", "", *markdown_table(*render.summary_rows(analysis)), ""]
+    lines += [f"- {c.sentence}" for c in analysis.comparisons]
+    lines += [f"- {v}" for v in verdicts]
+    path = append_step_summary("\n".join(lines) + "\n")
+    print(f"step summary appended to {path}")
 
 
 def _empty(records: Any) -> list[str]:
