@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nemo_gym_cli.collect.outputs import OutputFiles
 from nemo_gym_cli.errors import InputError
+from nemo_gym_cli.outputs import OutputFiles
 from nemo_gym_cli.server.aggregate import aggregate_metrics
 from nemo_gym_cli.wire import dumps, dumps_line, loads
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from nemo_gym_cli.collect.outputs import OutputFiles
 from nemo_gym_cli.errors import InputError
+from nemo_gym_cli.outputs import OutputFiles
 from nemo_gym_cli.wire import dumps_line, loads
 
 __all__ = [

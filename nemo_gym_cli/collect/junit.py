@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nemo_gym_cli.collect.outputs import OutputFiles
+from nemo_gym_cli.outputs import OutputFiles
 from nemo_gym_cli.wire import loads
 
 __all__ = ["junit_document", "write_junit"]

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from nemo_gym_cli.collect.outputs import OutputFiles
 from nemo_gym_cli.config.compose import PACKAGE_ROOT
 from nemo_gym_cli.errors import ConfigError, InputError
+from nemo_gym_cli.outputs import OutputFiles
 from nemo_gym_cli.server.config import validate_model
 
 __all__ = ["MAX_CONCURRENCY", "CollectOptions", "Variant"]
@@ -215,7 +215,7 @@ class CollectOptions(BaseModel):
         if self.junit_xml:
             _check_writable(Path(self.junit_xml).expanduser(), "+junit_xml")
         if self.baseline:
-            from nemo_gym_cli.collect.gate import check_gate_ready
+            from nemo_gym_cli.report.gate import check_gate_ready
 
             check_gate_ready(self.baseline)
         for out in self.outputs().values():

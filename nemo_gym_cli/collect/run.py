@@ -32,20 +32,20 @@ from nemo_gym_cli.collect.discovery import discover
 from nemo_gym_cli.collect.environments import Route, instances_of_config_dict, routes
 from nemo_gym_cli.collect.estimate import Estimate, catalogue, estimate
 from nemo_gym_cli.collect.files import count_tasks, read_tasks
-from nemo_gym_cli.collect.gate import gate
 from nemo_gym_cli.collect.junit import write_junit
 from nemo_gym_cli.collect.metrics import Progress
 from nemo_gym_cli.collect.options import CollectOptions
-from nemo_gym_cli.collect.outputs import OutputFiles, SweepEntry, write_materialized_inputs, write_metrics, write_sweep
 from nemo_gym_cli.collect.record import check_resume, input_digest, now, run_record
-from nemo_gym_cli.collect.step_summary import append_step_summary, collection_markdown
 from nemo_gym_cli.collect.sweep import check_served, sweep_models
 from nemo_gym_cli.config import GlobalConfig
 from nemo_gym_cli.config.compose import NEMO_GYM_FOLDERS, NEMO_GYM_PREFIX, NemoGymRoot
 from nemo_gym_cli.errors import ConfigError, InputError, ServerError
 from nemo_gym_cli.limits import fd_budget, open_file_limit
+from nemo_gym_cli.outputs import OutputFiles, SweepEntry, write_materialized_inputs, write_metrics, write_sweep
 from nemo_gym_cli.process.forkserver import ForkServer
 from nemo_gym_cli.process.supervisor import Supervisor, connect_cluster, running_servers, stop_on_signals
+from nemo_gym_cli.report.gate import gate
+from nemo_gym_cli.report.step_summary import append_step_summary, collection_markdown
 from nemo_gym_cli.server.client import open_json_client
 from nemo_gym_cli.wire import loads
 

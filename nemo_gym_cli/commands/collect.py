@@ -24,12 +24,12 @@ from typing import Any
 from nemo_gym_cli.collect.estimate import format_estimates
 from nemo_gym_cli.collect.metrics import format_summary
 from nemo_gym_cli.collect.options import CollectOptions
-from nemo_gym_cli.collect.outputs import OutputFiles
 from nemo_gym_cli.collect.run import collect_rollouts
 from nemo_gym_cli.collect.sweep import allow_sweep_models
 from nemo_gym_cli.commands.options import ALL_OPTIONS, COLLECT_OPTIONS
 from nemo_gym_cli.config import load_config
 from nemo_gym_cli.limits import raise_open_file_limit
+from nemo_gym_cli.outputs import OutputFiles
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
 from nemo_gym_cli.runtime import run_async, tune_gc
 

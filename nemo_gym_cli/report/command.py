@@ -5,7 +5,7 @@ convenience) into ``ReportOptions``, checks that the ``report`` extra is install
 reads (``load``), computes (``stats``), samples trajectories (``trajectories``) and writes
 ``report.json``, ``report.md`` and ``report.html`` (``render``), printing the table.
 With ``+baseline`` it exits 1 when a variant is significantly worse than the baseline on
-the tasks both ran (``collect/gate.py``); with ``$GITHUB_STEP_SUMMARY`` set it appends the
+the tasks both ran (``report/gate.py``); with ``$GITHUB_STEP_SUMMARY`` set it appends the
 table there too.
 
 Usage errors (no or missing inputs, an unknown key, a bad value, nothing to report, the
@@ -144,7 +144,7 @@ def report(args: list[str]) -> int:
     opts = ReportOptions.from_args(args)
     _check_extra()
     if opts.baseline:
-        from nemo_gym_cli.collect.gate import check_gate_ready
+        from nemo_gym_cli.report.gate import check_gate_ready
 
         check_gate_ready(opts.baseline)
     from nemo_gym_cli.report import render
@@ -193,10 +193,10 @@ def report(args: list[str]) -> int:
 
 
 def _gate(opts: ReportOptions) -> tuple[int, list[str]]:
-    """The ``+baseline`` regression gate over the report's inputs (``collect/gate.py``)."""
+    """The ``+baseline`` regression gate over the report's inputs (``report/gate.py``)."""
     if not opts.baseline:
         return 0, []
-    from nemo_gym_cli.collect.gate import gate
+    from nemo_gym_cli.report.gate import gate
 
     results = gate(
         opts.inputs, opts.baseline, alpha=opts.gate_alpha, margin=opts.gate_margin, seed=opts.seed,
@@ -209,7 +209,7 @@ def _gate(opts: ReportOptions) -> tuple[int, list[str]]:
 
 def _step_summary(analysis: Any, verdicts: list[str], render: Any) -> None:
     """The variants table and paired comparisons, appended to ``$GITHUB_STEP_SUMMARY``."""
-    from nemo_gym_cli.collect.step_summary import VARIABLE, append_step_summary, markdown_table
+    from nemo_gym_cli.report.step_summary import VARIABLE, append_step_summary, markdown_table
 
     if not os.environ.get(VARIABLE):
         return

@@ -18,8 +18,8 @@ from typing import Any, TypeGuard
 
 import orjson
 
-from nemo_gym_cli.collect.outputs import OutputFiles
 from nemo_gym_cli.errors import ConfigError
+from nemo_gym_cli.outputs import OutputFiles
 
 __all__ = ["MANIFEST", "Source", "default_report_dir", "find_sources"]
 

@@ -1,4 +1,4 @@
-"""The ``+baseline`` regression gate (``collect/gate.py``) on outputs written by hand; the
+"""The ``+baseline`` regression gate (``report/gate.py``) on outputs written by hand; the
 collector and ``ng_report`` running it end to end are in ``test_ci.py``."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from nemo_gym_cli.errors import ConfigError
 pytest.importorskip("numpy")
 pytest.importorskip("msgspec")
 
-from nemo_gym_cli.collect.gate import gate  # noqa: E402
+from nemo_gym_cli.report.gate import gate  # noqa: E402
 
 
 def _output(path: Path, rewards: list[float], repeats: int = 1) -> str:
