@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["FLOOR_USD", "usd"]
+__all__ = ["FLOOR_USD", "usd", "usd_tick"]
 
 #: Amounts below this (and above 0) are written ``<$0.000001``.
 FLOOR_USD = 1e-6
@@ -36,3 +36,11 @@ def usd(value: float | None) -> str:
     if float(text) >= 1:  # 0.9996 rounds up to 1.000
         return f"{sign}$1.00"
     return f"{sign}${text}"
+
+
+def usd_tick(value: float) -> str:
+    """An axis tick: ``usd`` without trailing zeros (``$0.00001``, not ``$0.0000100``)."""
+    text = usd(value)
+    if "." in text and not text.startswith(("<", "-<")) and abs(value) < 1:
+        text = text.rstrip("0").rstrip(".")
+    return text

@@ -7,6 +7,10 @@ from percentiles (never one mark per rollout). The per-task view is a table, not
 (``money.usd``, never ``1e-6``) and turn logarithmic when prices span more than
 ``LOG_SPAN`` times, so a cheap model is not flattened at 0 by a dear one.
 
+Plots share one width (``WIDTH`` inches): the page lays them two a row, each scaled to
+its column (so alike), each card as tall as its own plot: no card is stretched blank to
+its neighbour's size.
+
 Each function returns ``None`` when its data is absent (no costs, no latencies, no subsets);
 the report says so instead of drawing an empty plot. Figures are built with
 ``matplotlib.figure.Figure`` directly: no pyplot, no global figure state, no GUI backend.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import warnings
 from collections.abc import Iterator
 from typing import Any, cast
@@ -25,11 +30,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from nemo_gym_cli.report.money import usd
+from nemo_gym_cli.report.money import usd_tick
 from nemo_gym_cli.report.stats import Analysis
 
 __all__ = ["LOG_SPAN", "cost_distribution", "latency_distribution", "reward_by_group", "reward_vs_cost"]
 
+#: Width of every plot, inches (two fit side by side in a 1400-pixel window).
+WIDTH = 6.4
 #: Largest over smallest positive amount past which a money axis is logarithmic.
 LOG_SPAN = 20
 _COLORS = cast(Any, matplotlib.colormaps["tab10"]).colors  # a ListedColormap: its colour list
@@ -56,7 +63,7 @@ def reward_vs_cost(a: Analysis) -> str | None:
     ]
     if not points:
         return None
-    fig = Figure(figsize=(6.4, 3.6))
+    fig = Figure(figsize=(WIDTH, 3.6))
     ax = fig.add_subplot()
     for i, v in points:
         low, high = v.reward.ci95_low or 0.0, v.reward.ci95_high or 0.0
@@ -87,9 +94,10 @@ def _money_axis(ax: Any, which: str, values: list[float]) -> None:
     positive = [v for v in values if v > 0]
     if positive and max(positive) / min(positive) > LOG_SPAN:
         (ax.set_xscale if which == "x" else ax.set_yscale)("log")
-        axis.set_major_locator(LogLocator(base=10))
+        decades = math.log10(max(positive) / min(positive))
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if decades > 3 else (1.0, 2.0, 5.0)))
         axis.set_minor_formatter(NullFormatter())
-    axis.set_major_formatter(FuncFormatter(lambda value, _pos: usd(value)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: usd_tick(value)))
 
 
 @contextlib.contextmanager
@@ -106,7 +114,7 @@ def reward_by_group(a: Analysis) -> str | None:
         return None
     names = [v.name for v in a.variants]
     rows = a.groups
-    fig = Figure(figsize=(7.5, 1.2 + 0.22 * len(rows) * max(1, len(names)) ** 0.6))
+    fig = Figure(figsize=(WIDTH, 1.2 + 0.22 * len(rows) * max(1, len(names)) ** 0.6))
     ax = fig.add_subplot()
     height = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
@@ -137,7 +145,7 @@ def _distribution(a: Analysis, column: str, label: str, name: str, money: bool =
         labels.append(f"{v.name}\n(n={mine.size})")
     if not stats:
         return None
-    fig = Figure(figsize=(1.8 + 1.1 * len(stats), 3.6))
+    fig = Figure(figsize=(WIDTH, 3.6))
     ax = fig.add_subplot()
     ax.bxp(stats, showfliers=False, showmeans=True, patch_artist=True)
     for i, patch in enumerate(ax.patches):

@@ -45,7 +45,9 @@ class Pick:
 
     goal: str  # "best reward", "best reward per dollar", "cheapest within the margin"
     variant: str | None  # None: no variant has the figures this goal needs
-    confident: bool  # the 95% figures back the pick (see the module doc for each goal)
+    #: the 95% figures back the pick (see the module doc for each goal); None: no test applies
+    #: (one variant, no cost, nothing cheaper within the margin)
+    confident: bool | None
     sentence: str
     #: the goal's figures (differences, intervals, p-values, ratios), full precision
     figures: dict[str, Any]
@@ -119,7 +121,7 @@ def _best_reward(a: Analysis, ranked: list[VariantFigures]) -> Pick:
     best = ranked[0]
     assert best.reward.mean is not None
     if len(ranked) == 1:
-        return Pick(goal, best.name, False, f"{best.name}: reward {_num(best.reward.mean)} (the only variant)", {})
+        return Pick(goal, best.name, None, f"{best.name}: reward {_num(best.reward.mean)} (the only variant)", {})
     tied = [best]
     for v in ranked[1:]:
         c = _comparison(a, best.name, v.name)
@@ -210,9 +212,9 @@ def _per_dollar(a: Analysis, ranked: list[VariantFigures]) -> Pick:
     free = [v for v in ranked if _cost(v) == 0]
     if free:
         top = free[0]
-        return Pick(goal, top.name, False, f"{top.name} reports no cost ($0): any reward it gives is free", {})
+        return Pick(goal, top.name, None, f"{top.name} reports no cost ($0): any reward it gives is free", {})
     if not priced:
-        return Pick(goal, None, False, "no variant reports a cost (usage.cost): nothing to weigh", {})
+        return Pick(goal, None, None, "no variant reports a cost (usage.cost): nothing to weigh", {})
 
     def per_dollar(v: VariantFigures) -> float:
         return (v.reward.mean or 0.0) / (_cost(v) or 1.0)
@@ -220,12 +222,12 @@ def _per_dollar(a: Analysis, ranked: list[VariantFigures]) -> Pick:
     order = sorted(priced, key=per_dollar, reverse=True)
     top = order[0]
     if per_dollar(top) == 0:
-        return Pick(goal, None, False, "no variant earns any reward: nothing to weigh", {})
+        return Pick(goal, None, None, "no variant earns any reward: nothing to weigh", {})
     unit = (_cost(top) or 0.0) / (top.reward.mean or 1.0)
     head = f"{top.name}: {usd(unit)} per unit of reward"
     figures: dict[str, Any] = {"usd_per_reward": unit}
     if len(order) == 1:
-        return Pick(goal, top.name, False, f"{head} (the only variant with a cost)", figures)
+        return Pick(goal, top.name, None, f"{head} (the only variant with a cost)", figures)
     second = order[1]
     figures["runner_up"] = second.name
     if per_dollar(second) == 0:
@@ -256,16 +258,18 @@ def _within_margin(a: Analysis, ranked: list[VariantFigures], margin: float) -> 
     assert best.reward.mean is not None
     near = [v for v in ranked if (v.reward.mean or 0.0) >= best.reward.mean - margin and _cost(v) is not None]
     if not near:
-        return Pick(goal, None, False, "no variant reports a cost (usage.cost): nothing to weigh", {})
+        return Pick(goal, None, None, "no variant reports a cost (usage.cost): nothing to weigh", {})
     pick = min(near, key=lambda v: (_cost(v) or 0.0, -(v.reward.mean or 0.0)))
     if pick is best:
-        return Pick(
-            goal,
-            best.name,
-            False,
-            f"{best.name}: no variant within {margin:g} of its reward ({_num(best.reward.mean)}) costs less",
-            {"best": best.name},
-        )
+        sentence = f"{best.name}: no variant within {margin:g} of its reward ({_num(best.reward.mean)}) costs less"
+        cheaper = [v for v in ranked if _cost(v) is not None and (_cost(v) or 0.0) < (_cost(best) or 0.0)]
+        if cheaper:
+            nearest = cheaper[0]  # ranked: the best reward among the cheaper ones
+            gap = best.reward.mean - (nearest.reward.mean or 0.0)
+            sentence += (
+                f"; the closest cheaper one, {nearest.name}, is {gap:.3f} lower at {usd(_cost(nearest))} a rollout"
+            )
+        return Pick(goal, best.name, None, sentence, {"best": best.name})
     c = _comparison(a, best.name, pick.name)
     saving = f"{usd(_cost(pick))} a rollout against {usd(_cost(best))}"
     head = (
