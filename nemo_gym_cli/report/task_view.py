@@ -34,7 +34,7 @@ def task_view(a: Analysis, trajectories: list[dict[str, Any]], limit: int = MAX_
         with np.errstate(invalid="ignore"):
             cells = np.where(ran[:, candidates], a.task_reward[:, candidates], np.nan)
             spread = np.nan_to_num(np.nanmax(cells, axis=0) - np.nanmin(cells, axis=0))
-        order = sorted(range(total), key=lambda i: (-(spread[i] > 0), zlib.crc32(str(keys[candidates[i]]).encode())))
+        order = sorted(range(total), key=lambda i: (-int(spread[i] > 0), zlib.crc32(str(keys[candidates[i]]).encode())))
         candidates = np.sort(candidates[order[:limit]])
     sampled = {str(t["task"]): t for t in trajectories}
     groups = a.records.groups.names

@@ -157,3 +157,19 @@ def test_no_figure_of_the_report_is_written_in_scientific_notation(
         assert "e-0" not in text and "e-1" not in text
     svgs = html.split("<svg")[1:]
     assert svgs and all("e-0" not in svg and "10^" not in svg and "$0.000001" in svg for svg in svgs[:1])
+
+
+def test_past_its_limit_the_per_task_table_keeps_the_tasks_where_variants_differ(
+    sweep: Path, run_report: Any, load_json: Any
+) -> None:
+    """Tasks 16-35 are where the variants differ (small fails them, large solves them)."""
+    from nemo_gym_cli.report.load import load
+    from nemo_gym_cli.report.sources import find_sources
+    from nemo_gym_cli.report.stats import analyse
+    from nemo_gym_cli.report.task_view import task_view
+
+    analysis = analyse(load(find_sources([str(sweep)], []), group_by=""), n_boot=100, n_perm=100)
+    view = task_view(analysis, [], limit=20)
+    assert view["total"] == TASKS and view["variants"] == ["large", "medium", "small"]  # by file name
+    assert [row[0] for row in view["tasks"]] == [str(t) for t in range(16, 36)]
+    assert view["tasks"][0][4] == [1.0, 1.0, 0.0]
