@@ -20,8 +20,8 @@ from nemo_gym_cli.report.stats import Analysis
 
 __all__ = ["MAX_TASKS", "task_view"]
 
-#: Most tasks the per-task table holds (about 50 bytes a task).
-MAX_TASKS = 20_000
+#: Most tasks the per-task table holds (about 50 bytes a task: 0.5 MiB at 5 variants).
+MAX_TASKS = 10_000
 
 
 def task_view(a: Analysis, trajectories: list[dict[str, Any]], limit: int = MAX_TASKS) -> dict[str, Any]:

@@ -98,16 +98,22 @@ def _item(item: Any) -> dict[str, Any]:
 
 
 def _fields(row: dict[str, Any]) -> str:
-    """The row without its conversation (shown as items): reward, usage, verifier fields."""
+    """The row without its conversation (shown as items) and with its tools by name only
+    (the same for every run of a task): reward, usage, the verifier's fields. Compact JSON:
+    the page indents it when it is opened, so the report carries no indentation."""
     rest = dict(row)
     params = rest.get("responses_create_params")
     if isinstance(params, dict):
         rest["responses_create_params"] = {k: v for k, v in params.items() if k != "input"}
+        tools = params.get("tools")
+        if isinstance(tools, list):
+            rest["responses_create_params"]["tools"] = [
+                t.get("name") or (t.get("function") or {}).get("name") if isinstance(t, dict) else t for t in tools
+            ]
     response = rest.get("response")
     if isinstance(response, dict):
         rest["response"] = {k: v for k, v in response.items() if k != "output"}
-    text = orjson.dumps(rest, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
-    return _cut(text, MAX_FIELDS)
+    return _cut(orjson.dumps(rest, option=orjson.OPT_NON_STR_KEYS).decode(), MAX_FIELDS)
 
 
 def _items(items: Any) -> tuple[list[dict[str, Any]], int]:
