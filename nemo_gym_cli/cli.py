@@ -131,7 +131,9 @@ Arguments are Hydra overrides (+key=value); bare paths are added to +inputs.
 \b
 Keys (default):
   inputs               output JSONL files and/or sweep directories (required)
-  report_dir           where the report goes (<sweep dir>/report, or report/ beside the first file)
+  report_dir           where the report goes (<sweep dir>/report; for files, report_<stems>/ beside
+                       the first); another report of other inputs there is never replaced silently
+  overwrite            replace a report of other inputs in report_dir (false)
   pass_threshold       reward that counts as a pass for pass@k and solved tasks (1.0)
   group_by             dotted row field for reward by subset, e.g. meta.category (auto: subset,
                        subject, category or meta.category when present; none: no breakdown)
@@ -143,6 +145,8 @@ Keys (default):
                        worse than it on the tasks both ran (paired by task) (none)
   gate_alpha           significance level of that gate (0.05)
   gate_margin          a drop in mean reward that gate tolerates (0)
+  margin               reward the "cheapest within a margin of the best" pick may give up (0.02)
+  project_tasks        tasks the projected cost is for (default: the tasks of the inputs)
 \b
 Needs the report extra: pip install 'nemo-gym-cli[report]'. Figures: docs/compare.md.
 \b

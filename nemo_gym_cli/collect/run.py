@@ -127,6 +127,8 @@ class _Run:
                 f"note: no {opts.input_jsonl_fpath} here; reading the one installed with the toolkit: {opts.input_path}"
             )
         self.num_tasks = count_tasks(opts.input_path, opts.limit)
+        if self.num_tasks == 0 and opts.limit != 0:  # most likely the wrong file: say so, lose nothing
+            self.note(f"warning: {opts.input_path} holds no tasks (no non-blank line): nothing to collect")
         self.digest = input_digest(opts.input_path)
         if config.instances and config.ray is not None:
             # Before stop_on_signals: joining a Ray cluster sets Ray's own SIGTERM handler.

@@ -8,8 +8,9 @@ With ``+baseline`` it exits 1 when a variant is significantly worse than the bas
 the tasks both ran (``report/gate.py``); with ``$GITHUB_STEP_SUMMARY`` set it appends the
 table there too.
 
-Usage errors (no or missing inputs, an unknown key, a bad value, nothing to report, the
-extra not installed) are ``ConfigError``: one line, exit code 2.
+Usage errors (no or missing inputs, an unknown key, a bad value, nothing to report, a
+task file given instead of an output, a report of other inputs in the way, the extra not
+installed) are ``ConfigError``: one line, exit code 2.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from nemo_gym_cli.errors import ConfigError
 __all__ = ["ReportOptions", "report"]
 
 #: The packages of the ``report`` extra, checked before anything imports them.
-EXTRA_PACKAGES = ("numpy", "matplotlib", "jinja2", "msgspec")
+EXTRA_PACKAGES = ("numpy", "matplotlib", "jinja2", "msgspec", "latex2mathml")
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,11 @@ class ReportOptions:
 
     #: output JSONL files and sweep directories; bare paths on the command line add to it
     inputs: list[str]
-    #: where report.{json,md,html} go (default: <sweep dir>/report, or report/ beside the first file)
+    #: where report.{json,md,html} go (default: <sweep dir>/report; for files report_<stems>/
+    #: beside the first)
     report_dir: Path | None = None
+    #: replace a report of other inputs found in report_dir (else that is a usage error)
+    overwrite: bool = False
     #: a rollout passes when its reward is at least this (pass@k, solved tasks)
     pass_threshold: float = 1.0
     #: dotted row field to break the reward down by (default: subset, subject, category or
@@ -57,6 +61,10 @@ class ReportOptions:
     gate_alpha: float = 0.05
     #: a drop in mean reward that gate tolerates
     gate_margin: float = 0.0
+    #: reward the "cheapest within a margin of the best" pick may give up
+    margin: float = 0.02
+    #: tasks the projected costs are for (None: the tasks of the inputs)
+    project_tasks: int | None = None
 
     @classmethod
     def from_args(cls, args: list[str]) -> ReportOptions:
@@ -94,6 +102,9 @@ class ReportOptions:
             baseline=str(options["baseline"]) if options.get("baseline") else None,
             gate_alpha=_alpha(options),
             gate_margin=_number(options, "gate_margin", 0.0, float, 0),
+            margin=_number(options, "margin", 0.02, float, 0),
+            project_tasks=_number(options, "project_tasks", None, int, 1) if "project_tasks" in options else None,
+            overwrite=_flag(options, "overwrite"),
         )
 
 
@@ -126,6 +137,15 @@ def _number(options: dict[str, Any], key: str, default: Any, typ: type, minimum:
     return value
 
 
+def _flag(options: dict[str, Any], key: str) -> bool:
+    value = options.get(key, False)
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ConfigError(f"+{key} must be true or false, got {value!r}")
+
+
 def _check_extra() -> None:
     missing = []
     for name in EXTRA_PACKAGES:
@@ -149,17 +169,21 @@ def report(args: list[str]) -> int:
         check_gate_ready(opts.baseline)
     from nemo_gym_cli.report import render
     from nemo_gym_cli.report.load import load
-    from nemo_gym_cli.report.sources import default_report_dir, find_sources
+    from nemo_gym_cli.report.sources import check_report_dir, default_report_dir, find_sources
     from nemo_gym_cli.report.stats import analyse
     from nemo_gym_cli.report.trajectories import sample_trajectories
+    from nemo_gym_cli.report.verdict import decide
 
     started = time.perf_counter()
     warnings: list[str] = []
     sources = find_sources(opts.inputs, warnings)
+    report_dir = opts.report_dir or default_report_dir(opts.inputs)
+    replacing = check_report_dir(report_dir, opts.inputs, overwrite=opts.overwrite)
     records = load(sources, group_by=opts.group_by)
     if not len(records):
         where = ", ".join(str(s.path) for s in sources)
         raise ConfigError(f"no rollouts to report: {where} hold no rows and no failures")
+    _refuse_task_files(records)
     analysis = analyse(
         records,
         pass_threshold=opts.pass_threshold,
@@ -170,23 +194,23 @@ def report(args: list[str]) -> int:
     warnings += records.line_warnings + analysis.warnings + _gaps(analysis) + _empty(records)
     if opts.group_by and not analysis.groups:
         warnings.append(f"+group_by={opts.group_by}: no row has this field, so there is no reward by subset")
-    report_dir = opts.report_dir or default_report_dir(opts.inputs)
+    verdict = decide(analysis, margin=opts.margin, project_tasks=opts.project_tasks)
     report_dir.mkdir(parents=True, exist_ok=True)
     trajectories = sample_trajectories(analysis, report_dir, opts.viewer_tasks)
     files = {
-        "report.json": render.dumps(render.document(analysis, opts.inputs, warnings)),
-        "report.md": render.markdown(analysis, opts.inputs, warnings).encode(),
-        "report.html": render.html(analysis, opts.inputs, warnings, trajectories).encode(),
+        "report.json": render.dumps(render.document(analysis, opts.inputs, warnings, verdict)),
+        "report.md": render.markdown(analysis, opts.inputs, warnings, verdict).encode(),
+        "report.html": render.html(analysis, opts.inputs, warnings, trajectories, verdict).encode(),
     }
     for name, data in files.items():
         (report_dir / name).write_bytes(data)
     tasks = int((analysis.task_rollouts > 0).any(axis=0).sum())
     print(f"{len(analysis.variants)} variants, {int(analysis.keep.sum())} rollouts over {tasks} tasks")
-    print(render.terminal(analysis, groups=bool(opts.group_by)))
+    print(render.terminal(analysis, groups=bool(opts.group_by), verdict=verdict))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     elapsed = time.perf_counter() - started
-    print(f"wrote {report_dir / 'report.html'}, report.md and report.json in {elapsed:.1f} s")
+    print(f"wrote {report_dir / 'report.html'}, report.md and report.json in {elapsed:.1f} s{replacing}")
     code, verdicts = _gate(opts)
     _step_summary(analysis, verdicts, render)
     return code
@@ -218,6 +242,25 @@ def _step_summary(analysis: Any, verdicts: list[str], render: Any) -> None:
     lines += [f"- {v}" for v in verdicts]
     path = append_step_summary("\n".join(lines) + "\n")
     print(f"step summary appended to {path}")
+
+
+def _refuse_task_files(records: Any) -> None:
+    """A file whose rows have neither a reward nor a response holds tasks, not rollouts (an
+    input file named by mistake): a report of it would be "(unknown model) reward 0"."""
+    import numpy as np
+
+    failed = np.frombuffer(records.failed, np.int8).astype(bool)
+    scored = ~np.isnan(np.frombuffer(records.reward, np.float64))
+    answered = (np.frombuffer(records.model, np.int16) >= 0) | (np.frombuffer(records.tokens_in, np.int64) >= 0)
+    source = np.frombuffer(records.source, np.int16)
+    rollouts = np.bincount(source[failed | scored | answered], minlength=len(records.sources))
+    rows = np.bincount(source, minlength=len(records.sources))
+    for s, n, ok in zip(records.sources, rows.tolist(), rollouts.tolist(), strict=True):
+        if n and not ok:
+            raise ConfigError(
+                f"{s.path} holds tasks, not rollouts: none of its {n} rows has a reward or a response "
+                "(an input file?); name what ng_collect_rollouts wrote (its +output_jsonl_fpath)"
+            )
 
 
 def _empty(records: Any) -> list[str]:

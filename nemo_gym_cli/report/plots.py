@@ -2,8 +2,14 @@
 
 Inline SVG keeps the report one file that works offline, needs no charting JavaScript, and
 stays sharp at any zoom. Sizes stay bounded whatever the input: distributions are drawn
-from percentiles (never one mark per rollout) and the task heatmap has at most
-``HEATMAP_ROWS`` rows, binning tasks of similar difficulty beyond that.
+from percentiles (never one mark per rollout). The per-task view is a table, not a plot
+(``task_view``): a picture cannot label 10,000 tasks. Money axes read like the tables
+(``money.usd``, never ``1e-6``) and turn logarithmic when prices span more than
+``LOG_SPAN`` times, so a cheap model is not flattened at 0 by a dear one.
+
+Plots share one width (``WIDTH`` inches): the page lays them two a row, each scaled to
+its column (so alike), each card as tall as its own plot: no card is stretched blank to
+its neighbour's size.
 
 Each function returns ``None`` when its data is absent (no costs, no latencies, no subsets);
 the report says so instead of drawing an empty plot. Figures are built with
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import warnings
 from collections.abc import Iterator
 from typing import Any, cast
@@ -21,13 +28,17 @@ from typing import Any, cast
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from nemo_gym_cli.report.money import usd_tick
 from nemo_gym_cli.report.stats import Analysis
 
-__all__ = ["HEATMAP_ROWS", "cost_distribution", "heatmap", "latency_distribution", "reward_by_group", "reward_vs_cost"]
+__all__ = ["LOG_SPAN", "cost_distribution", "latency_distribution", "reward_by_group", "reward_vs_cost"]
 
-#: Most rows of the task heatmap; more tasks are binned by difficulty.
-HEATMAP_ROWS = 60
+#: Width of every plot, inches (two fit side by side in a 1400-pixel window).
+WIDTH = 6.4
+#: Largest over smallest positive amount past which a money axis is logarithmic.
+LOG_SPAN = 20
 _COLORS = cast(Any, matplotlib.colormaps["tab10"]).colors  # a ListedColormap: its colour list
 
 
@@ -52,7 +63,7 @@ def reward_vs_cost(a: Analysis) -> str | None:
     ]
     if not points:
         return None
-    fig = Figure(figsize=(7, 4.2))
+    fig = Figure(figsize=(WIDTH, 3.6))
     ax = fig.add_subplot()
     for i, v in points:
         low, high = v.reward.ci95_low or 0.0, v.reward.ci95_high or 0.0
@@ -67,10 +78,8 @@ def reward_vs_cost(a: Analysis) -> str | None:
         xs, ys = zip(*frontier, strict=True)
         ax.step(xs, ys, where="post", color="0.3", linestyle="--", linewidth=1, label="Pareto frontier")
         ax.scatter(xs, ys, s=160, facecolors="none", edgecolors="0.3", linewidths=1)
-    costs = [v.cost.per_rollout_usd or 0.0 for _, v in points]
-    if min(costs) > 0 and max(costs) / min(costs) > 20:
-        ax.set_xscale("log")
-    ax.set_xlabel("cost per rollout (USD)")
+    _money_axis(ax, "x", [v.cost.per_rollout_usd or 0.0 for _, v in points])
+    ax.set_xlabel("cost per rollout")
     ax.set_ylabel("mean reward (95% CI)")
     ax.grid(alpha=0.3)
     if frontier:
@@ -78,44 +87,17 @@ def reward_vs_cost(a: Analysis) -> str | None:
     return _svg(fig, "reward_vs_cost")
 
 
-def heatmap(a: Analysis) -> str | None:
-    """Tasks (rows, hardest on top) x variants, coloured by each task's mean reward."""
-    names = [v.name for v in a.variants]
-    ran = (a.task_rollouts > 0).any(axis=0)
-    if not ran.any() or not names:
-        return None
-    matrix = a.task_reward[:, ran].T  # tasks x variants
-    keys = [k for k, r in zip(a.records.task_keys, cast("list[bool]", ran.tolist()), strict=True) if r]
-    with _quiet():
-        difficulty = np.nanmean(matrix, axis=1)
-    order = np.argsort(difficulty, kind="stable")
-    matrix = matrix[order]
-    binned = len(order) > HEATMAP_ROWS
-    if binned:
-        bins = np.array_split(np.arange(len(order)), HEATMAP_ROWS)
-        with _quiet():
-            matrix = np.vstack([np.nanmean(matrix[b], axis=0) for b in bins])
-        per_row = f"{len(bins[-1])}-{len(bins[0])}"
-    fig = Figure(figsize=(1.6 + 0.9 * len(names), 1.6 + 0.16 * len(matrix)))
-    ax = fig.add_subplot()
-    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="0.85")
-    finite = matrix[np.isfinite(matrix)]
-    low = min(0.0, float(finite.min())) if finite.size else 0.0
-    high = max(1.0, float(finite.max())) if finite.size else 1.0
-    image = ax.imshow(np.ma.masked_invalid(matrix), aspect="auto", cmap=cmap, vmin=low, vmax=high)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    if binned:
-        ax.set_yticks([])
-        ax.set_ylabel(f"{len(order)} tasks, hardest at the top\n(each row: {per_row} tasks of similar difficulty)")
-    else:
-        ax.set_yticks(range(len(order)), [_task_label(keys[i]) for i in order], fontsize=7)
-        ax.set_ylabel("task (hardest at the top)")
-    fig.colorbar(image, ax=ax, label="mean reward (grey: not run)", shrink=0.8)
-    return _svg(fig, "heatmap")
-
-
-def _task_label(key: int | str) -> str:
-    return f"#{key}" if isinstance(key, int) else str(key)[2:10]
+def _money_axis(ax: Any, which: str, values: list[float]) -> None:
+    """Dollar tick labels (``money.usd``) on axis ``which`` ("x" or "y"); a log scale when
+    ``values`` span more than ``LOG_SPAN`` times."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > LOG_SPAN:
+        (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+        decades = math.log10(max(positive) / min(positive))
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if decades > 3 else (1.0, 2.0, 5.0)))
+        axis.set_minor_formatter(NullFormatter())
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: usd_tick(value)))
 
 
 @contextlib.contextmanager
@@ -132,7 +114,7 @@ def reward_by_group(a: Analysis) -> str | None:
         return None
     names = [v.name for v in a.variants]
     rows = a.groups
-    fig = Figure(figsize=(7.5, 1.2 + 0.22 * len(rows) * max(1, len(names)) ** 0.6))
+    fig = Figure(figsize=(WIDTH, 1.2 + 0.22 * len(rows) * max(1, len(names)) ** 0.6))
     ax = fig.add_subplot()
     height = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
@@ -148,7 +130,7 @@ def reward_by_group(a: Analysis) -> str | None:
     return _svg(fig, "reward_by_group")
 
 
-def _distribution(a: Analysis, column: str, label: str, name: str) -> str | None:
+def _distribution(a: Analysis, column: str, label: str, name: str, money: bool = False) -> str | None:
     r = a.records
     values = np.frombuffer(getattr(r, column), np.float64)
     variant = np.frombuffer(r.variant, np.int16)
@@ -163,12 +145,14 @@ def _distribution(a: Analysis, column: str, label: str, name: str) -> str | None
         labels.append(f"{v.name}\n(n={mine.size})")
     if not stats:
         return None
-    fig = Figure(figsize=(1.8 + 1.1 * len(stats), 3.6))
+    fig = Figure(figsize=(WIDTH, 3.6))
     ax = fig.add_subplot()
     ax.bxp(stats, showfliers=False, showmeans=True, patch_artist=True)
     for i, patch in enumerate(ax.patches):
         patch.set_facecolor((*_color(i), 0.35))
     ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+    if money:
+        _money_axis(ax, "y", [s[k] for s in stats for k in ("whislo", "whishi")])
     ax.set_ylabel(label)
     ax.grid(axis="y", alpha=0.3)
     return _svg(fig, name)
@@ -181,4 +165,4 @@ def latency_distribution(a: Analysis) -> str | None:
 
 def cost_distribution(a: Analysis) -> str | None:
     """Cost per succeeded rollout: box 25-75%, whiskers 5-95%, median, mean."""
-    return _distribution(a, "cost", "cost per rollout (USD); whiskers 5-95%", "cost")
+    return _distribution(a, "cost", "cost per rollout; whiskers 5-95%", "cost", money=True)

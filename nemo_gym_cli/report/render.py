@@ -18,7 +18,11 @@ import orjson
 from markupsafe import Markup
 
 from nemo_gym_cli.report import plots
+from nemo_gym_cli.report.money import usd
+from nemo_gym_cli.report.sources import input_identity
 from nemo_gym_cli.report.stats import SIGNIFICANCE, Analysis, VariantFigures
+from nemo_gym_cli.report.task_view import task_view
+from nemo_gym_cli.report.verdict import Verdict
 
 __all__ = ["document", "html", "markdown", "shown_ks", "summary_rows", "terminal"]
 
@@ -32,12 +36,7 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _usd(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value == 0:
-        return "$0"
-    return f"${value:,.2f}" if abs(value) >= 1 else f"${value:.3g}"
+_usd = usd
 
 
 def _count(value: int) -> str:
@@ -122,15 +121,56 @@ _TERMINAL_COLUMNS = (
 )
 
 
-def terminal(a: Analysis, *, groups: bool = False) -> str:
-    """A compact table (one line per variant) and the paired comparisons, for stdout; with
-    ``groups`` (``+group_by`` given), the reward by subset too."""
+def verdict_lines(v: Verdict | None) -> list[str]:
+    """The verdict as plain lines (terminal and report.md share them)."""
+    if v is None or not v.picks:
+        return []
+    lines = ["Verdict (95% confidence from the paired comparisons):"]
+    lines += [f"  {p.goal}: {p.sentence}" for p in v.picks]
+    if v.upgrades:
+        lines.append("Upgrades, cheapest first (extra dollars per extra solved task):")
+        lines += [f"  {u.sentence}" for u in v.upgrades]
+    if v.projections:
+        lines.append(f"Projected cost of {v.project_tasks:,} tasks (at this input's rollouts per task):")
+        lines += [
+            f"  {p.variant}: {usd(p.cost_usd)} ({p.rollouts_per_task:.3g} rollouts a task, "
+            f"~{p.solved_tasks:,.0f} solved)"
+            for p in v.projections
+        ]
+    return lines
+
+
+def projection_table(v: Verdict) -> tuple[list[str], list[list[str]]]:
+    header = ["variant", "rollouts a task", f"cost of {v.project_tasks:,} tasks", "solved (expected)"]
+    rows = [[p.variant, f"{p.rollouts_per_task:.3g}", usd(p.cost_usd), f"{p.solved_tasks:,.0f}"] for p in v.projections]
+    return header, rows
+
+
+def upgrade_table(v: Verdict) -> tuple[list[str], list[list[str]]]:
+    header = ["upgrade", "extra cost a task", f"extra solved tasks (of {v.project_tasks:,})", "$ per extra solved task"]
+    rows = [
+        [
+            f"{u.source} -> {u.target}",
+            ("+" if u.extra_usd_per_task >= 0 else "") + usd(u.extra_usd_per_task),
+            f"{u.extra_solved_share * v.project_tasks:+.1f}",
+            usd(u.usd_per_extra_solved_task) if u.usd_per_extra_solved_task is not None else "not worth it",
+        ]
+        for u in v.upgrades
+    ]
+    return header, rows
+
+
+def terminal(a: Analysis, *, groups: bool = False, verdict: Verdict | None = None) -> str:
+    """The verdict, a compact table (one line per variant) and the paired comparisons, for
+    stdout; with ``groups`` (``+group_by`` given), the reward by subset too."""
     header, rows = summary_rows(a)
     ks = shown_ks(a)
     keep = [*_TERMINAL_COLUMNS[:5], *([f"pass@{ks[-1]}"] if ks[-1] > 1 else []), *_TERMINAL_COLUMNS[5:]]
     index = [header.index(c) for c in keep]
     table = [[header[i] for i in index]] + [[row[i] for i in index] for row in rows]
     lines = _aligned(table[0], table[1:])
+    if verdict is not None and verdict.picks:
+        lines = [*verdict_lines(verdict), "", *lines]
     if a.comparisons:
         lines.append("")
         lines.extend(c.sentence for c in a.comparisons)
@@ -154,7 +194,7 @@ def _aligned(header: list[str], rows: list[list[str]]) -> list[str]:
 # --------------------------------------------------------------------------- report.json
 
 
-def document(a: Analysis, inputs: list[str], warnings: list[str]) -> dict[str, Any]:
+def document(a: Analysis, inputs: list[str], warnings: list[str], verdict: Verdict | None = None) -> dict[str, Any]:
     """Every figure of the report, as ``report.json`` holds it."""
     r = a.records
     return {
@@ -162,6 +202,7 @@ def document(a: Analysis, inputs: list[str], warnings: list[str]) -> dict[str, A
         "schema_version": SCHEMA_VERSION,
         "inputs": inputs,
         "sources": [str(s.path) for s in r.sources],
+        "input_paths": input_identity(inputs),
         "settings": {
             "pass_threshold": a.pass_threshold,
             "seed": a.seed,
@@ -170,6 +211,7 @@ def document(a: Analysis, inputs: list[str], warnings: list[str]) -> dict[str, A
             "significance": SIGNIFICANCE,
             "group_by": r.group_by,
         },
+        "verdict": dataclasses.asdict(verdict) if verdict is not None else None,
         "variants": [dataclasses.asdict(v) for v in a.variants],
         "comparisons": [dataclasses.asdict(c) for c in a.comparisons],
         "pareto_frontier": a.pareto,
@@ -227,9 +269,15 @@ def served_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def markdown(a: Analysis, inputs: list[str], warnings: list[str]) -> str:
+def markdown(a: Analysis, inputs: list[str], warnings: list[str], verdict: Verdict | None = None) -> str:
     header, rows = summary_rows(a)
     lines = ["# Model comparison", "", "Inputs: " + ", ".join(f"`{i}`" for i in inputs), "", _settings_line(a), ""]
+    if verdict is not None and verdict.picks:
+        lines += ["## Verdict", "", *(f"- **{p.goal}**: {p.sentence}" for p in verdict.picks), ""]
+        if verdict.upgrades:
+            lines += ["Upgrades, cheapest first:", "", *_md_table(*upgrade_table(verdict)), ""]
+        if verdict.projections:
+            lines += ["Projected cost:", "", *_md_table(*projection_table(verdict)), ""]
     lines += ["## Variants", "", *_md_table(header, rows), ""]
     if a.pareto:
         lines += [f"Pareto frontier (reward against cost per rollout): {', '.join(a.pareto)}", ""]
@@ -270,11 +318,16 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def html(a: Analysis, inputs: list[str], warnings: list[str], trajectories: list[dict[str, Any]]) -> str:
+def html(
+    a: Analysis,
+    inputs: list[str],
+    warnings: list[str],
+    trajectories: list[dict[str, Any]],
+    verdict: Verdict | None = None,
+) -> str:
     """``report.html``: one file, no external fetches."""
     figures = [
         ("reward_vs_cost", "Reward against cost", plots.reward_vs_cost(a), "No variant reports cost (usage.cost)."),
-        ("heatmap", "Reward per task", plots.heatmap(a), "No task has a rollout."),
         (
             "reward_by_group",
             f"Reward by {a.records.group_by or 'subset'}",
@@ -285,7 +338,24 @@ def html(a: Analysis, inputs: list[str], warnings: list[str], trajectories: list
         ("cost", "Cost per rollout", plots.cost_distribution(a), "No row has a cost (usage.cost)."),
     ]
     header, rows = summary_rows(a)
+    tasks = task_view(a, trajectories)
+    shown = len(tasks["tasks"])
+    task_note = (
+        f"{shown:,} tasks, one row each; a cell is the task's mean reward for that variant"
+        + (f"; the {len(trajectories)} tasks of the viewer link to their trajectories" if trajectories else "")
+        + (
+            f". The page holds {shown:,} of {tasks['total']:,} tasks (those where the variants differ first); "
+            "report.json has every figure."
+            if shown < tasks["total"]
+            else "."
+        )
+    )
     context = {
+        "verdict": verdict if verdict is not None and verdict.picks else None,
+        "upgrades": upgrade_table(verdict) if verdict is not None and verdict.upgrades else None,
+        "projections": projection_table(verdict) if verdict is not None and verdict.projections else None,
+        "task_view": tasks,
+        "task_note": task_note,
         "inputs": inputs,
         "settings": _settings_line(a),
         "header": header,

@@ -21,7 +21,7 @@ import orjson
 from nemo_gym_cli.errors import ConfigError
 from nemo_gym_cli.outputs import OutputFiles
 
-__all__ = ["MANIFEST", "Source", "default_report_dir", "find_sources"]
+__all__ = ["MANIFEST", "Source", "check_report_dir", "default_report_dir", "find_sources", "input_identity"]
 
 #: The sweep manifest's file name inside a sweep directory (the collector's name for it).
 MANIFEST = OutputFiles.MANIFEST
@@ -171,6 +171,54 @@ def find_sources(inputs: list[str], warnings: list[str]) -> list[Source]:
 
 
 def default_report_dir(inputs: list[str]) -> Path:
-    """``<dir>/report`` for a sweep directory, else ``report/`` beside the first input file."""
+    """``<dir>/report`` for one sweep directory; for files (or several inputs)
+    ``report_<stem>+<stem>/`` beside the first, so a report of two files of a sweep never
+    lands in the sweep's own ``report/``."""
     first = Path(inputs[0]).expanduser()
-    return (first if first.is_dir() else first.parent) / "report"
+    if len(inputs) == 1 and first.is_dir():
+        return first / "report"
+    stems = [Path(i).expanduser().stem or Path(i).expanduser().resolve().name for i in inputs]
+    name = "+".join(stems)
+    if len(name) > 60:
+        name = f"{stems[0]}+{len(stems) - 1}_more"
+    return (first if first.is_dir() else first.parent) / f"report_{name}"
+
+
+#: The files a report directory holds.
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+def input_identity(inputs: list[str]) -> list[str]:
+    """What a report is of: its inputs as absolute paths, sorted (a sweep directory stays
+    one input however many variants it holds, so re-reporting a grown sweep replaces its
+    own report)."""
+    return sorted(str(Path(i).expanduser().resolve()) for i in inputs)
+
+
+def check_report_dir(report_dir: Path, inputs: list[str], *, overwrite: bool) -> str:
+    """Refuse (``ConfigError``) to replace a report of other inputs in ``report_dir`` unless
+    ``overwrite``; returns a note for the "wrote" line when a report is replaced."""
+    present = [n for n in REPORT_FILES if (report_dir / n).is_file()]
+    if not present:
+        return ""
+    theirs: list[str] | None = None
+    try:
+        doc = orjson.loads((report_dir / "report.json").read_bytes())
+        listed = (doc.get("input_paths") or doc.get("inputs")) if isinstance(doc, dict) else None
+        if isinstance(listed, list):
+            theirs = input_identity([str(x) for x in listed])
+    except (OSError, orjson.JSONDecodeError):
+        pass
+    if theirs == input_identity(inputs):
+        return " (replacing the report of the same inputs)"
+    if overwrite:
+        return " (replacing the report of other inputs: +overwrite=true)"
+    what = (
+        "the report of " + ", ".join(Path(t).name for t in theirs)
+        if theirs
+        else f"a report ({present[0]}) that does not say what it is of"
+    )
+    raise ConfigError(
+        f"{report_dir} already holds {what}; write this one elsewhere with "
+        "+report_dir=<another folder>, or replace it with +overwrite=true"
+    )

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from nemo_gym_cli.report.formulas import segments
+from nemo_gym_cli.report.money import usd
 from nemo_gym_cli.report.stats import Analysis
 
 __all__ = ["MAX_ITEMS", "MAX_TASKS", "MAX_TEXT", "sample_trajectories"]
@@ -27,6 +29,8 @@ __all__ = ["MAX_ITEMS", "MAX_TASKS", "MAX_TEXT", "sample_trajectories"]
 MAX_TASKS = 200
 MAX_TEXT = 1500
 MAX_ITEMS = 40
+#: Characters of a row's other fields (all but the conversation) shown beside it.
+MAX_FIELDS = 4000
 _LABEL = 120
 
 
@@ -52,31 +56,67 @@ def _text(content: Any) -> str:
     return "" if content is None else orjson.dumps(content).decode()
 
 
-def _item(item: Any) -> dict[str, str]:
-    """One Responses item (or chat message) as ``{kind, role?, name?, text}``."""
+def _pretty(value: Any) -> str:
+    """JSON (a value, or a string holding an object or array) indented; other text as it is."""
+    if isinstance(value, str):
+        if not value.lstrip().startswith(("{", "[")):
+            return value
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def _prose(item: dict[str, Any]) -> dict[str, Any]:
+    """A message or reasoning item, with its formulas as MathML (``formulas.segments``)."""
+    math = segments(item["text"])
+    if math is not None:
+        item["math"] = math
+    return item
+
+
+def _item(item: Any) -> dict[str, Any]:
+    """One Responses item (or chat message) as ``{kind, role?, name?, text, math?}``: tool
+    arguments and JSON outputs indented, formulas in messages and reasoning as MathML."""
     if not isinstance(item, dict):
-        return {"kind": "message", "role": "user", "text": _cut(_text(item))}
+        return _prose({"kind": "message", "role": "user", "text": _cut(_text(item))})
     kind = item.get("type")
     if kind in (None, "message"):
-        return {
-            "kind": "message",
-            "role": str(item.get("role") or "assistant"),
-            "text": _cut(_text(item.get("content"))),
-        }
+        return _prose(
+            {"kind": "message", "role": str(item.get("role") or "assistant"), "text": _cut(_text(item.get("content")))}
+        )
     if kind == "function_call":
-        arguments = item.get("arguments")
-        text = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
-        return {"kind": "call", "name": str(item.get("name") or "?"), "text": _cut(text)}
+        return {"kind": "call", "name": str(item.get("name") or "?"), "text": _cut(_pretty(item.get("arguments")))}
     if kind == "function_call_output":
         output = item.get("output")
-        return {"kind": "output", "text": _cut(output if isinstance(output, str) else _text(output))}
+        return {"kind": "output", "text": _cut(_pretty(output) if isinstance(output, str) else _text(output))}
     if kind == "reasoning":
         summary = item.get("summary") or item.get("content")
-        return {"kind": "reasoning", "text": _cut(_text(summary))}
-    return {"kind": str(kind), "text": _cut(orjson.dumps(item).decode())}
+        return _prose({"kind": "reasoning", "text": _cut(_text(summary))})
+    return {"kind": str(kind), "text": _cut(_pretty(item))}
 
 
-def _items(items: Any) -> tuple[list[dict[str, str]], int]:
+def _fields(row: dict[str, Any]) -> str:
+    """The row without its conversation (shown as items) and with its tools by name only
+    (the same for every run of a task): reward, usage, the verifier's fields. Compact JSON:
+    the page indents it when it is opened, so the report carries no indentation."""
+    rest = dict(row)
+    params = rest.get("responses_create_params")
+    if isinstance(params, dict):
+        rest["responses_create_params"] = {k: v for k, v in params.items() if k != "input"}
+        tools = params.get("tools")
+        if isinstance(tools, list):
+            rest["responses_create_params"]["tools"] = [
+                t.get("name") or (t.get("function") or {}).get("name") if isinstance(t, dict) else t for t in tools
+            ]
+    response = rest.get("response")
+    if isinstance(response, dict):
+        rest["response"] = {k: v for k, v in response.items() if k != "output"}
+    return _cut(orjson.dumps(rest, option=orjson.OPT_NON_STR_KEYS).decode(), MAX_FIELDS)
+
+
+def _items(items: Any) -> tuple[list[dict[str, Any]], int]:
     if isinstance(items, str):
         items = [{"role": "user", "content": items}]
     if not isinstance(items, list):
@@ -84,7 +124,7 @@ def _items(items: Any) -> tuple[list[dict[str, str]], int]:
     return [_item(i) for i in items[:MAX_ITEMS]], max(0, len(items) - MAX_ITEMS)
 
 
-def _label(items: list[dict[str, str]]) -> str:
+def _label(items: list[dict[str, Any]]) -> str:
     for item in items:
         if item.get("role") == "user" and item.get("text"):
             return " ".join(item["text"].split())[:_LABEL]
@@ -163,6 +203,7 @@ def sample_trajectories(a: Analysis, report_dir: Path, limit: int = MAX_TASKS) -
                 "where": f"{path}:{r.line[i]}",
                 "href": Path(os.path.relpath(path.resolve(), report_dir.resolve())).as_posix(),
                 "failed": bool(failed[i]),
+                "fields": _fields(row),
             }
             if failed[i]:
                 run["items"] = [
@@ -177,6 +218,7 @@ def sample_trajectories(a: Analysis, report_dir: Path, limit: int = MAX_TASKS) -
                     model=response.get("model"),
                     provider=response.get("provider"),
                     cost=_finite(r.cost[i]),
+                    cost_text=usd(_finite(r.cost[i])),
                     latency=_finite(r.latency[i]),
                 )
                 if not entry["input"]:

@@ -156,3 +156,21 @@ def test_side_files_are_named_after_the_output_stem():
     out = Path("results/my.run.jsonl")
     assert metrics_path(out) == Path("results/my.run_metrics.json")
     assert failures_path(out) == Path("results/my.run_failures.jsonl")
+
+
+@pytest.mark.e2e
+def test_an_empty_input_file_is_named_in_a_warning_before_anything_runs(tmp_path: Path) -> None:
+    import socket
+
+    from support.cli import run_cli
+
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with socket.socket() as s:  # a port nobody listens on: no head server, so nothing starts
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = run_cli(
+        "ng_collect_rollouts", f"+head_server.port={port}", "+agent_name=a",
+        f"+input_jsonl_fpath={tmp_path / 'empty.jsonl'}", f"+output_jsonl_fpath={tmp_path / 'out.jsonl'}",
+    )  # fmt: skip
+    warning = f"warning: {tmp_path / 'empty.jsonl'} holds no tasks (no non-blank line): nothing to collect"
+    assert warning in done.stderr.splitlines(), done.stderr

@@ -21,6 +21,10 @@ def _ng_report(*args: str, cwd: Path, extra: str = "") -> subprocess.CompletedPr
     )
 
 
+#: A line of an input (task) file: a prompt and the verifier's fields, no reward, no response.
+TASK_LINE = '{"responses_create_params": {"input": [{"role": "user", "content": "2+2?"}]}, "expected_answer": "4"}\n'
+
+
 def _nemo_gym_row(prompt: str, model: str, reward: float) -> dict[str, Any]:
     """A row as NeMo Gym 0.2.1 writes it: no _ng_* fields."""
     return {
@@ -45,7 +49,7 @@ def test_nemo_gym_rows_are_grouped_by_model_and_paired_by_their_input(
     write_jsonl(tmp_path / "nemo.jsonl", rows)
     code, out, err = run_report(str(tmp_path / "nemo.jsonl"))
     assert code == 0, err
-    report = load_json(tmp_path / "report" / "report.json")
+    report = load_json(tmp_path / "report_nemo" / "report.json")
     a, b = report["variants"]
     assert (a["name"], a["rollouts"], a["tasks"]) == ("model-a", 6, 3)
     assert (b["name"], b["rollouts"], b["tasks"]) == ("model-b", 6, 3)
@@ -78,7 +82,7 @@ def test_files_of_a_directory_without_manifest_are_variants_named_by_stem(
 
 
 @pytest.mark.e2e
-def test_override_inputs_and_bare_paths_combine_and_the_report_goes_beside_the_files(
+def test_override_inputs_and_bare_paths_combine_and_the_report_goes_beside_the_files_named_after_them(
     tmp_path: Path, write_jsonl: Any
 ) -> None:
     results = tmp_path / "results"
@@ -86,7 +90,7 @@ def test_override_inputs_and_bare_paths_combine_and_the_report_goes_beside_the_f
     write_jsonl(results / "b.jsonl", [_nemo_gym_row("q", "m", 0.0)])
     done = _ng_report("+inputs=[results/a.jsonl]", "results/b.jsonl", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert (results / "report" / "report.html").is_file()
+    assert (results / "report_a+b" / "report.html").is_file()  # named after the files, beside them
     assert "b beats a" in done.stdout or "no significant difference between a and b" in done.stdout
     umbrella = subprocess.run(
         [str(BIN / "ng"), "report", "results/a.jsonl", "results/b.jsonl", "+report_dir=elsewhere"],
@@ -114,7 +118,7 @@ def test_a_line_that_is_not_json_is_named_once_skipped_and_counted(
     assert code == 0
     assert err.count("not valid JSON") == 1
     assert f"warning: {path}:2: not valid JSON; line skipped" in err
-    report = load_json(tmp_path / "report" / "report.json")
+    report = load_json(tmp_path / "report_out" / "report.json")
     assert report["input_quality"]["skipped_lines"] == 1
     (v,) = report["variants"]
     assert (v["rollouts"], v["rollouts_without_reward"], v["reward"]["mean"]) == (2, 1, 0.5)
@@ -130,8 +134,23 @@ def test_a_line_that_is_not_json_is_named_once_skipped_and_counted(
         (["results", "+colour=red"], {}, "error: unknown key +colour; ng_report knows:"),
         (["+inputs=[a.jsonl", "x"], {}, "error: command-line argument '+inputs=[a.jsonl' is not an override"),
         (["results/a.jsonl", "+pass_threshold=high"], {"results/a.jsonl": "{}"}, "error: +pass_threshold must be"),
+        (["results/a.jsonl", "+overwrite=maybe"], {"results/a.jsonl": "{}"}, "error: +overwrite must be true or false"),
+        (
+            ["data/questions.jsonl"],
+            {"data/questions.jsonl": TASK_LINE * 3},
+            "error: data/questions.jsonl holds tasks, not rollouts: none of its 3 rows has a reward or a response",
+        ),
     ],
-    ids=["missing-file", "empty-file", "no-inputs", "unknown-key", "bad-override", "bad-value"],
+    ids=[
+        "missing-file",
+        "empty-file",
+        "no-inputs",
+        "unknown-key",
+        "bad-override",
+        "bad-value",
+        "bad-flag",
+        "task-file",
+    ],
 )
 def test_usage_errors_are_one_line_and_exit_code_2(
     tmp_path: Path, args: list[str], files: dict[str, str], message: str
@@ -143,6 +162,48 @@ def test_usage_errors_are_one_line_and_exit_code_2(
     assert done.returncode == 2
     assert done.stderr.startswith(message), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_a_task_file_is_refused_and_nothing_is_written(tmp_path: Path, run_report: Any) -> None:
+    """Given a task file (the mcqa questions) instead of an output, no "(unknown model)" report."""
+    from nemo_gym_cli.errors import ConfigError
+
+    tasks = Path(__file__).resolve().parents[2] / "resources_servers" / "mcqa" / "data" / "questions.jsonl"
+    (tmp_path / "questions.jsonl").write_bytes(tasks.read_bytes())
+    with pytest.raises(ConfigError, match=r"questions\.jsonl holds tasks, not rollouts: none of its 70 rows"):
+        run_report(str(tmp_path / "questions.jsonl"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["questions.jsonl"]
+
+
+def test_a_report_of_other_inputs_is_never_replaced_without_saying_so(
+    tmp_path: Path, write_jsonl: Any, run_report: Any, load_json: Any
+) -> None:
+    from nemo_gym_cli.errors import ConfigError
+
+    sweep = tmp_path / "sweep"
+    for name in ("a", "b", "c"):
+        write_jsonl(sweep / f"{name}.jsonl", [_nemo_gym_row(f"q{t}", "m", float(t % 2)) for t in range(4)])
+    assert run_report(str(sweep))[0] == 0
+    sweep_report = (sweep / "report" / "report.json").read_bytes()
+    # two files of the sweep: their own folder by default, the sweep's report untouched
+    code, out, _ = run_report(str(sweep / "a.jsonl"), str(sweep / "b.jsonl"))
+    assert code == 0 and f"wrote {sweep / 'report_a+b' / 'report.html'}" in out
+    assert (sweep / "report" / "report.json").read_bytes() == sweep_report
+    # pointed at the sweep's folder: refused, saying what to type
+    with pytest.raises(ConfigError) as refused:
+        run_report(str(sweep / "a.jsonl"), str(sweep / "b.jsonl"), f"+report_dir={sweep / 'report'}")
+    assert str(refused.value) == (
+        f"{sweep / 'report'} already holds the report of sweep; write this one elsewhere with "
+        "+report_dir=<another folder>, or replace it with +overwrite=true"
+    )
+    assert (sweep / "report" / "report.json").read_bytes() == sweep_report
+    # the same inputs again: replaced, and said
+    code, out, _ = run_report(str(sweep))
+    assert code == 0 and "(replacing the report of the same inputs)" in out
+    # asked for: replaced, and said
+    code, out, _ = run_report(str(sweep / "a.jsonl"), f"+report_dir={sweep / 'report'}", "+overwrite=true")
+    assert code == 0 and "(replacing the report of other inputs: +overwrite=true)" in out
+    assert [v["name"] for v in load_json(sweep / "report" / "report.json")["variants"]] == ["m"]
 
 
 def test_an_empty_file_beside_others_is_a_warning(tmp_path: Path, write_jsonl: Any, run_report: Any) -> None:
@@ -194,7 +255,7 @@ def test_rows_of_odd_shapes_still_count_and_any_dotted_field_groups(
     )
     code, _, err = run_report(str(path), "+group_by=response.provider")  # a path into a narrowed field
     assert code == 0, err
-    report = load_json(tmp_path / "report" / "report.json")
+    report = load_json(tmp_path / "report_odd" / "report.json")
     (v,) = report["variants"]
     assert (v["rollouts"], v["rollouts_without_reward"], v["rollouts_without_usage"]) == (3, 1, 3)
     assert v["reward"]["mean"] == pytest.approx(1 / 3)  # the string reward counts 0, and is counted

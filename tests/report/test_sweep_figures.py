@@ -188,3 +188,48 @@ def test_the_terminal_table_shows_the_same_figures(sweep) -> None:
         reward = v["reward"]
         assert f"{reward['mean']:.3f} [{reward['ci95_low']:.3f}, {reward['ci95_high']:.3f}]" in line
         assert f"{v['pass_at_k']['3']:.3f}" in line
+
+
+def test_the_verdict_matches_a_hand_computation_from_the_rows(sweep) -> None:
+    report = sweep["report"]
+    rows = sweep["rows"]
+    mean = {n: statistics.fmean(_task_rewards(rows[n]).values()) for n in NAMES}
+    cost = {n: sum(r["response"]["usage"]["cost"] for r in rows[n]) for n in NAMES}
+    solved = {n: sum(v >= 1.0 for v in _task_rewards(rows[n]).values()) for n in NAMES}
+    best, per_dollar, margin = report["verdict"]["picks"]
+    # best reward: the highest mean; confident only when it beats every other variant at p < 0.05
+    top = max(NAMES, key=mean.__getitem__)
+    beaten = [c["significant"] for c in report["comparisons"] if top in (c["a"], c["b"])]
+    if all(beaten):
+        assert best["variant"] == top and best["confident"]
+        runner_up = sorted(NAMES, key=mean.__getitem__)[-2]
+        assert best["figures"]["diff"] == pytest.approx(mean[top] - mean[runner_up])
+    else:
+        assert not best["confident"] and top in best["figures"]["indistinguishable"]
+    # reward per dollar: mean reward / cost per rollout, the largest
+    efficiency = {n: mean[n] / (cost[n] / len(rows[n])) for n in NAMES}
+    ordered = sorted(NAMES, key=efficiency.__getitem__, reverse=True)
+    assert per_dollar["variant"] == ordered[0]
+    assert per_dollar["figures"]["ratio"] == pytest.approx(efficiency[ordered[0]] / efficiency[ordered[1]])
+    assert per_dollar["figures"]["ci95_low"] < per_dollar["figures"]["ratio"] < per_dollar["figures"]["ci95_high"]
+    # cheapest within 0.02 of the best
+    near = [n for n in NAMES if mean[n] >= mean[top] - 0.02]
+    assert margin["variant"] == min(near, key=cost.__getitem__)
+    # upgrades, cheapest first: extra $ a task over extra solved tasks, from the last worth-it step
+    by_cost = sorted(NAMES, key=cost.__getitem__)
+    base = by_cost[0]
+    assert len(report["verdict"]["upgrades"]) == len(NAMES) - 1
+    for upgrade, target in zip(report["verdict"]["upgrades"], by_cost[1:], strict=True):
+        assert (upgrade["source"], upgrade["target"]) == (base, target)
+        extra = (cost[target] - cost[base]) / TASKS
+        assert upgrade["extra_usd_per_task"] == pytest.approx(extra, rel=1e-9)
+        if solved[target] > solved[base]:
+            price = extra * TASKS / (solved[target] - solved[base])
+            assert upgrade["usd_per_extra_solved_task"] == pytest.approx(price, rel=1e-9)
+            base = target
+        else:
+            assert upgrade["usd_per_extra_solved_task"] is None
+    for projection in report["verdict"]["projections"]:
+        name = projection["variant"]
+        assert projection["tasks"] == TASKS and projection["rollouts_per_task"] == REPEATS
+        assert projection["cost_usd"] == pytest.approx(cost[name], rel=1e-9)
