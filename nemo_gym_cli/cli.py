@@ -125,7 +125,8 @@ REPORT_HELP = """Compare variants (models, sampling params, provider routing) ov
 
 Reads output JSONL files of ng_collect_rollouts (or NeMo Gym), or a sweep directory (one
 <variant>.jsonl per variant, a sweep.json manifest); writes report.json, report.md and one
-self-contained report.html (plots, a trajectory viewer; works offline) and prints a table.
+self-contained report.html (a verdict, plots, every task's reward, a trajectory viewer; works
+offline) and prints the verdict and a table.
 Arguments are Hydra overrides (+key=value); bare paths are added to +inputs.
 
 \b
