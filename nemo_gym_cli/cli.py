@@ -25,6 +25,8 @@ Keys (ng_run has only these; each server's keys are in its config, see its READM
   config_paths        YAML files to compose (followed recursively). Required.
   head_server.host    head server host (default 127.0.0.1)
   head_server.port    head server port (default 11000)
+  cache               model servers answer calls seen before from the response cache (false)
+  cache_path, cache_ttl_s, cache_refresh   its folder, time-to-live (7 days), overwrite
   ray.address         run the servers on a Ray cluster: auto, local or host:port
                       (then each server takes num_replicas and num_cpus; docs/scale-out.md)
   ray.placement_timeout_s  how long to wait for room for every replica (60)
@@ -77,6 +79,11 @@ Keys (default):
                            server) or legacy (all via environment_server_name) (agent)
   environment_server_name  with environment_routing_mode=legacy: the one environment server
   environment_server_routes  NeMo Gym 0.7's taskset routes; must be empty here ({})
+  cache                    answer model calls seen before from the response cache: 0 upstream
+                           calls, $0 (false); with config_paths only (ng_run +cache=true otherwise)
+  cache_path               the cache's folder (${XDG_CACHE_HOME:-~/.cache}/nemo-gym-cli/responses)
+  cache_ttl_s              entries older than this are misses (604800: 7 days)
+  cache_refresh            ignore existing entries and overwrite them (false)
   config_paths             YAML files: start these servers for this run
   head_server.host/.port   where the running head server is (127.0.0.1:11000)
   ray.address, ray.placement_timeout_s   with config_paths: run them on a Ray cluster
