@@ -323,7 +323,7 @@ class OpenAIModel(ModelServer):
             path, body, tools_sent=tools_sent, parse=keep, stream=stream, tally=tally, model=model
         )
         if paid:
-            await cache.put(key, request, *paid[0])
+            cache.put(key, request, *paid[0])
         if isinstance(answer, dict):
             usage = answer.get("usage")
             if not isinstance(usage, dict):

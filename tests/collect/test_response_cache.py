@@ -66,7 +66,8 @@ def test_an_entry_is_read_back_until_its_time_to_live_and_refresh_ignores_it(tmp
         cache = await ResponseCache.open(tmp_path, ttl_s=60)
         key, request = cache_key({"body": {"x": 1}})
         assert await cache.get(key) is None
-        await cache.put(key, request, orjson.dumps(_chat()), 0.5)
+        cache.put(key, request, orjson.dumps(_chat()), 0.5)
+        await cache.flush()
         hit = await cache.get(key)
         assert hit is not None and hit.answer == _chat() and hit.cost == 0.5
         await cache.close()
@@ -95,7 +96,7 @@ def _writer(folder: str, worker: int, n: int) -> None:
             # Every worker writes every key, each with its own answer: the last one wins whole.
             key, request = cache_key({"i": i})
             answer = {"worker": worker, "i": i, "pad": "x" * (i * 97 % 5000), "usage": {"cost": 1}}
-            await cache.put(key, request, orjson.dumps(answer), 1.0)
+            cache.put(key, request, orjson.dumps(answer), 1.0)
         await cache.close()
 
     asyncio.run(write())
