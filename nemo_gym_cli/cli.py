@@ -26,6 +26,8 @@ Keys (ng_run has only these; each server's keys are in its config, see its READM
   config_paths        YAML files to compose (followed recursively). Required.
   head_server.host    head server host (default 127.0.0.1)
   head_server.port    head server port (default 11000)
+  cache               model servers answer calls seen before from the response cache (false)
+  cache_path, cache_ttl_s, cache_refresh   its folder, time-to-live (7 days), overwrite
   ray.address         run the servers on a Ray cluster: auto, local or host:port
                       (then each server takes num_replicas and num_cpus; docs/scale-out.md)
   ray.placement_timeout_s  how long to wait for room for every replica (60)
@@ -85,6 +87,11 @@ Keys (default):
                            worse on the tasks both ran (paired by task; needs the report extra)
   gate_alpha               significance level of the baseline gate (0.05)
   gate_margin              a drop in mean reward the baseline gate tolerates (0)
+  cache                    answer model calls seen before from the response cache: 0 upstream
+                           calls, $0 (false); with config_paths only (ng_run +cache=true otherwise)
+  cache_path               the cache's folder (${XDG_CACHE_HOME:-~/.cache}/nemo-gym-cli/responses)
+  cache_ttl_s              entries older than this are misses (604800: 7 days)
+  cache_refresh            ignore existing entries and overwrite them (false)
   config_paths             YAML files: start these servers for this run
   head_server.host/.port   where the running head server is (127.0.0.1:11000)
   ray.address, ray.placement_timeout_s   with config_paths: run them on a Ray cluster

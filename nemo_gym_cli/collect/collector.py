@@ -162,9 +162,12 @@ class Lane:
                     if (item.task_index, r) not in self.done:
                         self.dispatched += 1
                         job_row = row
-                        if row is not None and opts.num_repeats_add_seed:
-                            params = {**row["responses_create_params"], "seed": r}
-                            job_row = {**row, "responses_create_params": params}
+                        if row is not None:
+                            # The indices ride in the row to /run, as NeMo Gym's collector sends
+                            # them: the agent tells the model server which repeat a call is.
+                            job_row = {**row, "_ng_task_index": item.task_index, "_ng_rollout_index": r}
+                            if opts.num_repeats_add_seed:
+                                job_row["responses_create_params"] = {**row["responses_create_params"], "seed": r}
                         yield _Job(item.task_index, r, job_row, item.line_number, item.error)
         self.exhausted = True
 
@@ -417,6 +420,9 @@ class Collector:
     # ------------------------------------------------------------------ bookkeeping
 
     def _write(self, lane: Lane, job: _Job, result: dict[str, Any], latency: float) -> None:
+        # Last in the row, where they always were (the verified row echoes the ones sent).
+        result.pop("_ng_task_index", None)
+        result.pop("_ng_rollout_index", None)
         result["_ng_task_index"] = job.task_index
         result["_ng_rollout_index"] = job.rollout_index
         result["_ng_latency_s"] = round(latency, 6)

@@ -6,6 +6,9 @@ they are shown: the summary table, and progress while the run goes.
   always a metric, even if the input has one).
 - Tokens in/out and cost (from the response's ``usage``), the models and providers that
   served, latency percentiles from a bounded reservoir (exact up to ``RESERVOIR`` rollouts).
+- The response cache (``usage.response_cache`` of model servers with ``+cache=true``): model
+  calls answered from it (hits, which cost $0) and not (misses), and the dollars the hits
+  saved (what their answers cost when they were paid for), reported beside the cost.
 - With ``num_repeats=k > 1``: pass@k (share of tasks with at least one rollout whose reward
   reached ``pass_threshold``) and mean@k (mean over tasks of the task's mean reward), over
   the tasks with at least one scored rollout. A task is held in memory only while some of
@@ -160,6 +163,9 @@ class CollectionMetrics:
         self.failed_cost = 0.0  # of failed attempts (failed rollouts, and retried attempts)
         self.previous_failed_cost = 0.0  # failed attempts of the runs this one resumes
         self.unpriced_calls = 0
+        self.cache_hits = 0  # model calls answered from the response cache
+        self.cache_misses = 0
+        self.cache_saved = 0.0  # what the hits' answers cost when they were paid for
         self.models: Counter[str] = Counter()
         self.providers: Counter[str] = Counter()
         self.failure_types: Counter[str] = Counter()
@@ -247,6 +253,13 @@ class CollectionMetrics:
         if isinstance(retries, dict):
             for kind, n in retries.items():
                 self.upstream_retries[str(kind)] += _int(n)
+        cached = usage.get("response_cache")
+        if isinstance(cached, dict):
+            self.cache_hits += _int(cached.get("hits"))
+            self.cache_misses += _int(cached.get("misses"))
+            saved = cached.get("saved_usd")
+            if isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved):
+                self.cache_saved += float(saved)
 
     def _add_latency(self, x: float) -> None:
         self._seen_latencies += 1
@@ -315,6 +328,14 @@ class CollectionMetrics:
             "wall_time_s": wall_time_s,
             "rollouts_per_s": new_rollouts / wall_time_s if wall_time_s > 0 else 0.0,
         }
+        if self.cache_hits or self.cache_misses:  # only runs with +cache=true have the block
+            doc["response_cache"] = {
+                "hits": self.cache_hits,
+                "misses": self.cache_misses,
+                "saved_usd": round(self.cache_saved, 10),
+                "note": "model calls answered from the response cache (+cache=true; each counts $0 in cost) and not; "
+                "saved_usd: what the hits' answers cost when they were paid for",
+            }
         if self._tasks is not None:
             doc.update(self._tasks.summary())
         return doc
@@ -360,6 +381,13 @@ def format_summary(doc: dict[str, Any]) -> str:
             else ""
         )
     )
+    cached = doc.get("response_cache")
+    if cached:
+        calls = cached["hits"] + cached["misses"]
+        lines.append(
+            f"response cache: {cached['hits']} of {calls} model calls answered from it ($0 each), "
+            f"${cached['saved_usd']:.6f} saved"
+        )
     if doc["models"]:
         lines.append("served by " + ", ".join(f"{m} ({n})" for m, n in doc["models"].items()))
     lat = doc["latency_s"]

@@ -15,7 +15,7 @@ from functools import cache
 from nemo_gym_cli.config import GlobalConfig, ServerInstance
 from nemo_gym_cli.server.model import ModelServerConfig, Served, declared_config
 
-__all__ = ["called_model_servers", "model_server_of", "served"]
+__all__ = ["called_model_servers", "config_class", "model_server_of", "served"]
 
 
 @cache
@@ -23,12 +23,18 @@ def _config_class(entrypoint: str, server_type: str, implementation: str) -> typ
     return declared_config(entrypoint, server_type, implementation)
 
 
+def config_class(inst: ServerInstance) -> type[ModelServerConfig] | None:
+    """The ``Config`` of the model server ``inst``; None when it is no model server of ours
+    or declares nothing."""
+    if inst.server_type != "responses_api_models":
+        return None
+    return _config_class(inst.entrypoint, inst.server_type, inst.implementation)
+
+
 def served(inst: ServerInstance) -> Served | None:
     """What the model server ``inst`` serves, by its config; None when it is no model server
     or its implementation declares nothing."""
-    if inst.server_type != "responses_api_models":
-        return None
-    cls = _config_class(inst.entrypoint, inst.server_type, inst.implementation)
+    cls = config_class(inst)
     return cls.served(inst.fields) if cls is not None else None
 
 

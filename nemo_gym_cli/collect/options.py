@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nemo_gym_cli.collect.cache_options import CacheOptions
 from nemo_gym_cli.config.compose import PACKAGE_ROOT
 from nemo_gym_cli.errors import ConfigError, InputError
 from nemo_gym_cli.outputs import OutputFiles
@@ -56,8 +57,9 @@ class Variant(BaseModel):
         return out
 
 
-class CollectOptions(BaseModel):
-    """Options of ``ng_collect_rollouts`` (Hydra keys of the same names)."""
+class CollectOptions(CacheOptions):
+    """Options of ``ng_collect_rollouts`` (Hydra keys of the same names; the response cache's
+    come from ``CacheOptions``)."""
 
     model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
 

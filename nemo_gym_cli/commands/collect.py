@@ -3,7 +3,8 @@
 This module parses the command line and prints; the run itself (where the servers come
 from, the lanes of a sweep, the outputs, gates and dry-run estimates) is
 ``nemo_gym_cli/collect/run.py``. A sweep's models are added to the model servers'
-``allowed_models`` (``collect/sweep.py``) before any server starts.
+``allowed_models`` (``collect/sweep.py``), and ``+cache=true`` turns on their response cache
+(``collect/cache_options.py``), before any server starts.
 
 Exit codes:
 
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nemo_gym_cli.collect.cache_options import cache_model_servers
 from nemo_gym_cli.collect.estimate import format_estimates
 from nemo_gym_cli.collect.metrics import format_summary
 from nemo_gym_cli.collect.options import CollectOptions
@@ -49,6 +51,7 @@ def collect(args: list[str]) -> int:
         config = load_config(args, command=COLLECT_OPTIONS, everywhere=ALL_OPTIONS)
         opts = CollectOptions.from_config(config.options)
         config = allow_sweep_models(config, opts)  # each variant served by the model it names
+        config = cache_model_servers(config, opts)  # +cache=true: the model servers' response cache
     except BaseException:
         if forkserver is not None:
             forkserver.close()

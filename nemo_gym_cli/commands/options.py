@@ -8,6 +8,7 @@ settings, and ``ng_run`` reads the same files as ``ng_collect_rollouts``.
 
 from __future__ import annotations
 
+from nemo_gym_cli.collect.cache_options import CacheOptions
 from nemo_gym_cli.collect.options import CollectOptions
 from nemo_gym_cli.collect.reverify import ReverifyOptions
 from nemo_gym_cli.nemo_gym.options import HONOURED, RUN_KEYS, SHARED
@@ -18,7 +19,8 @@ __all__ = ["ALL_OPTIONS", "COLLECT_OPTIONS", "MODELS_OPTIONS", "NEMO_GYM_GLOBALS
 #: own servers place them, docs/scale-out.md).
 COMMON = frozenset({"config_paths", "head_server", "ray", "nemo_gym"})
 
-RUN_OPTIONS = COMMON | RUN_KEYS
+#: ``ng_run``'s: its servers, and the response cache they use (``+cache=true``).
+RUN_OPTIONS = COMMON | RUN_KEYS | frozenset(CacheOptions.model_fields)
 
 #: ``ng_collect_rollouts``' keys: the fields of ``CollectOptions``, which validates them.
 COLLECT_OPTIONS = COMMON | frozenset(CollectOptions.model_fields)

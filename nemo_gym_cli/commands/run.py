@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 
+from nemo_gym_cli.collect.cache_options import CacheOptions, cache_model_servers
 from nemo_gym_cli.commands.options import ALL_OPTIONS, RUN_OPTIONS
 from nemo_gym_cli.config import GlobalConfig, load_config
 from nemo_gym_cli.errors import ConfigError
@@ -93,6 +94,7 @@ def run(args: list[str]) -> int:
                 "no server instances in the config; name config files with "
                 '"+config_paths=[configs/offline.yaml,...]" (configs/ and each server folder\'s configs/ hold them)'
             )
+        config = cache_model_servers(config, CacheOptions.from_config(config.options))
     except BaseException:
         if forkserver is not None:
             forkserver.close()

@@ -156,7 +156,8 @@ REFUSED: dict[str, str] = {
     ),
     "hf_token": "give the token to the server that needs it (HF_TOKEN in its environment); remove it",
     "results_dir": "outputs are named per command (+output_jsonl_fpath=...); remove it",
-    "cache_dir": "NeMo Gym environments are cached in nemo_gym.cache_dir; remove it",
+    "cache_dir": "NeMo Gym environments are cached in nemo_gym.cache_dir (the response cache's folder is "
+    "cache_path); remove it",
     "nemo_gym_log_dir": "ng_run prints every server's output prefixed with its name (pipe it to tee); remove it",
     "_inherit_from": "NeMo Gym's config directives are not supported; use ${...} interpolations",
     "_copy": "NeMo Gym's config directives are not supported; use ${...} interpolations",

@@ -171,6 +171,8 @@ def terminal(a: Analysis, *, groups: bool = False, verdict: Verdict | None = Non
     lines = _aligned(table[0], table[1:])
     if verdict is not None and verdict.picks:
         lines = [*verdict_lines(verdict), "", *lines]
+    if note := cache_note(a):
+        lines.append(note)
     if a.comparisons:
         lines.append("")
         lines.extend(c.sentence for c in a.comparisons)
@@ -254,6 +256,9 @@ def group_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
 
 def served_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
     header = ["variant", "requested", "served by (rollouts)", "providers (rollouts)", "fallback served", "failures"]
+    cached = any(v.response_cache is not None for v in a.variants)
+    if cached:
+        header.append("from response cache")
     rows = []
     for v in a.variants:
         rows.append(
@@ -264,9 +269,27 @@ def served_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
                 ", ".join(f"{p} ({n})" for p, n in v.providers.items()) or "-",
                 "-" if v.fallback.share is None else f"{v.fallback.rollouts}/{v.fallback.known}",
                 ", ".join(f"{k} ({n})" for k, n in v.failures_by_kind.items()) or "-",
+                *([cache_cell(v)] if cached else []),
             ]
         )
     return header, rows
+
+
+def cache_cell(v: VariantFigures) -> str:
+    """``hits/model calls, $saved saved`` of a variant collected with +cache=true, else ``-``."""
+    c = v.response_cache
+    if c is None:
+        return "-"
+    return f"{c.hits}/{c.hits + c.misses} calls, ${c.saved_usd:.6f} saved"
+
+
+def cache_note(a: Analysis) -> str | None:
+    """One line naming the variants answered (partly) from the response cache: their cost
+    counts $0 for those calls, and the comparison of cost is not a comparison of prices."""
+    cached = [f"{v.name} ({cache_cell(v)})" for v in a.variants if v.response_cache and v.response_cache.hits]
+    if not cached:
+        return None
+    return "served from the response cache (those calls cost $0 here): " + "; ".join(cached)
 
 
 def markdown(a: Analysis, inputs: list[str], warnings: list[str], verdict: Verdict | None = None) -> str:
@@ -279,6 +302,8 @@ def markdown(a: Analysis, inputs: list[str], warnings: list[str], verdict: Verdi
         if verdict.projections:
             lines += ["Projected cost:", "", *_md_table(*projection_table(verdict)), ""]
     lines += ["## Variants", "", *_md_table(header, rows), ""]
+    if note := cache_note(a):
+        lines += [note[0].upper() + note[1:], ""]
     if a.pareto:
         lines += [f"Pareto frontier (reward against cost per rollout): {', '.join(a.pareto)}", ""]
     if a.comparisons:

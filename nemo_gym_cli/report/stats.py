@@ -140,6 +140,15 @@ class Fallback:
 
 
 @dataclass(frozen=True)
+class CacheFigures:
+    """A variant's model calls answered from the response cache (its runs' metrics files)."""
+
+    hits: int
+    misses: int
+    saved_usd: float  # what the hits' answers cost when they were paid for
+
+
+@dataclass(frozen=True)
 class VariantFigures:
     name: str
     sources: list[str]
@@ -165,6 +174,7 @@ class VariantFigures:
     models: dict[str, int]
     providers: dict[str, int]
     fallback: Fallback
+    response_cache: CacheFigures | None = None  # None: collected without +cache=true
 
 
 @dataclass(frozen=True)
@@ -303,7 +313,22 @@ def _variant(a: Analysis, v: int, name: str) -> VariantFigures:
         models=_named_counts(np.frombuffer(r.model, np.int16)[ok], r.models.names),
         providers=_named_counts(np.frombuffer(r.provider, np.int16)[ok], r.providers.names),
         fallback=Fallback(int((fallback == 1).sum()), known, float((fallback == 1).sum() / known) if known else None),
+        response_cache=_cache_figures([s.metrics for s in sources]),
     )
+
+
+def _cache_figures(docs: list[dict[str, Any] | None]) -> CacheFigures | None:
+    """The response cache's counts summed over the metrics files of a variant's outputs."""
+    found = (d.get("response_cache") for d in docs if isinstance(d, dict))
+    blocks: list[dict[str, Any]] = [b for b in found if isinstance(b, dict)]
+    if not blocks:
+        return None
+
+    def total(key: str) -> float:
+        values = (b.get(key) for b in blocks)
+        return sum(v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    return CacheFigures(int(total("hits")), int(total("misses")), float(total("saved_usd")))
 
 
 def _format_p(p: float) -> str:

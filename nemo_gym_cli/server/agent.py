@@ -15,6 +15,9 @@
    a cookie);
 2. ``loop(rollout, params)`` with the row's ``responses_create_params`` (its ``input`` as a
    list; its ``tools`` from the resources server's ``GET /tools`` when the row has none);
+   every model call carries the row's ``_ng_rollout_index`` (the repeat it is, which the
+   collector puts in the row as NeMo Gym's does) in the ``x-ng-rollout-index`` header, so a
+   model server's response cache keeps repeats independent samples;
 3. ``POST /verify`` with the row plus ``response``: the last model response, its ``output``
    replaced by every item the rollout produced, its ``usage`` summed over every model call
    (tokens, ``cost``, the adapter's ``retries`` and ``unpriced_calls``), every field of
@@ -46,7 +49,7 @@ from nemo_gym_cli.server.client import Answer, JSONClient, cookie_header, open_j
 from nemo_gym_cli.server.config import ServerConfig, ServerRef
 from nemo_gym_cli.server.http import Request, route
 from nemo_gym_cli.server.replicas import Replicas
-from nemo_gym_cli.server.spec import SESSION_COOKIE, SESSION_HEADER, new_session_id
+from nemo_gym_cli.server.spec import ROLLOUT_INDEX_HEADER, SESSION_COOKIE, SESSION_HEADER, new_session_id
 from nemo_gym_cli.wire import dumps, loads
 
 __all__ = ["Agent", "Rollout", "add_usage"]
@@ -59,9 +62,13 @@ class Rollout:
     """One rollout as an agent's ``loop`` sees it: the model and the tools, with the session
     and the usage bookkeeping done."""
 
-    def __init__(self, agent: Agent, session_id: str, cookies: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, agent: Agent, session_id: str, cookies: dict[str, str] | None = None, rollout_index: int | None = None
+    ) -> None:
         self.agent = agent
         self.session_id = session_id
+        #: which repeat of its task this rollout is (None: not said), sent with every model call
+        self.rollout_index = rollout_index
         # The rollout's session lives in one resources server replica: every call goes there.
         self.resources_url = agent.resources.pick(session_id)
         self.model_base = agent.models.pick(session_id)
@@ -84,9 +91,12 @@ class Rollout:
     async def model(self, params: dict[str, Any]) -> dict[str, Any]:
         """One call to the model server's ``/v1/responses``; its usage joins the rollout's
         (a failed call's too: what its attempts cost, from the error envelope)."""
+        headers = cookie_header(self.model_cookies)
+        if self.rollout_index is not None:
+            headers[ROLLOUT_INDEX_HEADER] = str(self.rollout_index)
         try:
             answer = await self.agent.exchange(
-                self.agent.models, self.model_base, "/v1/responses", params, cookie_header(self.model_cookies) or None
+                self.agent.models, self.model_base, "/v1/responses", params, headers or None
             )
         except ServerError as exc:
             add_usage(self.usage, exc.usage)
@@ -201,7 +211,7 @@ class Agent(Server):
     async def http_run(self, request: Request) -> dict[str, Any]:
         row = await request.json_object()
         params = _params(row)
-        rollout = Rollout(self, new_session_id())
+        rollout = Rollout(self, new_session_id(), rollout_index=_index(row.get("_ng_rollout_index")))
         env = rollout.resources_url
         try:
             seeded = await self.exchange(self.resources, env, "/seed_session", row, rollout._env_headers())
@@ -230,7 +240,7 @@ class Agent(Server):
     async def http_responses(self, request: Request) -> dict[str, Any]:
         params = _params({"responses_create_params": await request.json_object()})
         session = request.headers.get(SESSION_HEADER) or request.cookies.get(SESSION_COOKIE) or new_session_id()
-        rollout = Rollout(self, session, request.cookies)
+        rollout = Rollout(self, session, request.cookies, _index(request.headers.get(ROLLOUT_INDEX_HEADER)))
         params = await self._with_tools(params, rollout.resources_url)
         response = rollout.response(await self.loop(rollout, params), params)
         for name, value in {**rollout.cookies, **rollout.model_cookies}.items():
@@ -277,6 +287,14 @@ class Agent(Server):
                 tools = None
             self._env_tools = [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else None
         return self._env_tools
+
+
+def _index(value: Any) -> int | None:
+    """A repeat index from a row's ``_ng_rollout_index`` or a caller's header; anything but a
+    non-negative integer reads as none (the model server then keys on the request alone)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _params(row: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,10 @@ the keys of the upstream whose ``/models`` prices its answers, ``answer_keys`` t
 that change what it answers. With a ``model_key``, the base refuses (400) a request naming a
 model that is neither (a sweep's variant is never answered by another model) and lists both
 at ``GET /v1/models``; ``asked_model`` tells the subclass which one to send.
+
+An agent names the repeat a request belongs to in the ``x-ng-rollout-index`` header (the
+row's ``_ng_rollout_index``); ``rollout_index()`` gives it to the subclass (a response cache
+keys on it: ``server/cache.py``). A value that is not a non-negative integer is a 400.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -48,6 +53,7 @@ from nemo_gym_cli.openai.streams import SSE_MEDIA_TYPE, chat_sse, response_sse
 from nemo_gym_cli.server.base import Server
 from nemo_gym_cli.server.config import ServerConfig
 from nemo_gym_cli.server.http import Request, route
+from nemo_gym_cli.server.spec import ROLLOUT_INDEX_HEADER
 
 __all__ = ["ModelServer", "ModelServerConfig", "Served", "UpstreamKeys", "declared_config"]
 
@@ -137,6 +143,8 @@ def declared_config(entrypoint: str, server_type: str, implementation: str) -> t
 
 
 _STREAM_KEYS = ("stream", "stream_options")
+#: The repeat index of the request being answered (None: its caller named none).
+_ROLLOUT_INDEX: ContextVar[int | None] = ContextVar("ng_rollout_index", default=None)
 _SSE_HEADERS = {"cache-control": "no-cache"}
 
 
@@ -193,6 +201,11 @@ class ModelServer(Server):
                 )
         return asked if asked and asked != configured else None
 
+    def rollout_index(self) -> int | None:
+        """The repeat index of the rollout the request being answered belongs to (the
+        ``x-ng-rollout-index`` header its agent sent); None when the caller sent none."""
+        return _ROLLOUT_INDEX.get()
+
     async def responses(self, body: dict[str, Any]) -> Any:
         """Answer a Responses create request with a Responses object (or an ASGI response)."""
         raise HTTPError(404, f"{self.describe()} does not serve the Responses API")
@@ -215,6 +228,13 @@ class ModelServer(Server):
     async def http_responses(self, request: Request) -> Any:
         body = await request.json_object()
         self.asked_model(body)
+        token = _ROLLOUT_INDEX.set(_rollout_index(request))
+        try:
+            return await self._answer_responses(body)
+        finally:
+            _ROLLOUT_INDEX.reset(token)
+
+    async def _answer_responses(self, body: dict[str, Any]) -> Any:
         if body.get("stream") is not True:
             return await self.responses(body)
         answer = await self.responses(_unstreamed(body))
@@ -226,6 +246,13 @@ class ModelServer(Server):
     async def http_chat_completions(self, request: Request) -> Any:
         body = await request.json_object()
         self.asked_model(body)
+        token = _ROLLOUT_INDEX.set(_rollout_index(request))
+        try:
+            return await self._answer_chat(body)
+        finally:
+            _ROLLOUT_INDEX.reset(token)
+
+    async def _answer_chat(self, body: dict[str, Any]) -> Any:
         if body.get("stream") is not True:
             return await self.chat_completions(body)
         options = body.get("stream_options")
@@ -263,6 +290,22 @@ def _raw_value(source: str, path: list[str]) -> Any:
             node = node.get(part) if isinstance(node, dict) else None
         return node
     return None
+
+
+def _rollout_index(request: Request) -> int | None:
+    """The ``x-ng-rollout-index`` header's value; a malformed one is a 400."""
+    raw = request.headers.get(ROLLOUT_INDEX_HEADER)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise HTTPError(
+            400,
+            f"header {ROLLOUT_INDEX_HEADER} must be a non-negative integer (the rollout's repeat index), "
+            f"got {raw[:40]!r}",
+            kind="bad_request",
+            retryable=False,
+        )
+    return int(raw)
 
 
 def _unstreamed(body: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SESSION_COOKIE", "SESSION_HEADER", "ServerSpec", "new_session_id"]
+__all__ = ["ROLLOUT_INDEX_HEADER", "SESSION_COOKIE", "SESSION_HEADER", "ServerSpec", "new_session_id"]
 
 #: The header an agent sends with every call of one rollout to a resources server, so the
 #: resources server can keep per-rollout state.
@@ -17,6 +17,9 @@ SESSION_HEADER = "x-ng-session-id"
 #: The cookie a resources server sets on ``/seed_session`` when no header names a session:
 #: NeMo Gym's agents forward cookies, not our header.
 SESSION_COOKIE = "ng_session"
+#: The header an agent sends with every model call of one rollout: the rollout's repeat index
+#: (the row's ``_ng_rollout_index``), so a response cache keeps repeats independent samples.
+ROLLOUT_INDEX_HEADER = "x-ng-rollout-index"
 
 
 def new_session_id() -> str:

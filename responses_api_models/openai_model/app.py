@@ -30,6 +30,17 @@ tokens: ``retries`` (``{kind: count}``, the upstream retries made for it), ``unp
 reported; an error's envelope carries the same in its ``usage``, so a run's cost counts
 every upstream call.
 
+With ``cache: true`` (``ng_collect_rollouts`` / ``ng_run`` ``+cache=true`` sets it) a request
+answered before is answered again from the response cache (``nemo_gym_cli.server.cache``),
+without an upstream call. The key is what can change the answer: the first upstream's URL
+(redacted; an instance of the same config by its name, not its port) and API, the body
+sent upstream after conversion (messages or input, tools, sampling parameters, seed,
+provider routing, response format...), the model and fallbacks sent, a digest of
+``default_headers``, and the rollout's repeat index (the agent's ``x-ng-rollout-index``
+header). The answer's ``usage.response_cache`` says ``{hits, misses, saved_usd}``; a hit's
+``cost`` is 0 and ``saved_usd`` what the answer cost when it was paid for. Errors,
+truncated answers and answers without usage are never stored.
+
 At start-up the server checks the upstream once (``preflight``): a rejected key, an unknown
 model or an unreachable provider stops it with one message saying what to do, instead of
 failing every rollout later. Provider errors reach the agent in the error envelope
@@ -38,10 +49,12 @@ failing every rollout later. Provider errors reach the agent in the error envelo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,8 +65,11 @@ from nemo_gym_cli.openai.usage import add_usage, usage_as_chat, usage_as_respons
 from nemo_gym_cli.providers.catalogue import preflight
 from nemo_gym_cli.providers.model_ids import split
 from nemo_gym_cli.providers.upstream import AiohttpWire, Tally, Upstream, UpstreamClient
+from nemo_gym_cli.redaction import redact_url
 from nemo_gym_cli.server import ModelServer
-from nemo_gym_cli.server.model import ModelServerConfig, UpstreamKeys
+from nemo_gym_cli.server.cache import CachingModelServerConfig, ResponseCache, answer_cost, cache_key, cacheable
+from nemo_gym_cli.server.model import UpstreamKeys
+from nemo_gym_cli.wire import dumps
 
 log = logging.getLogger("openai_model")
 
@@ -72,7 +88,7 @@ class AlternativeUpstream(BaseModel):
 class OpenAIModel(ModelServer):
     """The two endpoints over one ``UpstreamClient``."""
 
-    class Config(ModelServerConfig):
+    class Config(CachingModelServerConfig):
         # What it serves, for the collector (the ModelServer base checks requests against it).
         model_key = "openai_model"
         upstream_keys = UpstreamKeys("openai_base_url", "openai_api_key", "default_headers")
@@ -144,6 +160,8 @@ class OpenAIModel(ModelServer):
             return out
 
     client: UpstreamClient
+    #: the response cache (None: cache is off)
+    cache: ResponseCache | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -192,9 +210,18 @@ class OpenAIModel(ModelServer):
             headers=config.default_headers,
         )
         self._reported: set[str] = set()
+        if config.cache:
+            self.cache = await ResponseCache.open(
+                Path(config.cache_path), ttl_s=config.cache_ttl_s, refresh=config.cache_refresh
+            )
+            headers = dumps(sorted(config.default_headers.items()))
+            self._headers_digest = hashlib.sha256(headers).hexdigest()[:16]
+            self._cache_url = _instance_url(upstreams[0].base_url, self.spec.server_urls)
 
     async def stop(self) -> None:
         self.client.retry_log.flush()  # the last summary line of retries not logged in full
+        if self.cache is not None:
+            await self.cache.close()
 
     async def models(self) -> list[dict[str, Any]]:
         """The configured model, then every fallback, allowed and alternative upstream's model."""
@@ -252,13 +279,78 @@ class OpenAIModel(ModelServer):
         answer["usage"] = _with_tally(answer.get("usage"), tally, names)
         return answer
 
+    async def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        tools_sent: bool,
+        parse: Callable[[dict[str, Any]], Any] | None = None,
+        stream: Any = None,
+        tally: Tally,
+        model: str | None,
+    ) -> Any:
+        """The upstream's answer to ``body`` at ``path`` (passed through ``parse``): from the
+        response cache when it holds one, else from the upstream (then stored if it may be)."""
+        cache = self.cache
+        if cache is None:
+            answer, _ = await self.client.post(
+                path, body, tools_sent=tools_sent, parse=parse, stream=stream, tally=tally, model=model
+            )
+            return answer
+        key, request = cache_key(self._cache_parts(path, body, model))
+        hit = await cache.get(key)
+        if hit is not None:
+            data = hit.answer
+            usage = data["usage"]  # cacheable() made sure there is one
+            usage["cost"] = 0.0  # nothing paid now; what it cost then is what the hit saved
+            details = usage.get("cost_details")
+            if isinstance(details, dict) and isinstance(details.get("upstream_inference_cost"), (int, float)):
+                details["upstream_inference_cost"] = 0.0
+            usage["response_cache"] = {"hits": 1, "misses": 0, "saved_usd": hit.cost or 0.0}
+            return parse(data) if parse is not None else data
+        paid: list[tuple[bytes, float | None]] = []
+
+        def keep(data: dict[str, Any]) -> Any:
+            # The raw answer, serialised before the conversion reads (and may share) its parts;
+            # kept only once it parsed (a retried attempt's is replaced by the next one's).
+            raw = (dumps(data), answer_cost(data)) if cacheable(data) else None
+            answer = parse(data) if parse is not None else data
+            paid[:] = [raw] if raw is not None else []
+            return answer
+
+        answer, _ = await self.client.post(
+            path, body, tools_sent=tools_sent, parse=keep, stream=stream, tally=tally, model=model
+        )
+        if paid:
+            cache.put(key, request, *paid[0])
+        if isinstance(answer, dict):
+            usage = answer.get("usage")
+            if not isinstance(usage, dict):
+                usage = answer["usage"] = {}
+            usage["response_cache"] = {"hits": 0, "misses": 1, "saved_usd": 0.0}
+        return answer
+
+    def _cache_parts(self, path: str, body: dict[str, Any], model: str | None) -> dict[str, Any]:
+        """What the cache key of a request holds: everything that can change its answer."""
+        upstream = self.client.upstreams[0]  # the configured one: failover does not change the key
+        named = model is not None and model != upstream.model
+        return {
+            "url": f"{self._cache_url.rstrip('/')}/{path}",
+            "model": model if named else upstream.model,
+            "models": [] if named else list(upstream.fallback_models),
+            "headers": self._headers_digest,
+            "body": body,
+            "rollout": self.rollout_index(),
+        }
+
     async def _responses(self, params: dict[str, Any], tally: Tally, model: str | None) -> dict[str, Any]:
         tools_sent = bool(params.get("tools"))
         stream = self.config.upstream_stream
         if self.config.upstream_api == "responses":
             body = {k: v for k, v in params.items() if k not in ("store", "previous_response_id")}
             body["store"] = False
-            response, _ = await self.client.post(
+            response = await self._post(
                 "responses",
                 self._body(body),
                 tools_sent=tools_sent,
@@ -269,7 +361,7 @@ class OpenAIModel(ModelServer):
             )
             return response
         chat = self._body(conversion.responses_to_chat_request(params))
-        response, _ = await self.client.post(
+        response = await self._post(
             "chat/completions",
             chat,
             tools_sent=tools_sent,
@@ -285,7 +377,7 @@ class OpenAIModel(ModelServer):
         stream = self.config.upstream_stream
         if self.config.upstream_api == "responses":
             params = self._body(conversion.chat_to_responses_request(body))
-            answer, _ = await self.client.post(
+            answer = await self._post(
                 "responses",
                 params,
                 tools_sent=tools_sent,
@@ -295,7 +387,7 @@ class OpenAIModel(ModelServer):
                 model=model,
             )
             return answer
-        answer, _ = await self.client.post(
+        answer = await self._post(
             "chat/completions",
             self._body(dict(body)),
             tools_sent=tools_sent,
@@ -307,6 +399,16 @@ class OpenAIModel(ModelServer):
 
 
 Names = Callable[[dict[str, Any]], dict[str, Any]] | None
+
+
+def _instance_url(base_url: str, server_urls: dict[str, str]) -> str:
+    """``base_url`` as the cache keys it: redacted, and an instance of this config (the
+    emulator of the offline configs, on a free port that changes every run) by its name."""
+    for name, url in server_urls.items():
+        root = url.rstrip("/")
+        if base_url == root or base_url.startswith(root + "/"):
+            return f"ng_url:{name}{base_url[len(root) :]}"
+    return redact_url(base_url)
 
 
 def _owner(model: str) -> str:
