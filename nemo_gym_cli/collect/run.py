@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from nemo_gym_cli.collect.adaptive import AdaptiveSweep
 from nemo_gym_cli.collect.aggregate import entries, slim, with_figures, write_aggregate_metrics_entries
 from nemo_gym_cli.collect.collector import Collector, Lane
 from nemo_gym_cli.collect.discovery import discover
@@ -67,6 +68,8 @@ class Outcome:
     message: str
     lanes: list[Lane] = field(default_factory=list)
     estimates: list[Estimate] | None = None
+    #: an adaptive sweep's end, in a sentence (None: not adaptive)
+    adaptive: str | None = None
 
 
 def connection_limit(concurrency: int, note: Note) -> int:
@@ -234,11 +237,16 @@ class _Run:
             )  # fmt: skip
             collector.prepare_output(num_tasks)
             outstanding = {lane.name: num_tasks * opts.num_repeats - len(lane.done) for lane in lanes}
-            progress.start(max(0, sum(outstanding.values())))
+            progress.start(max(0, sum(outstanding.values())))  # an adaptive sweep's: at most this
             watcher = asyncio.create_task(_watch_servers(supervisor, collector)) if supervisor else None
             started = time.perf_counter()
+            race = AdaptiveSweep(opts, lanes, num_tasks, self.note) if opts.adaptive else None
             try:
-                await collector.run(outstanding)
+                if race is not None:
+                    race.load()
+                    await race.run(collector)
+                else:
+                    await collector.run(outstanding)
             finally:
                 await progress.stop()
                 if watcher is not None:
@@ -265,6 +273,8 @@ class _Run:
                 doc["status"] = "failed"
             if collector.stopped is not None:
                 doc["stopped"] = str(collector.stopped)
+            if race is not None and lane.name not in race.race.live:
+                doc["status"] = "dropped"  # by the adaptive sweep: its rows and figures stay
             doc["run"] = {**records[lane.name], "ended_at": ended_at}
             write_metrics(lane.output, doc)
             if opts.materialize_inputs:
@@ -280,7 +290,7 @@ class _Run:
         if collector.fatal is not None:
             raise collector.fatal
         code, message = gates(docs, opts, collector)
-        return Outcome(docs, code, message, lanes)
+        return Outcome(docs, code, message, lanes, adaptive=race.summary() if race is not None else None)
 
     async def _aggregate(self, lane: Lane, routes: dict[str, Route], client: Any) -> None:
         """``<stem>_aggregate_metrics.json`` (NeMo Gym 0.7's summary): each environment
@@ -376,6 +386,7 @@ def pilot(opts: CollectOptions) -> CollectOptions:
             "resume_from_cache": False,
             "max_cost_usd": None,
             "materialize_inputs": False,
+            "adaptive": False,
         }
     )
     for path in pilot.outputs().values():
