@@ -13,9 +13,9 @@ random task order as ``ng_collect_rollouts +adaptive=true`` does, round by round
   elimination, is a false claim: its rate must stay at or under ``alpha``.
 - **emulated**: the three emulated models of ``configs/offline_sweep.yaml`` (accuracy 0.55,
   0.75, 0.92; the emulator gets each task wrong independently per model, with probability
-  1 - accuracy) at the cost per rollout they bill on math's problems, 240 tasks (math's
-  ``data/problems.jsonl``). The right winner is the objective's answer on the true
-  accuracies.
+  1 - accuracy) at the cost per rollout they bill on math's problems, over 240 tasks (as
+  many as math's ``data/problems.jsonl``) and 480 (``generate.py -n 480``, the offline test's
+  set). The right winner is the objective's answer on the true accuracies.
 
 Cost is rollouts x cost per rollout; a full sweep runs every task on every variant.
 """
@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nemo_gym_cli.collect.race import Race, RaceRules  # noqa: E402
 
-#: the emulated models: accuracy and USD per rollout billed on math's problems (measured:
-#: tests/collect/test_adaptive_sweep.py's full sweep, emulator's bill / rollouts)
-EMULATED = {"small": (0.55, 1.16e-05), "medium": (0.75, 9.28e-05), "large": (0.92, 0.000696)}
+#: the emulated models: accuracy, and USD per rollout billed on math's problems (measured: a
+#: full offline sweep of data/problems.jsonl, each variant's cost / 240 rollouts)
+EMULATED = {"small": (0.55, 7.34e-06), "medium": (0.75, 5.96e-05), "large": (0.92, 5.11e-04)}
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,14 @@ def settings() -> list[Setting]:
         RaceRules("target", 0.05, 0.02, 0.5),
     ):
         out.append(Setting("identical", rules, 1000, True, None))
-    for rules, right in (
-        (RaceRules("best", 0.05, 0.02), "large"),
-        (RaceRules("within_margin", 0.05, 0.2), "medium"),
-        (RaceRules("target", 0.05, 0.02, 0.5), "small"),
-        (RaceRules("target", 0.05, 0.02, 0.85), "large"),
+    for rules, right, tasks in (
+        (RaceRules("best", 0.05, 0.02), "large", 240),
+        (RaceRules("best", 0.05, 0.02), "large", 480),
+        (RaceRules("within_margin", 0.05, 0.2), "medium", 480),
+        (RaceRules("target", 0.05, 0.02, 0.5), "small", 480),
+        (RaceRules("target", 0.05, 0.02, 0.85), "large", 480),
     ):
-        out.append(Setting("emulated", rules, 240, False, right))
+        out.append(Setting("emulated", rules, tasks, False, right))
     return out
 
 
@@ -96,7 +97,7 @@ def simulate(setting: Setting, seed: int, round_tasks: int) -> tuple[bool, bool,
     if setting.identical:
         # Equal means (0.5, the mean of Beta(2, 2)): a drop as "beaten" or "below the target 0.5"
         # claims what is not so; "a cheaper one reaches the target" is true.
-        false_claim = any("beaten" in d.reason or "below the target" in d.reason for d in race.drops)
+        false_claim = any(d.rule in ("beaten", "margin", "below_target") for d in race.drops)
         right = not false_claim
     else:
         false_claim = race.winner != setting.right and race.confident

@@ -32,14 +32,14 @@ from typing import Any
 from nemo_gym_cli.collect.collector import BudgetSpent, Collector, Lane
 from nemo_gym_cli.collect.options import CollectOptions
 from nemo_gym_cli.collect.outputs import OutputFiles
-from nemo_gym_cli.collect.race import Race, RaceRules
+from nemo_gym_cli.collect.race import Race, RaceRules, describe_end
 from nemo_gym_cli.errors import ConfigError, InputError
 from nemo_gym_cli.wire import dumps, loads
 
 __all__ = ["ADAPTIVE_FILE", "AdaptiveSweep", "task_order"]
 
 #: The race's record, inside the sweep folder.
-ADAPTIVE_FILE = "adaptive.json"
+ADAPTIVE_FILE = OutputFiles.ADAPTIVE
 
 
 def task_order(num_tasks: int, seed: int) -> list[int]:
@@ -51,7 +51,7 @@ def task_order(num_tasks: int, seed: int) -> list[int]:
 
 
 def adaptive_path(output: Path) -> Path:
-    return OutputFiles(output).sweep_folder / ADAPTIVE_FILE
+    return OutputFiles(output).adaptive
 
 
 @dataclass
@@ -192,7 +192,14 @@ class AdaptiveSweep:
             "level_per_comparison": race.level,
             "rounds": self.rounds,
             "drops": [
-                {"variant": d.variant, "round": d.round, "tasks": d.tasks, "reason": d.reason, "by": d.by}
+                {
+                    "variant": d.variant,
+                    "round": d.round,
+                    "tasks": d.tasks,
+                    "rule": d.rule,
+                    "reason": d.reason,
+                    "by": d.by,
+                }
                 for d in race.drops
             ],
             "live": list(race.live),
@@ -291,30 +298,3 @@ class AdaptiveSweep:
                 f"the race ({', '.join(self.race.live)} still in it)"
             )
         return describe_end(end, self.settings)
-
-
-_ENDS = {
-    "one_left": "every other variant was dropped",
-    "tie": "the others are confidently within +margin of the cheapest",
-    "target_reached": "the cheapest variant left confidently reaches +target_reward",
-    "none_reach_target": "every variant is confidently below +target_reward",
-    "budget": "the budget (+max_cost_usd) ran out: no confident decision",
-    "task_limit": "the tasks ran out: no confident decision",
-}
-
-
-def describe_end(end: dict[str, Any], settings: dict[str, Any]) -> str:
-    """The race's end in a sentence or two (the terminal's and the report's)."""
-    reason = str(end.get("reason"))
-    winner = end.get("winner")
-    who = f"{winner} wins" if winner else "no variant wins"
-    lead = "" if end.get("confident") else " (the leader so far, not a confident decision)"
-    spent, full = end.get("spent_usd"), end.get("full_sweep_usd_estimate")
-    money = f"; spent ${spent:.6f}" if isinstance(spent, (int, float)) else ""
-    if isinstance(full, (int, float)) and full > 0 and isinstance(spent, (int, float)):
-        money += f" of an estimated ${full:.6f} for the full sweep ({spent / full:.0%})"
-    alpha = settings.get("alpha")
-    return (
-        f"adaptive sweep ({settings.get('objective')}, alpha {alpha}): {who}{lead}: ended after round "
-        f"{end.get('rounds')} because {_ENDS.get(reason, reason)}{money}"
-    )

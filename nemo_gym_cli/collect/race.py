@@ -39,7 +39,7 @@ from typing import Any
 
 from nemo_gym_cli.collect.confidence import BettingCS
 
-__all__ = ["CONFIDENT_ENDS", "OBJECTIVES", "Drop", "Race", "RaceRules"]
+__all__ = ["CONFIDENT_ENDS", "OBJECTIVES", "Drop", "Race", "RaceRules", "describe_end"]
 
 OBJECTIVES = ("best", "within_margin", "target")
 #: Ends that carry the guarantee; ``budget`` and ``task_limit`` do not.
@@ -74,11 +74,13 @@ class RaceRules:
 
 @dataclass(frozen=True)
 class Drop:
-    """A variant leaving the race: after which round, on how many tasks, why, beaten by whom."""
+    """A variant leaving the race: after which round, on how many tasks, by which rule
+    (``beaten``, ``margin``, ``below_target``, ``cheaper_reaches``), why in words, by whom."""
 
     variant: str
     round: int
     tasks: int
+    rule: str
     reason: str
     by: str | None = None
 
@@ -162,37 +164,41 @@ class Race:
         rules, out = self.rules, []
         # The dearest first: when two variants could each go, the dearer one does.
         for loser in reversed(self._by_cost(list(self.live))):
-            reason, by = self._beaten(loser, rules)
-            if reason:
+            rule, reason, by = self._beaten(loser, rules)
+            if rule:
                 self.live.remove(loser)
-                out.append(Drop(loser, self.rounds, self.tasks[loser], reason, by))
+                out.append(Drop(loser, self.rounds, self.tasks[loser], rule, reason, by))
         return out
 
-    def _beaten(self, i: str, rules: RaceRules) -> tuple[str, str | None]:
+    def _beaten(self, i: str, rules: RaceRules) -> tuple[str, str, str | None]:
+        """Why ``i`` cannot win: (rule, reason, by whom); ("", "", None) if it still can."""
         others = [j for j in self.live if j != i]
         m = rules.margin
         for j in others:
             low, _ = self.difference(j, i)
             if low > 0 and self._cheaper(j, i):
-                return f"confidently beaten by {j}, no dearer (reward {low:+.3f} or more)", j
+                return "beaten", f"{j}, no dearer per rollout, is confidently better (by {low:.3f} or more)", j
         if rules.objective == "best":
             for j in others:
                 low, _ = self.difference(j, i)
                 if low > 0:
-                    return f"confidently beaten by {j} (reward {low:+.3f} or more)", j
+                    return "beaten", f"{j} is confidently better (by {low:.3f} or more)", j
         elif rules.objective == "within_margin":
             for j in others:
                 low, _ = self.difference(j, i)
                 if low > m:
-                    return f"confidently more than {m:g} below {j} ({low:+.3f} or more)", j
+                    return "margin", f"{j} is confidently better by more than the margin {m:g} ({low:.3f} or more)", j
         else:
             assert rules.target is not None
             if self.means[i].upper < rules.target:
-                return f"confidently below the target {rules.target:g} (at most {self.means[i].upper:.3f})", None
+                reason = (
+                    f"confidently below the target {rules.target:g} (its mean is at most {self.means[i].upper:.3f})"
+                )
+                return "below_target", reason, None
             for j in others:
                 if self._cheaper(j, i) and self.means[j].lower >= rules.target:
-                    return f"{j} is cheaper and confidently reaches the target {rules.target:g}", j
-        return "", None
+                    return "cheaper_reaches", f"{j} is cheaper and confidently reaches the target {rules.target:g}", j
+        return "", "", None
 
     def _check_end(self) -> None:
         rules = self.rules
@@ -253,3 +259,31 @@ class Race:
             "means": {n: [*self._bounds(n), self.mean(n)] for n in self.names},
             "dropped": [d.variant for d in dropped],
         }
+
+
+#: Why a race ended, in words.
+_ENDS = {
+    "one_left": "every other variant was dropped",
+    "tie": "the others are confidently within +margin of the cheapest",
+    "target_reached": "the cheapest variant left confidently reaches +target_reward",
+    "none_reach_target": "every variant is confidently below +target_reward",
+    "budget": "the budget (+max_cost_usd) ran out: no confident decision",
+    "task_limit": "the tasks ran out: no confident decision",
+}
+
+
+def describe_end(end: dict[str, Any], settings: dict[str, Any]) -> str:
+    """The race's end in a sentence or two (the terminal's and the report's)."""
+    reason = str(end.get("reason"))
+    winner = end.get("winner")
+    who = f"{winner} wins" if winner else "no variant wins"
+    lead = "" if end.get("confident") else " (the leader so far, not a confident decision)"
+    spent, full = end.get("spent_usd"), end.get("full_sweep_usd_estimate")
+    money = f"; spent ${spent:.6f}" if isinstance(spent, (int, float)) else ""
+    if isinstance(full, (int, float)) and full > 0 and isinstance(spent, (int, float)):
+        money += f" of an estimated ${full:.6f} for the full sweep ({spent / full:.0%})"
+    alpha = settings.get("alpha")
+    return (
+        f"adaptive sweep ({settings.get('objective')}, alpha {alpha}): {who}{lead}: ended after round "
+        f"{end.get('rounds')} because {_ENDS.get(reason, reason)}{money}"
+    )

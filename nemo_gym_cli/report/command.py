@@ -124,6 +124,7 @@ def report(args: list[str]) -> int:
     opts = ReportOptions.from_args(args)
     _check_extra()
     from nemo_gym_cli.report import render
+    from nemo_gym_cli.report.adaptive import find_race, race_summary
     from nemo_gym_cli.report.load import load
     from nemo_gym_cli.report.sources import default_report_dir, find_sources
     from nemo_gym_cli.report.stats import analyse
@@ -149,16 +150,22 @@ def report(args: list[str]) -> int:
     report_dir = opts.report_dir or default_report_dir(opts.inputs)
     report_dir.mkdir(parents=True, exist_ok=True)
     trajectories = sample_trajectories(analysis, report_dir, opts.viewer_tasks)
+    race = find_race(opts.inputs, warnings)  # an adaptive sweep's (+adaptive=true)
+    doc = render.document(analysis, opts.inputs, warnings)
+    if race is not None:
+        doc["adaptive"] = race
     files = {
-        "report.json": render.dumps(render.document(analysis, opts.inputs, warnings)),
+        "report.json": render.dumps(doc),
         "report.md": render.markdown(analysis, opts.inputs, warnings).encode(),
-        "report.html": render.html(analysis, opts.inputs, warnings, trajectories).encode(),
+        "report.html": render.html(analysis, opts.inputs, warnings, trajectories, race=race).encode(),
     }
     for name, data in files.items():
         (report_dir / name).write_bytes(data)
     tasks = int((analysis.task_rollouts > 0).any(axis=0).sum())
     print(f"{len(analysis.variants)} variants, {int(analysis.keep.sum())} rollouts over {tasks} tasks")
     print(render.terminal(analysis, groups=bool(opts.group_by)))
+    if race is not None:
+        print(race_summary(race))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     elapsed = time.perf_counter() - started

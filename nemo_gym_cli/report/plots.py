@@ -24,7 +24,15 @@ from matplotlib.figure import Figure
 
 from nemo_gym_cli.report.stats import Analysis
 
-__all__ = ["HEATMAP_ROWS", "cost_distribution", "heatmap", "latency_distribution", "reward_by_group", "reward_vs_cost"]
+__all__ = [
+    "HEATMAP_ROWS",
+    "cost_distribution",
+    "race",
+    "heatmap",
+    "latency_distribution",
+    "reward_by_group",
+    "reward_vs_cost",
+]
 
 #: Most rows of the task heatmap; more tasks are binned by difficulty.
 HEATMAP_ROWS = 60
@@ -182,3 +190,44 @@ def latency_distribution(a: Analysis) -> str | None:
 def cost_distribution(a: Analysis) -> str | None:
     """Cost per succeeded rollout: box 25-75%, whiskers 5-95%, median, mean."""
     return _distribution(a, "cost", "cost per rollout (USD); whiskers 5-95%", "cost")
+
+
+def race(doc: dict[str, Any]) -> str | None:
+    """An adaptive sweep's race: each pair's confidence sequence for the difference of mean
+    rewards against the tasks both ran (a band per pair, to where one of them left), the
+    lines 0 and +-margin, and each drop marked where it happened."""
+    rounds = doc.get("rounds") or []
+    if not rounds:
+        return None
+    pairs: dict[str, list[tuple[int, float, float]]] = {}
+    for r in rounds:
+        for key, (low, high, n) in r["race"]["pairs"].items():
+            points = pairs.setdefault(key, [])
+            if n and (not points or points[-1][0] != n):
+                points.append((int(n), float(low), float(high)))
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot()
+    for i, (key, points) in enumerate(pairs.items()):
+        if not points:
+            continue
+        a, b = key.split("|", 1)
+        xs = [0] + [p[0] for p in points]
+        lows = [-1.0] + [p[1] for p in points]
+        highs = [1.0] + [p[2] for p in points]
+        ax.fill_between(xs, lows, highs, step="post", alpha=0.18, color=_color(i))
+        ax.step(xs, lows, where="post", color=_color(i), linewidth=1.2, label=f"{a} - {b}")
+        ax.step(xs, highs, where="post", color=_color(i), linewidth=1.2)
+    margin = float((doc.get("settings") or {}).get("margin") or 0.0)
+    ax.axhline(0.0, color="0.2", linewidth=0.8)
+    if margin:
+        for y in (margin, -margin):
+            ax.axhline(y, color="0.5", linewidth=0.8, linestyle=":")
+    for d in doc.get("drops") or []:
+        ax.axvline(d["tasks"], color="0.4", linewidth=0.8, linestyle="--")
+        ax.annotate(f"{d['variant']} out", (d["tasks"], 0.95), rotation=90, fontsize=7, ha="right", va="top")
+    ax.set_ylim(-1.02, 1.02)
+    ax.set_xlabel("tasks both variants ran")
+    ax.set_ylabel("mean reward difference (confidence sequence)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    return _svg(fig, "race")
