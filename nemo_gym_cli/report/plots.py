@@ -211,12 +211,13 @@ def race(doc: dict[str, Any]) -> str | None:
         if not points:
             continue
         a, b = key.split("|", 1)
+        # each round's interval drawn over the round's tasks, ending where it was computed
         xs = [0] + [p[0] for p in points]
-        lows = [-1.0] + [p[1] for p in points]
-        highs = [1.0] + [p[2] for p in points]
-        ax.fill_between(xs, lows, highs, step="post", alpha=0.18, color=_color(i))
-        ax.step(xs, lows, where="post", color=_color(i), linewidth=1.2, label=f"{a} - {b}")
-        ax.step(xs, highs, where="post", color=_color(i), linewidth=1.2)
+        lows = [points[0][1]] + [p[1] for p in points]
+        highs = [points[0][2]] + [p[2] for p in points]
+        ax.fill_between(xs, lows, highs, step="pre", alpha=0.18, color=_color(i))
+        ax.step(xs, lows, where="pre", color=_color(i), linewidth=1.2, label=f"{a} - {b}")
+        ax.step(xs, highs, where="pre", color=_color(i), linewidth=1.2)
     margin = float((doc.get("settings") or {}).get("margin") or 0.0)
     ax.axhline(0.0, color="0.2", linewidth=0.8)
     if margin:
