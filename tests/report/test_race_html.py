@@ -88,7 +88,8 @@ def test_a_report_without_a_race_has_no_race_section(sweep: Path, run_report: An
 JS_RACE = """(() => {
   const svg = document.querySelector('#plot-race svg');
   const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
-  const rows = [...document.querySelectorAll('#race-drops tbody tr')].map(r => r.cells[0].textContent + ':' + r.cells[3].textContent);
+  const rows = [...document.querySelectorAll('#race-drops tbody tr')]
+    .map(r => r.cells[0].textContent + ':' + r.cells[3].textContent);
   return [box.width, box.height, rows, document.querySelector('.race-summary').textContent,
           svg ? svg.textContent.includes('medium - large') : false];
 })()"""
