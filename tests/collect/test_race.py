@@ -68,3 +68,20 @@ def test_a_round_missing_a_live_variants_tasks_is_refused() -> None:
     race = Race(["a", "b"], RaceRules())
     with pytest.raises(ValueError, match="needs the round's tasks"):
         race.add_round({"a": [1.0, 0.0], "b": [1.0]}, {"a": 1.0, "b": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"adaptive": True}, "races the variants of a sweep"),
+        ({"adaptive": True, "models": ["a/x", "b/y"], "objective": "target"}, r"needs \+target_reward"),
+        ({"adaptive": True, "models": ["a/x", "b/y"], "objective": "cheapest"}, "best, within_margin or target"),
+    ],
+)
+def test_adaptive_options_that_cannot_race_are_one_line_usage_errors(keys, message) -> None:
+    from nemo_gym_cli.collect.options import CollectOptions
+    from nemo_gym_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as caught:
+        CollectOptions.from_config({"input_jsonl_fpath": "in.jsonl", **keys})
+    assert "\n" not in str(caught.value)
