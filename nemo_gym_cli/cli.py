@@ -72,6 +72,14 @@ Keys (default):
   max_cost_usd             stop when the cost the provider reports reaches this (no limit)
   dry_run                  estimate tokens and cost from a pilot of a few rows, then exit (false)
   dry_run_rows             pilot rollouts per variant of dry_run (3)
+  adaptive                 race a sweep's variants in rounds, dropping the confidently beaten
+                           (docs/compare.md, "Adaptive sweeps") (false)
+  objective                adaptive: best, within_margin or target (best)
+  margin                   adaptive: reward difference that counts as a tie (0.02)
+  target_reward            adaptive, objective=target: the mean reward to reach (none)
+  alpha                    adaptive: error rate, however often the race looks (0.05)
+  round_tasks              adaptive: tasks per round, for every variant in the race (20)
+  adaptive_seed            adaptive: seed of the random task order (0)
   materialize_inputs       write <stem>_materialized_inputs.jsonl (NeMo Gym's reward
                            profiling reads it) (true)
   disable_aggregation      NeMo Gym 0.7's: skip <stem>_aggregate_metrics.json (false)

@@ -39,6 +39,8 @@ class OutputFiles:
     AGGREGATE_METRICS = "_aggregate_metrics.json"
     #: the sweep manifest's name inside a sweep folder
     MANIFEST = "sweep.json"
+    #: an adaptive sweep's race, inside the sweep folder (``collect/adaptive.py``)
+    ADAPTIVE = "adaptive.json"
 
     def _beside(self, suffix: str) -> Path:
         return self.output.with_name(self.output.stem + suffix)
@@ -71,6 +73,10 @@ class OutputFiles:
     @property
     def manifest(self) -> Path:
         return self.sweep_folder / self.MANIFEST
+
+    @property
+    def adaptive(self) -> Path:
+        return self.sweep_folder / self.ADAPTIVE
 
     def variant(self, name: str) -> Path:
         """The output of variant ``name`` of a sweep into this output."""

@@ -41,7 +41,7 @@ from nemo_gym_cli.collect.options import CollectOptions, Variant
 from nemo_gym_cli.errors import InputError, NemoGymError, ServerError
 from nemo_gym_cli.server.replicas import Replicas
 
-__all__ = ["INTERRUPT_GRACE_S", "CollectOptions", "Collector", "Lane", "StopReason"]
+__all__ = ["INTERRUPT_GRACE_S", "BudgetSpent", "CollectOptions", "Collector", "Lane", "StopReason"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,10 @@ class JSONPoster(Protocol):
 
 class StopReason(NemoGymError):
     """Why the run stopped before its end, resumable (the budget, a failing provider)."""
+
+
+class BudgetSpent(StopReason):
+    """The run stopped at ``+max_cost_usd``."""
 
 
 @dataclass(slots=True)
@@ -98,6 +102,8 @@ class Lane:
     last_finished: float | None = None
     #: workers started: its concurrency, or fewer when fewer rollouts were left to run
     workers: int = 0
+    #: only these tasks (an adaptive sweep's round; None: every task)
+    tasks: frozenset[int] | None = None
 
     def busy_time(self, default: float) -> float:
         if self.first_started is None or self.last_finished is None:
@@ -145,14 +151,26 @@ class Lane:
         self.failures.reset()
         self.out.open(append=True)
 
+    def only(self, tasks: frozenset[int]) -> None:
+        """Run only ``tasks`` from now on (an adaptive sweep's round; empty: none)."""
+        self.tasks = tasks
+        self.exhausted = False
+
     def jobs(self) -> Generator[_Job, None, None]:
         """The lane's rollouts not yet in its output, lazily: task by task, each task's
         repeats back to back, or (``+interleave_repeats``) round by round, the input read
         once a round."""
         opts = self.opts
         rounds = [range(r, r + 1) for r in range(opts.num_repeats)] if opts.interleave_repeats else [None]
+        only = self.tasks
+        last = max(only, default=-1) if only is not None else None
         for repeats in rounds:
             for item in read_tasks(opts.input_path, opts.limit):
+                if only is not None:
+                    if last is not None and item.task_index > last:
+                        break  # the round's tasks are behind: read no further
+                    if item.task_index not in only:
+                        continue
                 row = item.row
                 if row is not None:
                     if repeats is None or repeats.start == 0:
@@ -498,7 +516,7 @@ class Collector:
         projected = spent + max(0, running) * (spent / finished if finished else 0.0)
         if projected >= limit:
             self.stop(
-                StopReason(
+                BudgetSpent(
                     f"the budget is spent: ${spent:.6f} reported so far (${projected:.6f} with the rollouts in "
                     f"flight) of +max_cost_usd={limit:g}; re-run with +resume=true and a higher +max_cost_usd "
                     "to continue"

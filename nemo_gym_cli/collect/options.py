@@ -125,6 +125,23 @@ class CollectOptions(CacheOptions):
     )
     gate_alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the +baseline gate")
     gate_margin: float = Field(0.0, ge=0, description="a drop in mean reward the +baseline gate tolerates")
+    adaptive: bool = Field(
+        False, description="a sweep in rounds that drops variants once confidently beaten (docs/compare.md)"
+    )
+    objective: str = Field(
+        "best",
+        description="what +adaptive decides: best (highest reward), within_margin (cheapest within"
+        " +margin of the best) or target (cheapest reaching +target_reward)",
+    )
+    margin: float = Field(0.02, ge=0, le=1, description="+adaptive: reward difference that counts as a tie")
+    target_reward: float | None = Field(
+        None, ge=0, le=1, description="+adaptive with +objective=target: the reward to reach"
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="+adaptive: error rate, however often the race looks")
+    round_tasks: int = Field(
+        20, ge=1, le=100_000, description="+adaptive: tasks per round, for every variant in the race"
+    )
+    adaptive_seed: int = Field(0, description="+adaptive: seed of the random task order")
     environment_server_routes: dict[str, str] = Field(
         default_factory=dict, description="NeMo Gym 0.7's taskset routes: for its materialized rows; must be empty"
     )
@@ -153,6 +170,12 @@ class CollectOptions(CacheOptions):
         names = [v.name for v in self.sweep()]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")
+        if self.objective not in ("best", "within_margin", "target"):
+            raise ValueError(f"+objective must be best, within_margin or target, got {self.objective!r}")
+        if self.adaptive and len(names) < 2:
+            raise ValueError("+adaptive=true races the variants of a sweep: give +models=[a,b,...] or variants")
+        if self.adaptive and self.objective == "target" and self.target_reward is None:
+            raise ValueError("+objective=target needs +target_reward=... (the mean reward to reach, 0..1)")
         return self
 
     @classmethod

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from nemo_gym_cli.collect.adaptive import AdaptiveSweep
 from nemo_gym_cli.collect.aggregate import entries, slim, with_figures, write_aggregate_metrics_entries
 from nemo_gym_cli.collect.collector import Collector, Lane
 from nemo_gym_cli.collect.discovery import discover
@@ -73,6 +74,8 @@ class Outcome:
     message: str
     lanes: list[Lane] = field(default_factory=list)
     estimates: list[Estimate] | None = None
+    #: an adaptive sweep's end, in a sentence (None: not adaptive)
+    adaptive: str | None = None
 
 
 def connection_limit(concurrency: int, note: Note) -> int:
@@ -265,11 +268,16 @@ class _Run:
             )  # fmt: skip
             collector.prepare_output(num_tasks)
             outstanding = {lane.name: num_tasks * opts.num_repeats - len(lane.done) for lane in lanes}
-            progress.start(max(0, sum(outstanding.values())))
+            progress.start(max(0, sum(outstanding.values())))  # an adaptive sweep's: at most this
             watcher = asyncio.create_task(_watch_servers(supervisor, collector)) if supervisor else None
             started = time.perf_counter()
+            race = AdaptiveSweep(opts, lanes, num_tasks, self.note) if opts.adaptive else None
             try:
-                await collector.run(outstanding)
+                if race is not None:
+                    race.load()
+                    await race.run(collector)
+                else:
+                    await collector.run(outstanding)
             finally:
                 await progress.stop()
                 if watcher is not None:
@@ -296,6 +304,8 @@ class _Run:
                 doc["status"] = "failed"
             if collector.stopped is not None:
                 doc["stopped"] = str(collector.stopped)
+            if race is not None and lane.name not in race.race.live:
+                doc["status"] = "dropped"  # by the adaptive sweep: its rows and figures stay
             doc["run"] = {**records[lane.name], "ended_at": ended_at}
             write_metrics(lane.output, doc)
             if opts.materialize_inputs:
@@ -313,7 +323,7 @@ class _Run:
         code, message = gates(docs, opts, collector)
         if not self.full.dry_run:
             code, message = self._ci(docs, code, message)
-        return Outcome(docs, code, message, lanes)
+        return Outcome(docs, code, message, lanes, adaptive=race.summary() if race is not None else None)
 
     def _ci(self, docs: dict[str, dict[str, Any]], code: int, message: str) -> tuple[int, str]:
         """What CI reads of a finished run: the JUnit XML, the ``+baseline`` gate (only when
@@ -445,6 +455,7 @@ def pilot(opts: CollectOptions) -> CollectOptions:
             "resume_from_cache": False,
             "max_cost_usd": None,
             "materialize_inputs": False,
+            "adaptive": False,
         }
     )
     for path in pilot.outputs().values():

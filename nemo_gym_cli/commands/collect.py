@@ -74,6 +74,8 @@ def collect(args: list[str]) -> int:
         print(f"wrote {new_rows} new rows to {doc['output']}; metrics in {metrics_path_of(doc)}")
         if doc["failed"]:
             print(f"{doc['failed']} failed rollouts are listed in {doc['failures_file']}")
+    if outcome.adaptive:
+        print(outcome.adaptive)
     if outcome.message:
         print_err(outcome.message)
     return outcome.code

@@ -168,6 +168,7 @@ def report(args: list[str]) -> int:
 
         check_gate_ready(opts.baseline)
     from nemo_gym_cli.report import render
+    from nemo_gym_cli.report.adaptive import find_race, race_summary
     from nemo_gym_cli.report.load import load
     from nemo_gym_cli.report.sources import check_report_dir, default_report_dir, find_sources
     from nemo_gym_cli.report.stats import analyse
@@ -197,16 +198,22 @@ def report(args: list[str]) -> int:
     verdict = decide(analysis, margin=opts.margin, project_tasks=opts.project_tasks)
     report_dir.mkdir(parents=True, exist_ok=True)
     trajectories = sample_trajectories(analysis, report_dir, opts.viewer_tasks)
+    race = find_race(opts.inputs, warnings)  # an adaptive sweep's (+adaptive=true)
+    doc = render.document(analysis, opts.inputs, warnings, verdict)
+    if race is not None:
+        doc["adaptive"] = race
     files = {
-        "report.json": render.dumps(render.document(analysis, opts.inputs, warnings, verdict)),
+        "report.json": render.dumps(doc),
         "report.md": render.markdown(analysis, opts.inputs, warnings, verdict).encode(),
-        "report.html": render.html(analysis, opts.inputs, warnings, trajectories, verdict).encode(),
+        "report.html": render.html(analysis, opts.inputs, warnings, trajectories, verdict, race=race).encode(),
     }
     for name, data in files.items():
         (report_dir / name).write_bytes(data)
     tasks = int((analysis.task_rollouts > 0).any(axis=0).sum())
     print(f"{len(analysis.variants)} variants, {int(analysis.keep.sum())} rollouts over {tasks} tasks")
     print(render.terminal(analysis, groups=bool(opts.group_by), verdict=verdict))
+    if race is not None:
+        print(race_summary(race))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     elapsed = time.perf_counter() - started

@@ -33,7 +33,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from nemo_gym_cli.report.money import usd_tick
 from nemo_gym_cli.report.stats import Analysis
 
-__all__ = ["LOG_SPAN", "cost_distribution", "latency_distribution", "reward_by_group", "reward_vs_cost"]
+__all__ = ["LOG_SPAN", "cost_distribution", "latency_distribution", "race", "reward_by_group", "reward_vs_cost"]
 
 #: Width of every plot, inches (two fit side by side in a 1400-pixel window).
 WIDTH = 6.4
@@ -166,3 +166,45 @@ def latency_distribution(a: Analysis) -> str | None:
 def cost_distribution(a: Analysis) -> str | None:
     """Cost per succeeded rollout: box 25-75%, whiskers 5-95%, median, mean."""
     return _distribution(a, "cost", "cost per rollout; whiskers 5-95%", "cost", money=True)
+
+
+def race(doc: dict[str, Any]) -> str | None:
+    """An adaptive sweep's race: each pair's confidence sequence for the difference of mean
+    rewards against the tasks both ran (a band per pair, to where one of them left), the
+    lines 0 and +-margin, and each drop marked where it happened."""
+    rounds = doc.get("rounds") or []
+    if not rounds:
+        return None
+    pairs: dict[str, list[tuple[int, float, float]]] = {}
+    for r in rounds:
+        for key, (low, high, n) in r["race"]["pairs"].items():
+            points = pairs.setdefault(key, [])
+            if n and (not points or points[-1][0] != n):
+                points.append((int(n), float(low), float(high)))
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot()
+    for i, (key, points) in enumerate(pairs.items()):
+        if not points:
+            continue
+        a, b = key.split("|", 1)
+        # each round's interval drawn over the round's tasks, ending where it was computed
+        xs = [0] + [p[0] for p in points]
+        lows = [points[0][1]] + [p[1] for p in points]
+        highs = [points[0][2]] + [p[2] for p in points]
+        ax.fill_between(xs, lows, highs, step="pre", alpha=0.18, color=_color(i))
+        ax.step(xs, lows, where="pre", color=_color(i), linewidth=1.2, label=f"{a} - {b}")
+        ax.step(xs, highs, where="pre", color=_color(i), linewidth=1.2)
+    margin = float((doc.get("settings") or {}).get("margin") or 0.0)
+    ax.axhline(0.0, color="0.2", linewidth=0.8)
+    if margin:
+        for y in (margin, -margin):
+            ax.axhline(y, color="0.5", linewidth=0.8, linestyle=":")
+    for d in doc.get("drops") or []:
+        ax.axvline(d["tasks"], color="0.4", linewidth=0.8, linestyle="--")
+        ax.annotate(f"{d['variant']} out", (d["tasks"], 0.95), rotation=90, fontsize=7, ha="right", va="top")
+    ax.set_ylim(-1.02, 1.02)
+    ax.set_xlabel("tasks both variants ran")
+    ax.set_ylabel("mean reward difference (confidence sequence)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    return _svg(fig, "race")

@@ -343,12 +343,33 @@ def _environment() -> jinja2.Environment:
     )
 
 
+def race_context(race: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What ``race.html.j2`` shows of an adaptive sweep's race (None: not one)."""
+    if race is None:
+        return None
+    from nemo_gym_cli.report.adaptive import race_rows, race_summary
+
+    header, rows = race_rows(race)
+    settings = race.get("settings") or {}
+    svg = plots.race(race)
+    return {
+        "summary": race_summary(race),
+        "header": header,
+        "rows": rows,
+        "svg": Markup(svg) if svg else None,
+        "alpha": settings.get("alpha"),
+        "comparisons": race.get("comparisons"),
+        "path": race.get("path"),
+    }
+
+
 def html(
     a: Analysis,
     inputs: list[str],
     warnings: list[str],
     trajectories: list[dict[str, Any]],
     verdict: Verdict | None = None,
+    race: dict[str, Any] | None = None,
 ) -> str:
     """``report.html``: one file, no external fetches."""
     figures = [
@@ -400,5 +421,6 @@ def html(
         "variants": [v.name for v in a.variants],
         "pass_threshold": a.pass_threshold,
         "trajectories": trajectories,
+        "race": race_context(race),
     }
     return _environment().get_template("report.html.j2").render(**context)
