@@ -9,7 +9,9 @@ handed over. Each server runs in its own session (a terminal's Ctrl-C reaches on
 stop the children in order) and holds a lifeline to its parent, so none outlives a killed
 ``ng_run``. Its output is forwarded line by line, prefixed with the instance name; the last
 lines are kept to show when it dies, and a server that could not start because of its
-config or a start-up check reports that as one line.
+config, a start-up check or an error in the user's code (a syntax error in ``app.py``)
+reports that as one line; tracebacks of the user's code go to
+``results/logs/<instance>_errors.log`` (``server/usercode.py``).
 
 NeMo Gym's own servers (``runtime="nemo_gym"``, ``nemo_gym_cli/nemo_gym/``) run beside ours
 the way NeMo Gym's ``ng_run`` runs them: ``<its environment's python> <entrypoint>`` in its
@@ -46,6 +48,7 @@ from nemo_gym_cli.config import GlobalConfig, RayOptions, ServerInstance
 from nemo_gym_cli.errors import ConfigError, Interrupted, ServerError
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
 from nemo_gym_cli.server.serve import EXIT_CONFIG, EXIT_STARTUP
+from nemo_gym_cli.server.usercode import USER_ERROR_PREFIX, errors_log_path
 from nemo_gym_cli.wire import dumps
 
 __all__ = ["Supervisor", "connect_cluster", "running_servers", "stop_on_signals"]
@@ -177,8 +180,12 @@ class Supervisor:
         forkserver: ForkServer | None = None,
         only: list[str] | None = None,
         cluster: Any = None,
+        user_errors: bool = True,
     ) -> None:
         self.config = config
+        #: forward the servers' lines about errors in the user's code (``usercode.py``); the
+        #: collector, which reports each itself, turns this off
+        self.user_errors = user_errors
         self.instances = {n: i for n, i in config.instances.items() if only is None or n in only}
         #: every server process, by label (the instance's name, or ``name#i`` for replicas)
         self.children: dict[str, _Child] = {}
@@ -232,7 +239,7 @@ class Supervisor:
                     self._publish()
                     continue
                 spec = inst.spec(self.urls, port=sockets[name].getsockname()[1])
-                payload = {"entrypoint": inst.entrypoint, "spec": spec.to_payload()}
+                payload = {"entrypoint": inst.entrypoint, "spec": spec.to_payload(), **self._extras(name)}
                 await self._start(inst, payload, sockets.pop(name))
                 self._publish()
         except BaseException:
@@ -272,7 +279,9 @@ class Supervisor:
                         replica_urls=self.replica_urls,
                         ray_address=cluster.address,
                     )
-                    await replica.start({"entrypoint": inst.entrypoint, "spec": spec.to_payload()})
+                    await replica.start(
+                        {"entrypoint": inst.entrypoint, "spec": spec.to_payload(), **self._extras(replica.label)}
+                    )
                     self.children[replica.label] = _Child(
                         inst, replica.label, replica.host, replica.port, replica, replica.tail, node_id=replica.node_id
                     )
@@ -280,6 +289,10 @@ class Supervisor:
         except BaseException:
             await self.stop()
             raise
+
+    def _extras(self, label: str) -> dict[str, Any]:
+        """What a server gets beside its spec: where to write tracebacks of the user's code."""
+        return {"errors_log": errors_log_path(label.replace("#", "_"))}
 
     async def _start(self, inst: ServerInstance, payload: dict[str, Any], sock: socket.socket) -> None:
         port = sock.getsockname()[1]
@@ -369,6 +382,8 @@ class Supervisor:
             # Not shown: why a server could not start (we report it, once), and what servers
             # say while being stopped (retries towards a dead dependency, cancelled requests).
             theirs = child.instance.runtime == "nemo_gym"
+            if not theirs and not self.user_errors and line.startswith(USER_ERROR_PREFIX):
+                continue  # the collector reports these itself, once each
             if (theirs or not line.startswith("error: ")) and not self._stopping:
                 self._write(prefix + line)
 
@@ -579,10 +594,14 @@ async def running_servers(
     only: list[str] | None = None,
     timeout: float | None = None,
     cluster: Any = None,
+    user_errors: bool = True,
 ) -> AsyncIterator[Supervisor]:
     """Start every instance (or those named in ``only``; on ``cluster``, a Ray cluster, if
-    given), wait until all are ready, and stop them all on exit."""
-    supervisor = Supervisor(config, write=write, forkserver=forkserver, only=only, cluster=cluster)
+    given), wait until all are ready, and stop them all on exit. ``user_errors``: forward the
+    servers' lines about errors in the user's code."""
+    supervisor = Supervisor(
+        config, write=write, forkserver=forkserver, only=only, cluster=cluster, user_errors=user_errors
+    )
     try:
         await supervisor.spawn()
         await supervisor.wait_ready(timeout=timeout, stop_event=stop_event)
