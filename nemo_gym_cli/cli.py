@@ -12,6 +12,7 @@ from collections.abc import Callable
 import typer
 
 from nemo_gym_cli.errors import NemoGymError
+from nemo_gym_cli.redaction import mask_output
 
 __all__ = ["app", "collect_main", "models_main", "report_main", "run_main"]
 
@@ -155,6 +156,7 @@ def _setup_logging() -> None:
 
 
 def _guarded(fn: Callable[[list[str]], int], overrides: list[str] | None) -> None:
+    mask_output()  # every line we print, the servers' forwarded output and the error line included
     _setup_logging()
     try:
         code = fn(list(overrides or []))

@@ -42,6 +42,7 @@ from nemo_gym_cli.collect.files import DoneSet, FailuresFile, OutputFile, read_t
 from nemo_gym_cli.collect.metrics import CollectionMetrics, Progress
 from nemo_gym_cli.collect.options import CollectOptions, Variant
 from nemo_gym_cli.errors import InputError, NemoGymError, ServerError
+from nemo_gym_cli.redaction import MASK
 from nemo_gym_cli.server.replicas import Replicas
 from nemo_gym_cli.server.usercode import USER_ERROR_KIND, USER_ERROR_PREFIX
 
@@ -450,6 +451,7 @@ class Collector:
         upstream: bool = False,
         answered: bool = True,
     ) -> None:
+        message = MASK.scrub(message)  # a key a provider or a server echoed never reaches a file
         lane.failures.write(
             {
                 "_ng_task_index": job.task_index,

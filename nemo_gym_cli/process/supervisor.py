@@ -47,6 +47,7 @@ from typing import Any, Protocol
 from nemo_gym_cli.config import GlobalConfig, RayOptions, ServerInstance
 from nemo_gym_cli.errors import ConfigError, Interrupted, ServerError
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
+from nemo_gym_cli.redaction import MASK
 from nemo_gym_cli.server.serve import EXIT_CONFIG, EXIT_STARTUP
 from nemo_gym_cli.server.usercode import USER_ERROR_PREFIX, errors_log_path
 from nemo_gym_cli.wire import dumps
@@ -291,8 +292,9 @@ class Supervisor:
             raise
 
     def _extras(self, label: str) -> dict[str, Any]:
-        """What a server gets beside its spec: where to write tracebacks of the user's code."""
-        return {"errors_log": errors_log_path(label.replace("#", "_"))}
+        """What a server gets beside its spec: where to write tracebacks of the user's code,
+        and every secret of the config, to mask in all it prints and writes."""
+        return {"errors_log": errors_log_path(label.replace("#", "_")), "secrets": list(MASK.secrets)}
 
     async def _start(self, inst: ServerInstance, payload: dict[str, Any], sock: socket.socket) -> None:
         port = sock.getsockname()[1]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nemo_gym_cli.errors import HTTPError, NemoGymError, envelope
+from nemo_gym_cli.redaction import MASK
 from nemo_gym_cli.server import usercode
 from nemo_gym_cli.wire import dumps, loads
 
@@ -271,6 +272,7 @@ class Router:
                 status, body = envelope(exc)
             if frame is None and status >= 500 and not isinstance(exc, NemoGymError):
                 log.exception("%s %s failed in %s", scope["method"], scope["path"], self.server.describe())
+            body["error"]["message"] = MASK.scrub(str(body["error"]["message"]))  # a key never in an answer
             headers = list(request.response_headers)
             for name, value in getattr(exc, "headers", {}).items():
                 headers.append((name.lower().encode("latin-1"), str(value).encode("latin-1")))

@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 from nemo_gym_cli.errors import ConfigError, NemoGymError
+from nemo_gym_cli.redaction import MASK, mask_output
 from nemo_gym_cli.server import usercode
 from nemo_gym_cli.server.spec import ServerSpec
 from nemo_gym_cli.wire import loads
@@ -171,6 +172,8 @@ async def _serve(server: Any, fd: int | None, lifeline: int | None) -> int:
 
 def serve(payload: dict[str, Any], fd: int | None, lifeline: int | None = None) -> None:
     """Load the server ``payload`` describes and serve it until stopped, then exit."""
+    MASK.add(payload.get("secrets") or ())
+    mask_output()  # before logging is set up: its handler writes through the mask too
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
     spec = ServerSpec(**payload["spec"])
     usercode.errors_log.configure(payload.get("errors_log"), spec.name)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import nemo_gym_cli
+from nemo_gym_cli.redaction import MASK
 
 __all__ = [
     "USER_ERROR_KIND",
@@ -116,7 +117,7 @@ class ErrorLog:
         self.path = path
         self.server = server
         self.counts: Counter[tuple[str, str, int]] = Counter()
-        self._scrub = scrub or (lambda text: text)
+        self._scrub = scrub or MASK.scrub
         self._lock = threading.Lock()
 
     def configure(self, path: str | None, server: str, scrub: Any = None) -> None:
