@@ -1,7 +1,7 @@
 """Rows to environment servers, as NeMo Gym 0.7's collector sends them, and what it stamps.
 
 0.7 puts an *environment server* in front of every agent (``environment_servers``; for an
-agent without one its ``ng_run`` generates a ``legacy_agent`` relay) and its collector sends
+agent without one its ``ng_run`` generates a relay) and its collector sends
 each row to the environment server that fronts the row's agent. Ours does the same:
 
 - an agent fronted by exactly one environment server of the config gets its rows through
@@ -13,7 +13,7 @@ each row to the environment server that fronts the row's agent. Ours does the sa
 
 Every output row then carries 0.7's stamps: ``agent_ref`` (the row's own, else ``{name:
 <agent>}``), ``_ng_environment_server`` and ``_ng_result_type`` (the environment server's
-implementation, ``legacy_agent`` for the generated relay). A failed rollout's record in
+implementation; 0.7's relay's for the generated one). A failed rollout's record in
 ``<stem>_failures.jsonl`` carries 0.7's ``failure_kind`` (its vocabulary, ``failure_kinds.py``;
 ours namespaced ``collector:<kind>`` where it has none) and ``failure_reason``.
 """
@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemo_gym_cli.errors import ConfigError
-from nemo_gym_cli.nemo_gym.hosting import environment_server_name
+from nemo_gym_cli.nemo_gym.hosting import RELAY, environment_server_name
 
 __all__ = ["Route", "failure_kind", "instances_of_config_dict", "routes", "stamp"]
 
-#: The implementation of the relay 0.7 generates for an agent without an environment server.
-LEGACY_AGENT = "legacy_agent"
 
 #: An instance as routing sees it: (server type, implementation, fields, its replicas' URLs).
 Instance = tuple[str, str, Mapping[str, Any], list[str]]
@@ -99,7 +97,7 @@ def routes(
         else:
             name = environment_server_name(agent, agents[agent][1], taken)
             taken.add(name)
-            out[agent] = Route(agent, name, LEGACY_AGENT, agents[agent][3])
+            out[agent] = Route(agent, name, RELAY, agents[agent][3])
     return out
 
 

@@ -36,9 +36,10 @@ from nemo_gym_cli.collect.outputs import OutputFiles, SweepEntry, write_material
 from nemo_gym_cli.collect.record import check_resume, input_digest, now, run_record
 from nemo_gym_cli.collect.sweep import check_served, sweep_models
 from nemo_gym_cli.config import GlobalConfig
-from nemo_gym_cli.errors import ConfigError, ServerError
+from nemo_gym_cli.config.compose import NEMO_GYM_FOLDERS, NEMO_GYM_PREFIX, NemoGymRoot
+from nemo_gym_cli.errors import ConfigError, InputError, ServerError
+from nemo_gym_cli.limits import fd_budget, open_file_limit
 from nemo_gym_cli.process.forkserver import ForkServer
-from nemo_gym_cli.process.limits import fd_budget, open_file_limit
 from nemo_gym_cli.process.supervisor import Supervisor, connect_cluster, running_servers, stop_on_signals
 from nemo_gym_cli.server.client import open_json_client
 from nemo_gym_cli.wire import loads
@@ -110,6 +111,10 @@ class _Run:
         self.stop_event = asyncio.Event()
 
     async def run(self) -> Outcome:
+        found = self._input_from_nemo_gym(self.full)
+        if found is not self.full:
+            self.full = found
+            self.opts = self.opts.model_copy(update={"input_jsonl_fpath": found.input_jsonl_fpath})
         opts, config = self.opts, self.config
         opts.check_paths()
         if opts.input_path != Path(opts.input_jsonl_fpath).expanduser():
@@ -177,6 +182,25 @@ class _Run:
                 if self.full.dry_run:
                     outcome.estimates = await self._estimates(outcome, supervisor.urls)
                 return outcome
+
+    def _input_from_nemo_gym(self, opts: CollectOptions) -> CollectOptions:
+        """``+input_jsonl_fpath`` in NeMo Gym's root, as ``config_paths`` are found: with
+        ``nemo_gym:`` there only; a path under its folder names (``resources_servers/...``)
+        there when neither the working directory nor this package has it."""
+        entry = opts.input_jsonl_fpath
+        relative = entry.removeprefix(NEMO_GYM_PREFIX)
+        explicit = entry.startswith(NEMO_GYM_PREFIX)
+        path = Path(relative)
+        if not explicit and (path.is_absolute() or opts.input_path.is_file() or path.parts[0] not in NEMO_GYM_FOLDERS):
+            return opts
+        root = NemoGymRoot(self.config.nemo_gym)
+        if not explicit and not root.has(relative):
+            return opts  # check_paths names the places it looked
+        found = root() / relative
+        if not found.is_file():
+            raise InputError(f"+input_jsonl_fpath={entry!r} does not exist in NeMo Gym's root ({root()})")
+        self.note(f"note: reading +input_jsonl_fpath={entry} from NeMo Gym {root.options.version}'s root: {found}")
+        return opts.model_copy(update={"input_jsonl_fpath": str(found)})
 
     def _routes(self, instances: dict[str, Any]) -> dict[str, Route]:
         """Each agent's route through its environment server (``environments.py``)."""

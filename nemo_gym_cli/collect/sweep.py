@@ -7,7 +7,7 @@ model is refused (a 400, the ``ModelServer`` base's check), never silently repla
 - when the collector starts the servers (``+config_paths``), ``allow_sweep_models`` adds
   every model of ``+models=[...]`` / ``variants:`` to ``allowed_models`` of each model
   server an agent calls, before they start: the list is not repeated by hand (the judge of
-  ``llm_judge``, called by a resources server, stays on its own model); a model server that
+  a judge model that a resources server calls stays on its own model); a model server that
   declares no model would answer every variant with whatever it serves, so it is refused;
 - when it uses a running ``ng_run``, ``check_served`` asks each model server's
   ``GET /v1/models`` first and refuses, in one line, a sweep naming a model none of them

@@ -29,9 +29,9 @@ from nemo_gym_cli.collect.run import collect_rollouts
 from nemo_gym_cli.collect.sweep import allow_sweep_models
 from nemo_gym_cli.commands.options import ALL_OPTIONS, COLLECT_OPTIONS
 from nemo_gym_cli.config import load_config
+from nemo_gym_cli.limits import raise_open_file_limit
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
-from nemo_gym_cli.process.limits import raise_open_file_limit
-from nemo_gym_cli.process.runtime import run_async, tune_gc
+from nemo_gym_cli.runtime import run_async, tune_gc
 
 __all__ = ["collect"]
 

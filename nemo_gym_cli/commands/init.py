@@ -26,6 +26,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from nemo_gym_cli.errors import ConfigError, NemoGymError
+from nemo_gym_cli.scaffold import RUN_WITH
 
 __all__ = ["KINDS", "init", "resources_server_main", "run"]
 
@@ -97,13 +98,7 @@ def report(kind: str, name: str, written: list[Path], cwd: Path) -> str:
     folder = f"{server_type}/{name}"
     lines = [f"created {folder}/ in {cwd}:"]
     lines += [f"  {path.relative_to(cwd / folder)}" for path in written]
-    if kind == "resources_server":
-        configs = f"configs/offline_model.yaml,{folder}/configs/{name}.yaml"
-        agent = f"{name}_simple_agent"
-    else:
-        weather = "resources_servers/simple_weather/configs/simple_weather.yaml"
-        configs = f"configs/offline_model.yaml,{weather},{folder}/configs/{name}.yaml"
-        agent = name
+    configs, agent = (string.Template(t).substitute(folder=folder, name=name) for t in RUN_WITH[kind])
     lines += [
         "next:",
         f"  pytest {folder}          # its tests, the offline run to reward 1 included",

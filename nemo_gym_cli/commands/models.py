@@ -4,7 +4,7 @@ The upstream is ``+base_url`` (and ``+api_key``), else the config's model server
 (``+model_server``, default ``policy_model`` or the only model server that names an upstream
 in its config: ``collect/model_servers.py``), else the
 top-level ``policy_base_url``. When that URL is another instance of the config (the offline
-config's emulator: ``${ng_url:provider_emulator}``), that instance is started for the
+config's emulator, named by ``${ng_url:<instance>}``), that instance is started for the
 question and stopped after.
 """
 

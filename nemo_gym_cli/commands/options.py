@@ -9,7 +9,7 @@ settings, and ``ng_run`` reads the same files as ``ng_collect_rollouts``.
 from __future__ import annotations
 
 from nemo_gym_cli.collect.options import CollectOptions
-from nemo_gym_cli.config.nemo_gym_keys import HONOURED, RUN_KEYS, SHARED
+from nemo_gym_cli.nemo_gym.options import HONOURED, RUN_KEYS, SHARED
 
 __all__ = ["ALL_OPTIONS", "COLLECT_OPTIONS", "MODELS_OPTIONS", "NEMO_GYM_GLOBALS", "RUN_OPTIONS"]
 
@@ -26,7 +26,7 @@ MODELS_OPTIONS = COMMON | frozenset({"base_url", "api_key", "model_server", "too
 
 #: NeMo Gym's global keys that its own commands read; accepted in shared config files so its
 #: configs load here (see docs/nemo_gym.md for what each does here; 0.7's reserved keys that
-#: do not apply here are refused: config/nemo_gym_keys.py).
+#: do not apply here are refused: nemo_gym/options.py).
 NEMO_GYM_GLOBALS = (
     frozenset(HONOURED)
     | frozenset(SHARED)

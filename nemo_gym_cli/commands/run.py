@@ -9,8 +9,8 @@ import time
 from nemo_gym_cli.commands.options import ALL_OPTIONS, RUN_OPTIONS
 from nemo_gym_cli.config import GlobalConfig, load_config
 from nemo_gym_cli.errors import ConfigError
+from nemo_gym_cli.limits import raise_open_file_limit
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
-from nemo_gym_cli.process.limits import raise_open_file_limit
 from nemo_gym_cli.process.supervisor import Supervisor, connect_cluster, stop_on_signals
 
 __all__ = ["head_socket", "run"]

@@ -29,8 +29,8 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nemo_gym_cli.config.nemo_gym_keys import NemoGymOptions, nemo_gym_options
 from nemo_gym_cli.errors import ConfigError
+from nemo_gym_cli.nemo_gym.options import NemoGymOptions, nemo_gym_options
 
 __all__ = [
     "COMMAND_LINE",

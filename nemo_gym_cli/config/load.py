@@ -41,8 +41,8 @@ from nemo_gym_cli.config.compose import (
     Sources,
     compose,
 )
-from nemo_gym_cli.config.nemo_gym_keys import NemoGymOptions, nemo_gym_options, refusal
 from nemo_gym_cli.errors import ConfigError
+from nemo_gym_cli.nemo_gym.options import NemoGymOptions, nemo_gym_options, refusal
 from nemo_gym_cli.redaction import remember_secrets
 from nemo_gym_cli.server.spec import ServerSpec
 

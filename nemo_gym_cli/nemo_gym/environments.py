@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from nemo_gym_cli.config.nemo_gym_keys import NemoGymOptions
 from nemo_gym_cli.errors import ConfigError, NemoGymError
+from nemo_gym_cli.nemo_gym.options import NemoGymOptions
 
 __all__ = ["Environments", "requirements_of", "satisfies", "site_packages"]
 

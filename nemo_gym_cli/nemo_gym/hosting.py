@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from nemo_gym_cli.config import GlobalConfig, ServerInstance
 
 __all__ = [
+    "RELAY",
     "ENVIRONMENT_SERVER_SUFFIX",
     "child_environment",
     "config_dict",
@@ -48,6 +49,11 @@ __all__ = [
 ENVIRONMENT_SERVER_SUFFIX = "_environment_server"
 _IMPORT = re.compile(r"^\s*(?:from\s+nemo_gym[\s.]|import\s+nemo_gym\b)", re.MULTILINE)
 _PR_SET_PDEATHSIG = 1
+
+
+#: The implementation of the relay 0.7's ``ng_run`` generates for an agent without an
+#: environment server (the ``_ng_result_type`` of rows that went through it).
+RELAY = "legacy_agent"
 
 
 def imports_nemo_gym(entrypoint: Path) -> bool:

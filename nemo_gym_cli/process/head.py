@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nemo_gym_cli.nemo_gym.hosting import generated_environment_servers
+from nemo_gym_cli.nemo_gym.hosting import RELAY, generated_environment_servers
 from nemo_gym_cli.redaction import REDACTED, Scrubber, redact, redact_url, secret_values
 from nemo_gym_cli.server.base import Server, asgi
 from nemo_gym_cli.server.http import Request, route
@@ -128,7 +128,7 @@ class HeadServer(Server):
         for agent, name in generated_environment_servers(self.global_config.instances).items():
             out[name] = {
                 "environment_servers": {
-                    "legacy_agent": {
+                    RELAY: {
                         "entrypoint": "app.py",
                         "agent_server": {"type": "responses_api_agents", "name": agent},
                         "host": rows.get(agent, {}).get("host") or self.global_config.instances[agent].host,

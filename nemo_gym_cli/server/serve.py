@@ -205,8 +205,8 @@ def _user_start_failure(exc: Exception) -> NoReturn:
 def serve_server(server: Any, fd: int | None = None, lifeline: int | None = None) -> int:
     """Serve a built server on the listening socket ``fd`` (else its spec's host and port)
     until SIGINT/SIGTERM or its lifeline closes; returns the exit code."""
-    from nemo_gym_cli.process.limits import raise_open_file_limit
-    from nemo_gym_cli.process.runtime import run_async, tune_gc
+    from nemo_gym_cli.limits import raise_open_file_limit
+    from nemo_gym_cli.runtime import run_async, tune_gc
 
     raise_open_file_limit()
     tune_gc()

@@ -17,8 +17,8 @@ def nemo_gym07_venv() -> Path:
     given = os.environ.get("NG_NEMO_GYM07_VENV")
     if given:
         return Path(given)
-    from nemo_gym_cli.config.nemo_gym_keys import NemoGymOptions
     from nemo_gym_cli.nemo_gym.environments import Environments, _candidates, _python_version
+    from nemo_gym_cli.nemo_gym.options import NemoGymOptions
 
     if not any((_python_version(p) or "").startswith("3.13.") for p in _candidates()):
         pytest.skip("nemo_gym: no Python 3.13 found (PATH, ~/.pyenv/versions) to build NeMo Gym 0.7.0's environment")

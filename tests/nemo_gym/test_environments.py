@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nemo_gym_cli.config.nemo_gym_keys import NemoGymOptions
 from nemo_gym_cli.errors import ConfigError
 from nemo_gym_cli.nemo_gym.environments import Environments, requirements_of, satisfies
+from nemo_gym_cli.nemo_gym.options import NemoGymOptions
 
 
 def test_requirements_drop_nemo_gyms_self_reference_blanks_and_comments(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ import pytest
 from support.cli import NgRun, instances, run_cli
 from support.procs import descendants, still_alive
 
-pytestmark = [pytest.mark.e2e, pytest.mark.nemo_gym07]
+# In the interop suite (scripts/interop): it needs NeMo Gym 0.7.0's environment, built like the peer venvs.
+pytestmark = [pytest.mark.e2e, pytest.mark.nemo_gym07, pytest.mark.interop]
 
 ENVIRONMENTS = {
     # agent, config as given on the command line (mcqa: we ship a file of that path)
@@ -26,6 +27,11 @@ ENVIRONMENTS = {
         "resources_servers/example_multi_step/configs/example_multi_step.yaml",
     ),
     "mcqa": ("mcqa_simple_agent", "nemo_gym:resources_servers/mcqa/configs/mcqa.yaml"),
+    "example_session_state_mgmt": (
+        "example_session_state_mgmt_simple_agent",
+        "resources_servers/example_session_state_mgmt/configs/example_session_state_mgmt.yaml",
+    ),
+    "xlam_fc": ("xlam_fc_simple_agent", "resources_servers/xlam_fc/configs/xlam_fc.yaml"),
 }
 READY_S = 240
 

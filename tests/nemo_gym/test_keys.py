@@ -9,8 +9,8 @@ import pytest
 
 from nemo_gym_cli.commands.options import ALL_OPTIONS, COLLECT_OPTIONS, RUN_OPTIONS
 from nemo_gym_cli.config import load_config
-from nemo_gym_cli.config.nemo_gym_keys import HONOURED, REFUSED, SHARED, NemoGymOptions
 from nemo_gym_cli.errors import ConfigError
+from nemo_gym_cli.nemo_gym.options import HONOURED, REFUSED, SHARED, NemoGymOptions
 
 OFFLINE = "+config_paths=[configs/offline.yaml]"
 

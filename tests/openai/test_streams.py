@@ -101,7 +101,7 @@ def test_a_chat_stream_without_done_is_cut_short_and_retryable():
     with pytest.raises(UpstreamError, match=r"ended before data: \[DONE\]") as info:
         assemble_chat((chunk({"content": "Hel"}) + chunk({"content": "lo"})).encode())
     assert info.value.retryable and info.value.kind == "bad_response"
-    assert info.value.generation_id == "gen-9"  # type: ignore[attr-defined]
+    assert info.value.generation_id == "gen-9"
     with pytest.raises(UpstreamError, match="readable chunk"):
         assemble_chat(b'data: {"id": "gen-9", "cho\n\n')
 
@@ -184,7 +184,7 @@ def test_a_responses_stream_without_its_terminal_event_is_cut_short():
     body = "".join("data: " + json.dumps(e) + "\n\n" for e in events).encode()
     with pytest.raises(UpstreamError, match="response.completed") as info:
         assemble_responses(body)
-    assert info.value.retryable and info.value.generation_id == "gen-1"  # type: ignore[attr-defined]
+    assert info.value.retryable and info.value.generation_id == "gen-1"
 
 
 def test_sse_is_read_with_names_multiline_data_and_crlf():

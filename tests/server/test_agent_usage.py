@@ -23,7 +23,7 @@ ROW = {"responses_create_params": {"input": "weather in sf?"}, "expected_city": 
 
 def _gave_up() -> HTTPError:
     error = HTTPError(502, "upstream answered 503 (gave up after 6 attempts)", kind="server", retryable=False)
-    error.usage = {"cost": 0.25, "input_tokens": 7, "retries": {"server": 5}, "unpriced_calls": 1}  # type: ignore[attr-defined]
+    error.usage = {"cost": 0.25, "input_tokens": 7, "retries": {"server": 5}, "unpriced_calls": 1}
     return error
 
 
@@ -72,7 +72,7 @@ class FailingVerifier(SimpleWeather):
 
     async def verify(self, session: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         error = HTTPError(502, "the judge failed", kind="judge_error", retryable=False)
-        error.usage = {"input_tokens": 300, "output_tokens": 20, "cost": 0.125}  # type: ignore[attr-defined]
+        error.usage = {"input_tokens": 300, "output_tokens": 20, "cost": 0.125}
         raise error
 
 
