@@ -132,7 +132,7 @@ Keys (default):
   permutations         sign flips behind each paired p-value (10000)
   viewer_tasks         most tasks whose trajectories report.html embeds (200)
 \b
-Needs the report extra: pip install 'nemo-gym-cli[report]'. Figures: docs/compare.md.
+Needs the report extra: pip install -e '.[report]' in a clone. Figures: docs/compare.md.
 \b
 Examples:
   ng_report results/sweep/

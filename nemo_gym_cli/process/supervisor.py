@@ -85,7 +85,7 @@ def connect_cluster(options: RayOptions, instances: Iterable[ServerInstance] = (
         if exc.name != "ray":
             raise
         raise ConfigError(
-            f"+ray.address={options.address} needs Ray, which is not installed: pip install 'nemo-gym-cli[ray]'"
+            f"+ray.address={options.address} needs Ray, which is not installed: pip install -e '.[ray]' in a clone of nemo-gym-cli"
         ) from None
     return RayCluster(
         options.address,
@@ -257,7 +257,8 @@ class Supervisor:
             placed = {name: cluster.place(inst) for name, inst in self.instances.items()}
             self._replicas = [r for replicas in placed.values() for r in replicas]
             try:
-                binding = asyncio.gather(*(r.bind() for r in self._replicas))
+                hosts = {r.label: cluster.bind_host(self.instances[n]) for n, rs in placed.items() for r in rs}
+                binding = asyncio.gather(*(r.bind(hosts[r.label]) for r in self._replicas))
                 await asyncio.wait_for(binding, cluster.placement_timeout_s)
             except TimeoutError:
                 asked = ", ".join(f"{n}: {i.num_replicas} x {i.num_cpus:g}" for n, i in self.instances.items())
