@@ -85,7 +85,8 @@ def connect_cluster(options: RayOptions, instances: Iterable[ServerInstance] = (
         if exc.name != "ray":
             raise
         raise ConfigError(
-            f"+ray.address={options.address} needs Ray, which is not installed: pip install -e '.[ray]' in a clone of nemo-gym-cli"
+            f"+ray.address={options.address} needs Ray, which is not installed: pip install -e '.[ray]' in a "
+            "clone of nemo-gym-cli"
         ) from None
     return RayCluster(
         options.address,
