@@ -32,6 +32,9 @@ from pathlib import Path
 import httpx
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from failures import output_file, stopped  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 EXAMPLE = ROOT / "resources_servers/simple_weather/data/example.jsonl"
@@ -57,8 +60,11 @@ def metrics(out: Path) -> dict:
 
 def collect(*args: str, limit_fds: int | None = None, timeout: float = 900, base: list[str] = BASE):
     pre = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit_fds, limit_fds))) if limit_fds else None
-    return subprocess.run([str(BIN / "ng_collect_rollouts"), *base, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, preexec_fn=pre)  # fmt: skip
+    result = subprocess.run([str(BIN / "ng_collect_rollouts"), *base, *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=timeout, stdin=subprocess.DEVNULL, preexec_fn=pre)  # fmt: skip
+    if result.returncode != 0 and not result.stdout.strip():  # no summary: it never ran (a server did not start)
+        raise stopped("ng_collect_rollouts", result.returncode, result.stderr.splitlines())
+    return result
 
 
 def kill_and_resume(folder: Path, n: int, kills: int) -> str:
@@ -91,12 +97,15 @@ def faults(folder: Path, n: int, rate: float) -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     kinds = "429,500,502,503,error_200,stall,malformed"
+    errors = output_file()
     emulator = subprocess.Popen([str(BIN / "ng_emulator"), "--port", str(port), "--fault-rate", str(rate),
                                  "--fault-kinds", kinds, "--retry-after-seconds", "0.05", "--stall-seconds", "60"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                                stdout=subprocess.DEVNULL, stderr=errors)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
+            if emulator.poll() is not None:
+                raise stopped("ng_emulator", emulator.returncode, errors)
             try:
                 if httpx.get(url + "/health", timeout=1).status_code == 200:
                     break

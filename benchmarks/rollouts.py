@@ -29,6 +29,9 @@ from pathlib import Path
 import httpx
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from failures import output_file, stopped  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DATA = ROOT / "benchmarks" / ".data"
@@ -73,6 +76,7 @@ class Servers:
     def __init__(self, *overrides: str, config: str = "configs/offline.yaml") -> None:
         self.head_port = free_port()
         started = time.perf_counter()
+        self.output = output_file()
         self.proc = subprocess.Popen(
             [
                 str(BIN / "ng_run"),
@@ -81,14 +85,14 @@ class Servers:
                 *overrides,
             ],
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{self.head_port}/instances"
         while True:
             if self.proc.poll() is not None:
-                raise SystemExit(f"ng_run exited with {self.proc.returncode}")
+                raise stopped("ng_run", self.proc.returncode, self.output)
             try:
                 rows = httpx.get(url, timeout=1).json()["instances"]
                 if rows and all(r["ready"] for r in rows):
@@ -145,11 +149,12 @@ def collect(
         ]
         if limit is not None:
             args.append(f"+limit={limit}")
+        errors = output_file()
         proc = subprocess.Popen(
             args,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=errors,
             stdin=subprocess.DEVNULL,
         )
         if stop_after is not None:
@@ -159,7 +164,7 @@ def collect(
         proc.returncode = os.waitstatus_to_exitcode(status)
         metrics_file = out.with_name("out_metrics.json")
         if not metrics_file.exists():
-            raise SystemExit(f"the collector exited with {proc.returncode} and wrote no metrics")
+            raise stopped("ng_collect_rollouts (no metrics written)", proc.returncode, errors)
         metrics = orjson.loads(metrics_file.read_bytes())
     return metrics, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
@@ -186,13 +191,16 @@ def measure(servers: Servers, data: Path, concurrency: int, limit: int, label: s
 def three_server_startup(runs: int) -> float:
     """Start-up of the three NeMo Gym servers, the emulator already running elsewhere."""
     port = free_port()
+    errors = output_file()
     emulator = subprocess.Popen(
         [str(BIN / "ng_emulator"), "--port", str(port)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=errors,
     )
     try:
         while True:
+            if emulator.poll() is not None:
+                raise stopped("ng_emulator", emulator.returncode, errors)
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                     break

@@ -40,6 +40,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from failures import stopped  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 BIN = Path(sys.executable).parent
@@ -114,12 +117,14 @@ def verify_rate(replicas: int, calls: int, burn_ms: float, concurrency: int) -> 
     ]
     proc = subprocess.Popen(args, cwd=FIXTURES, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
+    said: list[str] = []
     try:
         for line in proc.stdout:
+            said.append(line)
             if "servers ready in" in line:
                 break
         else:
-            raise SystemExit(f"ng_run exited {proc.wait()} before it was ready")
+            raise stopped("ng_run (before it was ready)", proc.wait(), said)
         rows = httpx.get(f"http://127.0.0.1:{head_port}/instances", timeout=10).json()["instances"]
         urls = [r["url"] for r in next(row for row in rows if row["name"] == "cpu_burn")["replicas"]]
         return asyncio.run(_verify_rate(urls, calls, concurrency))
@@ -144,12 +149,14 @@ def startup_s(head_port: int) -> float:
     ]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
+    said: list[str] = []
     try:
         for line in proc.stdout:
+            said.append(line)
             found = re.search(r"servers ready in ([\d.]+) s", line)
             if found:
                 return float(found.group(1))
-        raise SystemExit(f"ng_run exited {proc.wait()} before it was ready")
+        raise stopped("ng_run (before it was ready)", proc.wait(), said)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)

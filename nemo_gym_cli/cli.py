@@ -13,6 +13,7 @@ from collections.abc import Callable
 import typer
 
 from nemo_gym_cli.errors import NemoGymError
+from nemo_gym_cli.redaction import mask_output
 
 __all__ = ["app", "collect_main", "models_main", "report_main", "reverify_main", "run_main"]
 
@@ -31,6 +32,11 @@ Keys (ng_run has only these; each server's keys are in its config, see its READM
   ray.address         run the servers on a Ray cluster: auto, local or host:port
                       (then each server takes num_replicas and num_cpus; docs/scale-out.md)
   ray.placement_timeout_s  how long to wait for room for every replica (60)
+  nemo_gym.*          how NeMo Gym 0.7's own servers are hosted: version, venv, python,
+                      ignore_requires_python, cache_dir, root (docs/nemo_gym.md)
+  dry_run             build NeMo Gym's environments, start nothing (false)
+  server_spinup_timeout_seconds  how long to wait for every server to be ready (60; 300
+                      with NeMo Gym servers; 0: forever)
 \b
 Precedence (later wins): config_paths files, ./env.yaml, the command line.
 \b
@@ -164,7 +170,7 @@ Keys (default):
   margin               reward the "cheapest within a margin of the best" pick may give up (0.02)
   project_tasks        tasks the projected cost is for (default: the tasks of the inputs)
 \b
-Needs the report extra: pip install 'nemo-gym-cli[report]'. Figures: docs/compare.md.
+Needs the report extra: pip install -e '.[report]' in a clone. Figures: docs/compare.md.
 \b
 Examples:
   ng_report results/sweep/
@@ -216,6 +222,7 @@ def _setup_logging() -> None:
 
 
 def _guarded(fn: Callable[[list[str]], int], overrides: list[str] | None) -> None:
+    mask_output()  # every line we print, the servers' forwarded output and the error line included
     _setup_logging()
     try:
         code = fn(list(overrides or []))

@@ -247,7 +247,10 @@ def envelope(exc: BaseException) -> tuple[int, dict[str, Any]]:
         status, kind, retryable = 500, "config_error", False
     else:
         status, kind, retryable = 500, "internal_error", True
-    message = str(exc) if isinstance(exc, NemoGymError) else f"internal error: {type(exc).__name__}: {exc}"
+    if isinstance(exc, ServerError) and exc.kind == "user_code_error":
+        message = exc.detail  # the user's error in one line, as the server that ran their code said it
+    else:
+        message = str(exc) if isinstance(exc, NemoGymError) else f"internal error: {type(exc).__name__}: {exc}"
     error: dict[str, Any] = {"message": message, "type": kind, "code": status, "retryable": retryable}
     if isinstance(exc, HTTPError) and exc.extra:
         error.update({k: v for k, v in exc.extra.items() if k not in error})

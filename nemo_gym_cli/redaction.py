@@ -9,6 +9,13 @@ parameter named like a secret), under a key whose name says what it is (``api_ke
 ``token``, ``Authorization``), or copied anywhere else (an interpolation put it in a
 header value, a provider echoed it in an error). Every message, log line and HTTP response
 of ours that shows a provider URL or config value goes through these.
+
+And, as CI systems mask secrets, every process of ours masks every secret it knows in
+everything it prints: ``MASK`` is the process's ``Scrubber`` (the secret values of the
+config, ``remember_secrets``, plus the shapes of well-known keys: ``sk-...``, ``hf_...``),
+and ``mask_output()`` routes ``sys.stdout`` and ``sys.stderr`` through it, so a key put by
+mistake anywhere (``openai_base_url: ${policy_api_key}``) never reaches a terminal, a log
+or a CI transcript. Files we write (failures, logs) and error answers go through ``MASK``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,17 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["REDACTED", "Scrubber", "is_secret_name", "redact", "redact_url", "secret_values"]
+__all__ = [
+    "MASK",
+    "REDACTED",
+    "Scrubber",
+    "is_secret_name",
+    "mask_output",
+    "redact",
+    "redact_url",
+    "remember_secrets",
+    "secret_values",
+]
 
 REDACTED = "<redacted>"
 #: Words of a key name that say its value is a secret (``openai_api_key``, ``hf_token``,
@@ -36,6 +53,11 @@ _SECRET_PARAM = re.compile(
 )
 #: Shorter values are not scrubbed by value (they would blank out ordinary words).
 MIN_SECRET_LENGTH = 8
+#: Well-known shapes of keys (OpenAI/OpenRouter/Anthropic ``sk-``, Hugging Face ``hf_``,
+#: GitHub, Slack), masked wherever they appear, configured or not.
+_KEY_SHAPES = re.compile(
+    r"(?<![A-Za-z0-9_-])(?:sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abpr]-[A-Za-z0-9-]{10,})"
+)
 
 
 def is_secret_name(name: str) -> bool:
@@ -82,28 +104,75 @@ def _strings(value: Any, out: list[str]) -> None:
 
 
 class Scrubber:
-    """Replaces known secret values (and URL credentials) in any text."""
+    """Replaces known secret values, key-shaped strings and URL credentials in any text."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self.secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Know more secret values (the longest are replaced first)."""
+        known = set(self.secrets) | {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
+        self.secrets = sorted(known, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        if "sk-" in text or "_" in text or "xox" in text:
+            text = _KEY_SHAPES.sub(REDACTED, text)
         return redact_url(text)
 
 
+#: The secrets this process knows: what it prints and writes is masked with them.
+MASK = Scrubber(())
+
+
+def remember_secrets(config: Any) -> None:
+    """Mask, from now on, every secret value of ``config`` (a config tree) in this process."""
+    MASK.add(secret_values(config))
+
+
+class _MaskedStream:
+    """A text stream that masks ``MASK``'s secrets in everything written to it."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(MASK.scrub(text) if isinstance(text, str) else text)
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def mask_output() -> None:
+    """Route ``sys.stdout`` and ``sys.stderr`` through ``MASK`` (once; before logging is set
+    up, so its handlers write through it too)."""
+    import sys
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _MaskedStream):
+            setattr(sys, name, _MaskedStream(stream))
+
+
 def redact(value: Any, name: str = "", scrubber: Scrubber | None = None) -> Any:
-    """``value`` (a config tree) with every secret-looking key's value, URL credentials and,
-    given a ``scrubber``, every known secret value wherever it was copied, redacted."""
+    """``value`` (a config tree) with every secret-looking key's value, URL credentials and
+    every known secret value wherever it was copied (``scrubber``'s, else this process's
+    ``MASK``), redacted."""
+    scrubber = scrubber if scrubber is not None else MASK
     if name and is_secret_name(name) and value not in (None, "", {}, []):
         return REDACTED
     if isinstance(value, dict):
-        scrub = scrubber.scrub if scrubber is not None else str
-        return {(scrub(k) if isinstance(k, str) else k): redact(v, str(k), scrubber) for k, v in value.items()}
+        return {(scrubber.scrub(k) if isinstance(k, str) else k): redact(v, str(k), scrubber) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, name, scrubber) for v in value]
     if isinstance(value, str):
-        return scrubber.scrub(value) if scrubber is not None else redact_url(value)
+        return scrubber.scrub(value)
     return value

@@ -1,9 +1,12 @@
-"""Every command block of the docs, run as a newcomer would: offline, in order, in a fresh copy.
+"""Every command block of the docs, run as a newcomer would: offline, in reading order, in one copy.
 
-Each ```bash / ```sh block of README.md, docs/*.md and the servers' READMEs runs, file by
-file and in the order written, in a copy of the tree (its tracked files, ``.venv`` linked):
-so the real checkout stays clean, and an example that collides with an earlier one ("already
-exists", a port in use) fails here as it would for a reader. The venv's bin is on PATH; no
+Each ```bash / ```sh block of README.md, docs/*.md and the servers' READMEs runs in the order
+a reader meets it: README.md first, then the docs it links, in link order (then the docs
+those link, and last any doc nothing links), each file's blocks in the order written, all
+in ONE copy of the tree (its tracked files, ``.venv`` linked): so the real checkout stays
+clean, and an example that collides with an earlier one, in the same file or another
+("already exists", an output path reused, a port in use), fails here as it would for a
+reader. The venv's bin is on PATH; no
 API key is in the environment and the copy has no key in an ``env.yaml``: every model call
 goes to the provider emulator.
 
@@ -17,9 +20,9 @@ An HTML comment on the line before a fence says how a block runs:
         every instance ready; ng_emulator: /health); all stop (SIGINT, then SIGKILL) after
         the file's last block. Other commands of the block (``source``, ``cd``) run before each.
 
-Every other block must exit 0 within ``TIMEOUT_S``. Fixed ports written in a file's blocks
+Every other block must exit 0 within ``TIMEOUT_S``. Fixed ports written in the blocks
 (``127.0.0.1:8000``, ``--port 8000``) are replaced by free loopback ports, the same port
-for the same number throughout the file, and the copy's ``env.yaml`` sets only
+for the same number throughout the docs, and the copy's ``env.yaml`` sets only
 ``head_server.port`` (free), so ``ng_run`` and the collector meet where the docs say.
 """
 
@@ -51,6 +54,7 @@ DOCS = ["README.md", "docs/*.md", "data/README.md", "resources_servers/*/README.
 SHELLS = ("bash", "sh", "shell", "console")
 FENCE = re.compile(r"^(\s*)```\s*(\w*)\s*$")
 MARKER = re.compile(r"^<!--\s*docs-test:\s*(\w+)\s*(?:\((.*)\))?\s*-->$")
+LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
 PORT = re.compile(r"(127\.0\.0\.1:|localhost:|--port |head_server\.port=)(\d{2,5})\b")
 
 
@@ -98,7 +102,21 @@ def parse(file: str, text: str) -> list[Block]:
 
 
 def doc_files() -> list[str]:
-    return sorted({str(p.relative_to(ROOT)) for pattern in DOCS for p in ROOT.glob(pattern)})
+    """The docs in reading order: README.md, then the docs it links in link order, then the
+    docs those link (breadth first), then any doc nothing links (sorted)."""
+    known = {str(p.relative_to(ROOT)) for pattern in DOCS for p in ROOT.glob(pattern)}
+    order, queue = [], ["README.md"]
+    while queue:
+        file = queue.pop(0)
+        if file in order or file not in known:
+            continue
+        order.append(file)
+        folder = (ROOT / file).parent
+        for target in LINK.findall((ROOT / file).read_text()):
+            path = (folder / target).resolve()
+            if path.is_relative_to(ROOT):
+                queue.append(str(path.relative_to(ROOT)))
+    return order + sorted(known - set(order))
 
 
 def all_blocks() -> list[Block]:
@@ -127,7 +145,8 @@ def tracked_files() -> list[str]:
 
 @dataclass
 class DocRun:
-    """One markdown file's blocks in their copy of the tree: ports, background servers, logs."""
+    """The docs' blocks in one copy of the tree: ports, background servers (stopped at the end
+    of the file that started them), logs."""
 
     file: str
     root: Path
@@ -139,7 +158,7 @@ class DocRun:
 
     @classmethod
     def start(cls, file: str, tmp: Path) -> DocRun:
-        root = tmp / file.replace("/", "_")
+        root = tmp / "tree"
         for name in tracked_files():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, root / name)
@@ -164,7 +183,7 @@ class DocRun:
         return PORT.sub(swap, code)
 
     def run(self, block: Block) -> None:
-        self.done.add(block.line)
+        self.done.add(block.id)
         if block.mode == "skip":
             return
         if block.mode == "file":
@@ -231,10 +250,14 @@ class DocRun:
             time.sleep(0.05)
         raise AssertionError(f"{block.id}: not ready at {url} after {READY_S} s:\n{log.read_text()}")
 
-    def stop(self) -> None:
+    def stop_servers(self) -> None:
+        """Stop the background servers (a reader stops them before the next file)."""
         for proc in self.servers:
             _stop_group(proc, signal.SIGINT)
         self.servers.clear()
+
+    def stop(self) -> None:
+        self.stop_servers()
         for hold in self.holds:
             hold.release()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -258,37 +281,35 @@ def _stop_group(proc: subprocess.Popen, sig: int) -> None:
 
 
 BLOCKS = all_blocks()
-
-
-class DocRuns:
-    """The files under way: one ``DocRun`` each, in one temporary folder; all stopped at the end."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.runs: dict[str, DocRun] = {}
-
-    def of(self, file: str) -> DocRun:
-        if file not in self.runs:
-            self.runs[file] = DocRun.start(file, self.tmp)
-        return self.runs[file]
-
-    def close(self, file: str) -> None:
-        self.runs.pop(file).stop()
+LAST_OF_FILE = {b.file: b for b in BLOCKS}
 
 
 @pytest.fixture(scope="module")
-def docs() -> Iterator[DocRuns]:
+def docs() -> Iterator[DocRun]:
+    """The one copy every docs file's blocks run in, in reading order; stopped at the end."""
     with tempfile.TemporaryDirectory(prefix="docs-test-") as tmp:
-        runs = DocRuns(Path(tmp))
+        run = DocRun.start("(all docs)", Path(tmp))
         try:
-            yield runs
+            yield run
         finally:
-            for file in list(runs.runs):
-                runs.close(file)
+            run.stop()
+
+
+def _run_in_order(run: DocRun, block: Block) -> None:
+    """Run ``block``, and first every block before it not yet run (a block alone, -k, still
+    gets what a reader did before); a file's background servers stop after its last block."""
+    for earlier in BLOCKS[: BLOCKS.index(block) + 1]:
+        if earlier.id in run.done:
+            continue
+        try:
+            run.run(earlier)
+        finally:
+            if earlier is LAST_OF_FILE[earlier.file]:
+                run.stop_servers()
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
-def test_every_command_block_of_the_docs_runs_offline_or_says_why_not(block: Block, docs: DocRuns) -> None:
+def test_every_command_block_of_the_docs_runs_offline_or_says_why_not(block: Block, docs: DocRun) -> None:
     assert block.mode in ("run", "skip", "background", "file"), (
         f"{block.id}: {block.reason or 'unknown mode ' + block.mode}"
     )
@@ -301,16 +322,7 @@ def test_every_command_block_of_the_docs_runs_offline_or_says_why_not(block: Blo
         path = Path(block.reason)
         assert block.reason and not path.is_absolute() and ".." not in path.parts, f"{block.id}: file (a relative path)"
     assert block.mode != "skip" or block.reason, f"{block.id}: a skipped block says why: <!-- docs-test: skip (why) -->"
-    run = docs.of(block.file)
-    siblings = [b for b in BLOCKS if b.file == block.file]
-    try:
-        for earlier in siblings[: siblings.index(block)]:  # a block alone (-k) still gets what precedes it
-            if earlier.line not in run.done:
-                run.run(earlier)
-        run.run(block)
-    finally:
-        if block is siblings[-1]:
-            docs.close(block.file)
+    _run_in_order(docs, block)
     if block.mode == "skip":
         pytest.skip(f"{block.id}: {block.reason}")
 
@@ -339,7 +351,7 @@ def test_blocks_and_markers_are_read_as_written() -> None:
 
 
 def test_fixed_ports_become_the_same_free_port_throughout_a_file(tmp_path) -> None:
-    run = DocRun("f.md", tmp_path, {}, ports={"11000": "12345"})
+    run = DocRun("f.md", tmp_path, {}, ports={"11000": "12345"})  # one mapping for all the docs
     first = run.localize("ng_emulator --port 8000\ncurl http://127.0.0.1:8000/x localhost:8001 --port 0")
     second = run.localize("curl -s http://127.0.0.1:8000/y +head_server.port=11000")
     port, other = run.ports["8000"], run.ports["8001"]
@@ -348,6 +360,17 @@ def test_fixed_ports_become_the_same_free_port_throughout_a_file(tmp_path) -> No
     assert len({port, other, "8000", "8001"}) == 4
     for hold in run.holds:
         hold.release()
+
+
+def test_the_docs_run_in_reading_order_readme_first_then_what_it_links() -> None:
+    order = doc_files()
+    assert order[0] == "README.md"
+    readme = (ROOT / "README.md").read_text()
+    linked = list(dict.fromkeys(t for t in LINK.findall(readme) if (ROOT / t).is_file()))
+    assert order[1 : 1 + len(linked)] == linked  # README's links, in the order it links them
+    assert order.index("docs/environments.md") < order.index("docs/compare.md")
+    files = [b.file for b in BLOCKS]
+    assert files == sorted(files, key=order.index)  # every file's blocks together, files in reading order
 
 
 def test_the_docs_have_command_blocks_in_every_file_that_shows_commands() -> None:

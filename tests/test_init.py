@@ -103,3 +103,31 @@ def test_each_scaffold_passes_its_own_tests_at_once(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "8 passed" in result.stdout
+
+
+@pytest.mark.e2e
+def test_a_new_environment_scores_1_offline_with_its_tool_and_0_when_the_tool_is_broken(tmp_path: Path) -> None:
+    from nemo_gym_cli.testing import collect_offline
+
+    init("resources_server", "my_env", tmp_path)
+    app = tmp_path / "resources_servers" / "my_env" / "app.py"
+    args = (
+        "resources_servers/my_env/configs/my_env.yaml",
+        "my_env_simple_agent",
+        "resources_servers/my_env/data/example.jsonl",
+    )
+    rows = collect_offline(*args, tmp_path / "working.jsonl", cwd=tmp_path)
+    assert [row["reward"] for row in rows] == [1.0, 1.0, 1.0]
+    # The tool counts wrong: the scripted answers quote its count, so every row scores 0.
+    source = app.read_text()
+    broken = source.replace(
+        'return {"letter": letter.strip(), "count": count}', 'return {"letter": letter.strip(), "count": count + 100}'
+    )
+    assert broken != source
+    app.write_text(broken)
+    rows = collect_offline(*args, tmp_path / "broken.jsonl", cwd=tmp_path)
+    assert [row["reward"] for row in rows] == [0.0, 0.0, 0.0]
+    assert all(
+        f"occurs {row['expected_answer'] + 100} times" in row["response"]["output"][-1]["content"][0]["text"]
+        for row in rows
+    )

@@ -102,8 +102,10 @@ def test_every_error_is_the_one_envelope_404_405_bad_json_crash_and_http_errors(
         not_object = c.post("/echo", json=[1, 2])
         assert not_object.status_code == 400 and "must be a JSON object, got list" in envelope_of(not_object)["message"]
         crash = c.get("/boom")
-        assert crash.status_code == 500 and envelope_of(crash)["type"] == "internal_error"
-        assert "KeyError" in crash.json()["error"]["message"]
+        # A handler's own exception (this file is the user's code): one line, not retried.
+        assert crash.status_code == 500 and envelope_of(crash)["type"] == "user_code_error"
+        assert "KeyError" in crash.json()["error"]["message"] and "test_kernel.py:" in envelope_of(crash)["message"]
+        assert envelope_of(crash)["retryable"] is False
         teapot = c.get("/teapot")
         assert teapot.status_code == 418 and teapot.headers["retry-after"] == "3" and envelope_of(teapot)
 

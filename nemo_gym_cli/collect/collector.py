@@ -11,7 +11,9 @@
   (or no answer came and the agent is still alive); what it had cost (the envelope's
   ``usage``) counts in the run's cost. A rollout that keeps failing goes to the lane's
   ``<stem>_failures.jsonl`` and the run goes on; the first failure of each kind is shown in
-  full, once.
+  full, once. An error in the user's code (a verifier, a tool, an agent's loop) is not
+  retryable (its envelope says so: ``server/usercode.py``): one line per distinct error,
+  and their counts at the end.
 - An agent with several replicas (on a Ray cluster) gets each rollout on one of them; a
   replica that stops answering gets no more, and its rollouts are retried on the others.
 - The run stops at once, resumable, when: an agent stops answering (connection refused;
@@ -29,6 +31,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +42,9 @@ from nemo_gym_cli.collect.files import DoneSet, FailuresFile, OutputFile, read_t
 from nemo_gym_cli.collect.metrics import CollectionMetrics, Progress
 from nemo_gym_cli.collect.options import CollectOptions, Variant
 from nemo_gym_cli.errors import InputError, NemoGymError, ServerError
+from nemo_gym_cli.redaction import MASK
 from nemo_gym_cli.server.replicas import Replicas
+from nemo_gym_cli.server.usercode import USER_ERROR_KIND, USER_ERROR_PREFIX
 
 __all__ = ["INTERRUPT_GRACE_S", "BudgetSpent", "CollectOptions", "Collector", "Lane", "StopReason"]
 
@@ -246,6 +251,8 @@ class Collector:
         self.fatal: NemoGymError | None = None
         self.stopped: StopReason | None = None
         self._shown: set[str] = set()
+        #: rollouts failed by each distinct error in the user's code (its one line)
+        self.user_errors: Counter[str] = Counter()
         self._upstream_streak = 0
         self._last_upstream_error = ""
 
@@ -321,6 +328,9 @@ class Collector:
                 jobs.close()
                 lane.out.close()
                 lane.failures.close()
+        if self.user_errors:
+            counted = "; ".join(f"{n} x {line.split(' (full traceback', 1)[0]}" for line, n in self.user_errors.items())
+            self.announce(f"rollouts failed by errors in your code: {counted}")
         for result in results:
             if isinstance(result, Exception):  # a bug or a full disk, not a failed rollout
                 raise result
@@ -383,8 +393,10 @@ class Collector:
             if await self._backoff(attempt, url, error):
                 return  # stopping: not a failure, a resume retries it
         assert error is not None
+        # An error in the user's code is one line already (what, file:line, the log): kept as is.
+        message = error.detail if error.kind == USER_ERROR_KIND else str(error)
         self._fail(
-            lane, job, error.kind, str(error), attempts=attempt, upstream=error.source == "upstream",
+            lane, job, error.kind, message, attempts=attempt, upstream=error.source == "upstream",
             answered=error.status is not None or error.kind == "timeout",
         )  # fmt: skip
 
@@ -463,6 +475,7 @@ class Collector:
         upstream: bool = False,
         answered: bool = True,
     ) -> None:
+        message = MASK.scrub(message)  # a key a provider or a server echoed never reaches a file
         lane.failures.write(
             {
                 "_ng_task_index": job.task_index,
@@ -480,7 +493,12 @@ class Collector:
         lane.failed += 1
         lane.metrics.add_failure(error_type, job.task_index, attempted=attempts > 0)
         self.progress.add(0, 1)
-        if error_type not in self._shown:  # the first failure of each kind in full, once
+        if error_type == USER_ERROR_KIND:  # each distinct error in the user's code once, counted
+            self.user_errors[message] += 1
+            if self.user_errors[message] == 1:
+                where = f" [{lane.name}]" if lane.name else ""
+                self.announce(f"{USER_ERROR_PREFIX}{message}{where} (not retried: it fails the same way every time)")
+        elif error_type not in self._shown:  # the first failure of each kind in full, once
             self._shown.add(error_type)
             what = f"failed after {attempts} attempt(s)" if attempts else "not run"
             where = f" [{lane.name}]" if lane.name else ""

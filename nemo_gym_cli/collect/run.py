@@ -169,7 +169,12 @@ class _Run:
                 return outcome
             # config_paths given: our own servers on free ports, never someone else's.
             servers = running_servers(
-                config, stop_event=self.stop_event, write=self.note, forkserver=self.forkserver, cluster=cluster
+                config,
+                stop_event=self.stop_event,
+                write=self.note,
+                forkserver=self.forkserver,
+                cluster=cluster,
+                user_errors=False,
             )
             async with servers as supervisor:
                 urls = {name: supervisor.replica_urls.get(name) or [supervisor.urls[name]] for name in config.instances}

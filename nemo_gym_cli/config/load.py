@@ -43,6 +43,7 @@ from nemo_gym_cli.config.compose import (
 )
 from nemo_gym_cli.errors import ConfigError
 from nemo_gym_cli.nemo_gym.options import NemoGymOptions, nemo_gym_options, refusal
+from nemo_gym_cli.redaction import remember_secrets
 from nemo_gym_cli.server.spec import ServerSpec
 
 __all__ = [
@@ -506,6 +507,7 @@ def load_config(
             "in a config file, env.yaml or on the command line"
         ) from None
     assert isinstance(resolved, dict)
+    remember_secrets(resolved)  # masked in everything this process prints from now on
 
     head = resolved.get("head_server") or {}
     if not isinstance(head, dict):

@@ -7,7 +7,8 @@ as many nodes as there are) and creates one ``Replica`` actor in each bundle.
 
 A ``Replica`` actor starts the same server process the supervisor starts on this machine
 (``python -m nemo_gym_cli.server.serve``, the spec on stdin: it may hold keys, never on a
-command line) on a socket it bound on its node's address and a free port. The process
+command line) on a socket it bound on a free port of its node's address (of the instance's
+host, loopback by default, on a cluster started here with ``local``). The process
 holds a lifeline pipe to the actor: when the actor goes (``ray.kill``, its node lost, or
 ``ng_run`` gone: Ray kills the actors a driver owns when the driver dies), the pipe closes
 and the server stops. Its output is printed by the actor, which Ray forwards to ``ng_run``'s
@@ -61,9 +62,10 @@ class Replica:
     def __repr__(self) -> str:  # Ray's prefix on the lines this actor prints
         return self.label
 
-    async def bind(self) -> dict[str, Any]:
-        """Listen on this node's address, a free port; say where, and on which node."""
-        host = ray.util.get_node_ip_address()
+    async def bind(self, host: str | None = None) -> dict[str, Any]:
+        """Listen on ``host`` (None: this node's address), a free port; say where, and on
+        which node."""
+        host = host or ray.util.get_node_ip_address()
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, 0))
@@ -140,8 +142,8 @@ class RayReplica:
     def returncode(self) -> int | None:
         return self._code
 
-    async def bind(self) -> None:
-        where = await self.actor.bind.remote()
+    async def bind(self, host: str | None = None) -> None:
+        where = await self.actor.bind.remote(host)
         self.host, self.port, self.node_id = where["host"], where["port"], where["node_id"]
 
     async def start(self, payload: dict[str, Any]) -> None:
@@ -189,6 +191,8 @@ class RayCluster:
                 "this machine the cluster's auth token if it uses one (RAY_AUTH_TOKEN or ~/.ray/auth_token), or use "
                 "+ray.address=local for a cluster on this machine (docs/scale-out.md)"
             ) from None
+        #: a cluster started here for this run: every replica is on this machine
+        self.local = address == "local"
         #: the cluster's GCS address, as servers join it (ray_enabled offload)
         self.address: str = ray.get_runtime_context().gcs_address
         self._groups: list[PlacementGroup] = []
@@ -206,6 +210,12 @@ class RayCluster:
             actor = remote.options(num_cpus=inst.num_cpus, scheduling_strategy=strategy).remote(label)
             replicas.append(RayReplica(actor, label))
         return replicas
+
+    def bind_host(self, inst: ServerInstance) -> str | None:
+        """Where ``inst``'s replicas listen: on a cluster started here (``local``), the
+        instance's host (loopback unless its config says otherwise), as without Ray; on a
+        cluster joined, their node's address (None), which the other nodes can reach."""
+        return inst.host if self.local else None
 
     def resources(self) -> str:
         """The cluster's CPUs, for messages: ``"4 CPUs on 2 nodes, 1 free"``."""

@@ -9,7 +9,9 @@ handed over. Each server runs in its own session (a terminal's Ctrl-C reaches on
 stop the children in order) and holds a lifeline to its parent, so none outlives a killed
 ``ng_run``. Its output is forwarded line by line, prefixed with the instance name; the last
 lines are kept to show when it dies, and a server that could not start because of its
-config or a start-up check reports that as one line.
+config, a start-up check or an error in the user's code (a syntax error in ``app.py``)
+reports that as one line; tracebacks of the user's code go to
+``results/logs/<instance>_errors.log`` (``server/usercode.py``).
 
 NeMo Gym's own servers (``runtime="nemo_gym"``, ``nemo_gym_cli/nemo_gym/``) run beside ours
 the way NeMo Gym's ``ng_run`` runs them: ``<its environment's python> <entrypoint>`` in its
@@ -45,7 +47,9 @@ from typing import Any, Protocol
 from nemo_gym_cli.config import GlobalConfig, RayOptions, ServerInstance
 from nemo_gym_cli.errors import ConfigError, Interrupted, ServerError
 from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
+from nemo_gym_cli.redaction import MASK
 from nemo_gym_cli.server.serve import EXIT_CONFIG, EXIT_STARTUP
+from nemo_gym_cli.server.usercode import USER_ERROR_PREFIX, errors_log_path
 from nemo_gym_cli.wire import dumps
 
 __all__ = ["Supervisor", "connect_cluster", "running_servers", "stop_on_signals"]
@@ -81,7 +85,8 @@ def connect_cluster(options: RayOptions, instances: Iterable[ServerInstance] = (
         if exc.name != "ray":
             raise
         raise ConfigError(
-            f"+ray.address={options.address} needs Ray, which is not installed: pip install 'nemo-gym-cli[ray]'"
+            f"+ray.address={options.address} needs Ray, which is not installed: pip install -e '.[ray]' in a "
+            "clone of nemo-gym-cli"
         ) from None
     return RayCluster(
         options.address,
@@ -177,8 +182,12 @@ class Supervisor:
         forkserver: ForkServer | None = None,
         only: list[str] | None = None,
         cluster: Any = None,
+        user_errors: bool = True,
     ) -> None:
         self.config = config
+        #: forward the servers' lines about errors in the user's code (``usercode.py``); the
+        #: collector, which reports each itself, turns this off
+        self.user_errors = user_errors
         self.instances = {n: i for n, i in config.instances.items() if only is None or n in only}
         #: every server process, by label (the instance's name, or ``name#i`` for replicas)
         self.children: dict[str, _Child] = {}
@@ -232,7 +241,7 @@ class Supervisor:
                     self._publish()
                     continue
                 spec = inst.spec(self.urls, port=sockets[name].getsockname()[1])
-                payload = {"entrypoint": inst.entrypoint, "spec": spec.to_payload()}
+                payload = {"entrypoint": inst.entrypoint, "spec": spec.to_payload(), **self._extras(name)}
                 await self._start(inst, payload, sockets.pop(name))
                 self._publish()
         except BaseException:
@@ -249,7 +258,8 @@ class Supervisor:
             placed = {name: cluster.place(inst) for name, inst in self.instances.items()}
             self._replicas = [r for replicas in placed.values() for r in replicas]
             try:
-                binding = asyncio.gather(*(r.bind() for r in self._replicas))
+                hosts = {r.label: cluster.bind_host(self.instances[n]) for n, rs in placed.items() for r in rs}
+                binding = asyncio.gather(*(r.bind(hosts[r.label]) for r in self._replicas))
                 await asyncio.wait_for(binding, cluster.placement_timeout_s)
             except TimeoutError:
                 asked = ", ".join(f"{n}: {i.num_replicas} x {i.num_cpus:g}" for n, i in self.instances.items())
@@ -272,7 +282,9 @@ class Supervisor:
                         replica_urls=self.replica_urls,
                         ray_address=cluster.address,
                     )
-                    await replica.start({"entrypoint": inst.entrypoint, "spec": spec.to_payload()})
+                    await replica.start(
+                        {"entrypoint": inst.entrypoint, "spec": spec.to_payload(), **self._extras(replica.label)}
+                    )
                     self.children[replica.label] = _Child(
                         inst, replica.label, replica.host, replica.port, replica, replica.tail, node_id=replica.node_id
                     )
@@ -280,6 +292,11 @@ class Supervisor:
         except BaseException:
             await self.stop()
             raise
+
+    def _extras(self, label: str) -> dict[str, Any]:
+        """What a server gets beside its spec: where to write tracebacks of the user's code,
+        and every secret of the config, to mask in all it prints and writes."""
+        return {"errors_log": errors_log_path(label.replace("#", "_")), "secrets": list(MASK.secrets)}
 
     async def _start(self, inst: ServerInstance, payload: dict[str, Any], sock: socket.socket) -> None:
         port = sock.getsockname()[1]
@@ -369,6 +386,8 @@ class Supervisor:
             # Not shown: why a server could not start (we report it, once), and what servers
             # say while being stopped (retries towards a dead dependency, cancelled requests).
             theirs = child.instance.runtime == "nemo_gym"
+            if not theirs and not self.user_errors and line.startswith(USER_ERROR_PREFIX):
+                continue  # the collector reports these itself, once each
             if (theirs or not line.startswith("error: ")) and not self._stopping:
                 self._write(prefix + line)
 
@@ -579,10 +598,14 @@ async def running_servers(
     only: list[str] | None = None,
     timeout: float | None = None,
     cluster: Any = None,
+    user_errors: bool = True,
 ) -> AsyncIterator[Supervisor]:
     """Start every instance (or those named in ``only``; on ``cluster``, a Ray cluster, if
-    given), wait until all are ready, and stop them all on exit."""
-    supervisor = Supervisor(config, write=write, forkserver=forkserver, only=only, cluster=cluster)
+    given), wait until all are ready, and stop them all on exit. ``user_errors``: forward the
+    servers' lines about errors in the user's code."""
+    supervisor = Supervisor(
+        config, write=write, forkserver=forkserver, only=only, cluster=cluster, user_errors=user_errors
+    )
     try:
         await supervisor.spawn()
         await supervisor.wait_ready(timeout=timeout, stop_event=stop_event)

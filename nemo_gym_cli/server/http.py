@@ -9,7 +9,9 @@ app built from them once, at start-up:
 - a route that cannot be served (two handlers for one route, an unsupported pattern) is an
   error when the router is built, not a silent 404 later;
 - every exception a handler raises becomes the error envelope of ``errors.envelope``: one
-  shape for every server, every route, 404 and 405 included;
+  shape for every server, every route, 404 and 405 included; an exception in the user's own
+  code (a verifier, a tool) is one line naming it, not retryable, its traceback in the
+  server's errors log once (``usercode.py``);
 - middleware wraps the whole router (``Server.middleware``), so it sees every request;
 - the ASGI lifespan calls ``Server.start`` / ``Server.stop``: per-server clients open and
   close there, in tests (``TestClient(asgi(server))``) as in production.
@@ -24,11 +26,14 @@ import asyncio
 import contextlib
 import logging
 import re
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nemo_gym_cli.errors import HTTPError, NemoGymError, envelope
+from nemo_gym_cli.redaction import MASK
+from nemo_gym_cli.server import usercode
 from nemo_gym_cli.wire import dumps, loads
 
 if TYPE_CHECKING:
@@ -260,9 +265,14 @@ class Router:
                 await _send_json(send, status, dumps(body), [])
             return
         except Exception as exc:  # every failure, one envelope
-            status, body = envelope(exc)
-            if status >= 500 and not isinstance(exc, NemoGymError):
+            frame = None if isinstance(exc, NemoGymError) else usercode.user_frame(exc)
+            if frame is not None:  # the user's code failed: one line, the traceback in the errors log
+                status, body = envelope(_user_error(exc, frame))
+            else:
+                status, body = envelope(exc)
+            if frame is None and status >= 500 and not isinstance(exc, NemoGymError):
                 log.exception("%s %s failed in %s", scope["method"], scope["path"], self.server.describe())
+            body["error"]["message"] = MASK.scrub(str(body["error"]["message"]))  # a key never in an answer
             headers = list(request.response_headers)
             for name, value in getattr(exc, "headers", {}).items():
                 headers.append((name.lower().encode("latin-1"), str(value).encode("latin-1")))
@@ -306,6 +316,15 @@ class Router:
                 finally:
                     await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _user_error(exc: BaseException, frame: Any) -> HTTPError:
+    """The answer to an exception in the user's code (``usercode.py``): one line naming it,
+    printed once per distinct error, not retryable unless it is the kind that clears."""
+    line, first = usercode.errors_log.record(exc, frame)
+    if first:
+        print(usercode.USER_ERROR_PREFIX + line, file=sys.stderr, flush=True)
+    return HTTPError(500, line, kind=usercode.USER_ERROR_KIND, retryable=usercode.retryable(exc))
 
 
 async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -27,9 +27,11 @@ import signal
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 from nemo_gym_cli.errors import ConfigError, NemoGymError
+from nemo_gym_cli.redaction import MASK, mask_output
+from nemo_gym_cli.server import usercode
 from nemo_gym_cli.server.spec import ServerSpec
 from nemo_gym_cli.wire import loads
 
@@ -135,6 +137,8 @@ async def _serve(server: Any, fd: int | None, lifeline: int | None) -> int:
     except NemoGymError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_STARTUP
+    except Exception as exc:  # the user's start() failed: one line, or our bug: its traceback
+        _user_start_failure(exc)
     config = uvicorn.Config(
         asgi(server),
         host=server.spec.host,
@@ -168,17 +172,34 @@ async def _serve(server: Any, fd: int | None, lifeline: int | None) -> int:
 
 def serve(payload: dict[str, Any], fd: int | None, lifeline: int | None = None) -> None:
     """Load the server ``payload`` describes and serve it until stopped, then exit."""
+    MASK.add(payload.get("secrets") or ())
+    mask_output()  # before logging is set up: its handler writes through the mask too
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
     spec = ServerSpec(**payload["spec"])
+    usercode.errors_log.configure(payload.get("errors_log"), spec.name)
     try:
         server = load_server(payload["entrypoint"], spec)
     except NemoGymError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_CONFIG if isinstance(exc, ConfigError) else 1) from None
+    except Exception as exc:  # a syntax or import error in the user's app.py: one line
+        _user_start_failure(exc)
     code = serve_server(server, fd, lifeline)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # skip interpreter teardown: nothing left to flush or close
+
+
+def _user_start_failure(exc: Exception) -> NoReturn:
+    """Exit with one line naming an error of the user's code that stopped the server from
+    starting (the traceback in its errors log); an error of ours keeps its traceback."""
+    frame = usercode.user_frame(exc)
+    if frame is None:
+        raise exc
+    line, _ = usercode.errors_log.record(exc, frame)
+    # The supervisor names the server ("server 'my_env' could not start: ...").
+    print(f"error: {line.removeprefix(usercode.errors_log.server + ': ')}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_STARTUP) from None
 
 
 def serve_server(server: Any, fd: int | None = None, lifeline: int | None = None) -> int:

@@ -230,8 +230,9 @@ class ProviderEmulator(ModelServer):
                     "context_length_exceeded",
                 )
             else:
+                key = policy.draw_key(messages, body.get("seed"), body.get("temperature"))
                 plan = self._answer(
-                    model, messages, tools, body.get("tool_choice"), script, prompt_tokens, max_tokens, body.get("seed")
+                    model, messages, tools, body.get("tool_choice"), script, prompt_tokens, max_tokens, key
                 )
                 fmt = structured.response_format(body)
                 if fmt is not None and not plan.message.get("tool_calls") and plan.finish != "length":
@@ -275,11 +276,8 @@ class ProviderEmulator(ModelServer):
         script: list[dict[str, Any]] | None,
         prompt_tokens: int,
         max_tokens: int | None,
-        seed: Any = None,
+        key: str,
     ) -> Plan:
-        key = policy.task_key(messages)
-        if seed is not None:  # another seed samples the task again: its own draw
-            key += f"\x00seed={seed}"
         wrong = policy.gets_wrong(model.id, model.accuracy, key)
         try:
             if script is not None:

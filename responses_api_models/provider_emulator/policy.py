@@ -9,7 +9,10 @@ emulator shares no conversion code with the adapter it tests).
 (the final answer) and/or ``{"tool_calls": [{"name": ..., "arguments": {...}}]}``; the
 n-th assistant turn of the conversation plays the n-th entry (past the end: the last text,
 or "Done."). A turn may carry ``"wrong": {...}``, what a model answers on a task it gets
-wrong. So any environment can be tested offline to reward 1 and to reward 0.
+wrong. A turn's text and string arguments may quote what a tool returned
+(``{tool_output}``, ``{tool_output.count}``, ``{tool_output:get_weather.temperature}``:
+``fill_templates``), so a scripted answer is right only when the tool is. So any
+environment can be tested offline to reward 1 and to reward 0, its tools included.
 
 **The heuristic policy** (``respond``) answers unscripted requests the way a helpful
 tool-calling model plausibly would:
@@ -40,8 +43,10 @@ __all__ = [
     "assistant_turns",
     "choose_tool",
     "completion_tokens",
+    "draw_key",
     "extract_place",
     "fill_arguments",
+    "fill_templates",
     "gets_wrong",
     "load_policy",
     "messages_from_responses",
@@ -414,6 +419,20 @@ def task_key(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+def draw_key(messages: list[dict[str, Any]], seed: Any = None, temperature: Any = None) -> str:
+    """What a model's draw on a request depends on (``gets_wrong``'s key): the task; then,
+    sampling as a model does, the request's ``seed`` (each seed its own draw: repeats vary)
+    and its ``temperature`` (another temperature, other draws). At temperature 0 a model is
+    greedy: the seed is ignored and every sample of a task is answered alike."""
+    key = task_key(messages)
+    greedy = isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature <= 0
+    if seed is not None and not greedy:
+        key += f"\x00seed={seed}"
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature > 0:
+        key += f"\x00temperature={float(temperature):g}"
+    return key
+
+
 def gets_wrong(model_id: str, accuracy: float, key: str) -> bool:
     """Does a model of this ``accuracy`` get the task ``key`` wrong? Deterministic per model
     and task, and over many tasks wrong on a share of ``1 - accuracy`` of them."""
@@ -468,6 +487,8 @@ def scripted(script: list[dict[str, Any]], messages: list[dict[str, Any]], wrong
     text = entry.get("text")
     if text is not None and not isinstance(text, str):
         raise ScriptError(f"emulator_script turn {turn}: text must be a string, got {type(text).__name__}")
+    if text and "{tool_output" in text:
+        text = fill_templates(text, messages)
     message: dict[str, Any] = {"role": "assistant", "content": text or ""}
     calls = entry.get("tool_calls")
     if calls:
@@ -478,6 +499,8 @@ def scripted(script: list[dict[str, Any]], messages: list[dict[str, Any]], wrong
             if not isinstance(call, dict) or not isinstance(call.get("name"), str):
                 raise ScriptError(f"emulator_script turn {turn}: tool_calls[{i}] needs a name")
             arguments = call.get("arguments", {})
+            if "{tool_output" in (arguments if isinstance(arguments, str) else dumps(arguments).decode()):
+                arguments = _fill_value(arguments, messages)
             arguments = arguments if isinstance(arguments, str) else dumps(arguments).decode()
             message["tool_calls"].append(
                 {
@@ -487,6 +510,80 @@ def scripted(script: list[dict[str, Any]], messages: list[dict[str, Any]], wrong
                 }
             )
     return message
+
+
+# --- what a tool returned, quoted by a script ------------------------------------------------
+
+#: ``{tool_output}``, ``{tool_output.a.0.b}``, ``{tool_output:name}``, ``{tool_output:name.a}``
+_TEMPLATE = re.compile(r"\{tool_output(?::(?P<name>[A-Za-z_][\w-]*))?(?P<path>(?:\.[\w-]+)*)\}")
+#: What a placeholder becomes when the conversation holds no such output (no digits: a
+#: verifier reading numbers finds none).
+MISSING = "(no such tool output)"
+_ABSENT = object()
+
+
+def _tool_output(messages: list[dict[str, Any]], name: str | None) -> Any:
+    """The last tool output of the conversation (of the tool ``name``, if given), parsed as
+    JSON when it is JSON; ``_ABSENT`` when there is none."""
+    names: dict[Any, str] = {}
+    for message in messages:
+        for call in message.get("tool_calls") or ():
+            if isinstance(call, dict):
+                fn = call.get("function") or {}
+                names[call.get("id")] = str(fn.get("name") or "") if isinstance(fn, dict) else ""
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            continue
+        if name is not None and names.get(message.get("tool_call_id")) != name:
+            continue
+        text = message_text(message.get("content"))
+        try:
+            return loads(text)
+        except ValueError:
+            return text
+    return _ABSENT
+
+
+def _lookup(messages: list[dict[str, Any]], match: re.Match[str]) -> Any:
+    value = _tool_output(messages, match.group("name"))
+    for step in match.group("path").split(".")[1:]:
+        if isinstance(value, dict) and step in value:
+            value = value[step]
+        elif isinstance(value, list) and step.lstrip("-").isdigit() and -len(value) <= int(step) < len(value):
+            value = value[int(step)]
+        else:
+            return _ABSENT
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if value is _ABSENT:
+        return MISSING
+    return value if isinstance(value, str) else dumps(value).decode()
+
+
+def fill_templates(text: str, messages: list[dict[str, Any]]) -> str:
+    """``text`` with each ``{tool_output...}`` placeholder replaced by what a tool returned in
+    ``messages``: ``{tool_output}`` the last output, ``{tool_output:<tool>}`` the last of
+    that tool, ``.field`` / ``.0`` a path into it (JSON). A placeholder with nothing to
+    quote becomes ``(no such tool output)``: the answer is wrong, as it should be."""
+    return _TEMPLATE.sub(lambda m: _as_text(_lookup(messages, m)), text)
+
+
+def _fill_value(value: Any, messages: list[dict[str, Any]]) -> Any:
+    """Placeholders filled in a tool call's arguments: a string that is one placeholder
+    becomes the value itself (a number stays a number), others are filled as text."""
+    if isinstance(value, str):
+        whole = _TEMPLATE.fullmatch(value)
+        if whole is not None:
+            found = _lookup(messages, whole)
+            return MISSING if found is _ABSENT else found
+        return fill_templates(value, messages) if "{tool_output" in value else value
+    if isinstance(value, dict):
+        return {k: _fill_value(v, messages) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill_value(v, messages) for v in value]
+    return value
 
 
 # --- policies ---------------------------------------------------------------------------------

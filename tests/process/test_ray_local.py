@@ -24,6 +24,8 @@ def test_a_local_cluster_fits_every_server_of_the_offline_config_and_stops_clean
         assert len(rows) == 4
         (weather,) = [r for r in rows if r["name"] == "simple_weather"]
         assert len(weather["replicas"]) == 5
+        # A cluster started here: every replica on loopback, as without Ray (not the machine's address).
+        assert {r["host"] for row in rows for r in row["replicas"]} == {"127.0.0.1"}
         collected = run_cli(
             "ng_collect_rollouts",
             f"+head_server.port={run.head_port}",

@@ -372,6 +372,54 @@ def test_a_seed_samples_a_task_again_and_the_same_seed_answers_the_same_way() ->
     assert again == first
 
 
+def test_at_temperature_0_every_seed_answers_alike_and_another_temperature_draws_other_tasks() -> None:
+    script = {"emulator_script": [{"text": "right", "wrong": {"text": "wrong"}}]}
+    tasks = [[{"role": "user", "content": f"task number {i}"}] for i in range(100)]
+    with client(models=[{"id": "acme/coin", "accuracy": 0.5}]) as c:
+
+        def answers(task: list[dict[str, Any]], temperature: float | None, seeds: range) -> list[str]:
+            extra = {} if temperature is None else {"temperature": temperature}
+            return [
+                content_of(chat(c, model="acme/coin", messages=task, metadata=script, seed=s, **extra)) for s in seeds
+            ]
+
+        greedy = answers(tasks[0], 0, range(30))
+        sampled = answers(tasks[0], 1.0, range(30))
+        cold = [answers(t, 0, range(1))[0] for t in tasks]
+        warm = [answers(t, 1.0, range(1))[0] for t in tasks]
+        again = [answers(t, 1.0, range(1))[0] for t in tasks]
+    assert len(set(greedy)) == 1  # greedy: the seed changes nothing
+    assert set(sampled) == {"right", "wrong"}  # sampling: each seed its own draw
+    assert warm == again  # the same temperature and seed, the same answers
+    assert warm != cold and 30 <= warm.count("wrong") <= 70  # another temperature, other tasks wrong
+
+
+def test_a_scripted_answer_quotes_what_the_tool_returned() -> None:
+    turns = [
+        {"tool_calls": [{"name": "count", "arguments": {"word": "banana"}}]},
+        {"tool_calls": [{"name": "double", "arguments": {"n": "{tool_output:count.count}"}}]},
+        {"text": "count said {tool_output:count.count}, double said {tool_output}; {tool_output.nothing}"},
+    ]
+    script = {"emulator_script": turns}
+    asked = [{"role": "user", "content": "count the a's"}]
+    with client() as c:
+        first = chat(c, messages=asked, metadata=script).json()["choices"][0]["message"]["tool_calls"][0]
+        counted = [
+            *asked,
+            {"role": "assistant", "content": "", "tool_calls": [first]},
+            {"role": "tool", "tool_call_id": first["id"], "content": '{"count": 3}'},
+        ]
+        second = chat(c, messages=counted, metadata=script).json()["choices"][0]["message"]["tool_calls"][0]
+        doubled = [
+            *counted,
+            {"role": "assistant", "content": "", "tool_calls": [second]},
+            {"role": "tool", "tool_call_id": second["id"], "content": "6"},
+        ]
+        final = content_of(chat(c, messages=doubled, metadata=script))
+    assert json.loads(second["function"]["arguments"]) == {"n": 3}  # a whole placeholder keeps its type
+    assert final == "count said 3, double said 6; (no such tool output)"
+
+
 def test_a_model_that_gets_a_task_wrong_calls_the_tool_for_another_city() -> None:
     with client(models=[{"id": "acme/lost", "accuracy": 0.0}, {"id": "acme/sure"}]) as c:
         wrong = chat(c, model="acme/lost", tools=[WEATHER_TOOL])
