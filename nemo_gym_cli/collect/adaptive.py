@@ -31,9 +31,9 @@ from typing import Any
 
 from nemo_gym_cli.collect.collector import BudgetSpent, Collector, Lane
 from nemo_gym_cli.collect.options import CollectOptions
-from nemo_gym_cli.outputs import OutputFiles
 from nemo_gym_cli.collect.race import Race, RaceRules
 from nemo_gym_cli.errors import ConfigError, InputError
+from nemo_gym_cli.outputs import OutputFiles
 from nemo_gym_cli.report.adaptive import describe_end
 from nemo_gym_cli.wire import dumps, loads
 
