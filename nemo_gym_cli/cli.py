@@ -89,6 +89,8 @@ Keys (default):
   materialize_inputs       write <stem>_materialized_inputs.jsonl (NeMo Gym's reward
                            profiling reads it) (true)
   disable_aggregation      NeMo Gym 0.7's: skip <stem>_aggregate_metrics.json (false)
+  aggregation_max_rows     most rows that file is written for: it needs them all in memory
+                           (20000; more: ng eval aggregate writes it afterwards)
   interleave_repeats       NeMo Gym 0.7's: repeats round by round, not back to back (false)
   environment_routing_mode NeMo Gym 0.7's: agent (rows via their agent's environment
                            server) or legacy (all via environment_server_name) (agent)

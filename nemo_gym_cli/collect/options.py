@@ -102,6 +102,9 @@ class CollectOptions(CacheOptions):
     materialize_inputs: bool = Field(
         True, description="write <stem>_materialized_inputs.jsonl (what NeMo Gym's reward profiling reads)"
     )
+    aggregation_max_rows: int = Field(
+        20_000, ge=0, description="most rows <stem>_aggregate_metrics.json is written for (it holds them all at once)"
+    )
     disable_aggregation: bool = Field(
         False, description="NeMo Gym 0.7's: skip <stem>_aggregate_metrics.json (its /aggregate_metrics summary)"
     )

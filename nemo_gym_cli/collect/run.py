@@ -370,29 +370,45 @@ class _Run:
         """``<stem>_aggregate_metrics.json`` (NeMo Gym 0.7's summary): each environment
         server's rows of the lane's output sent to its ``/aggregate_metrics``, as 0.7's
         collector does (its resources server's own metrics included); computed here
-        (``server/aggregate.py``) for one that cannot answer, with a note saying so."""
+        (``server/aggregate.py``) for one that cannot answer, with a note saying so.
+
+        Its figures need every row at once (0.7 sends them in one request), so an output of
+        more than ``+aggregation_max_rows`` rows is left to ``ng eval aggregate``, with a note:
+        the collection itself stays bounded in memory whatever the input's size."""
         if not lane.out.path.exists():
             return
+        limit = self.opts.aggregation_max_rows
         by_server: dict[str, list[dict[str, Any]]] = {}
+        count = 0
         for row in lane.out.existing_rows():
+            count += 1
+            if count > limit:
+                self.note(
+                    f"note: no {OutputFiles(lane.output).aggregate_metrics.name}: {lane.output} has more than "
+                    f"+aggregation_max_rows={limit} rows, and NeMo Gym's summary needs them all in memory at once; "
+                    f"write it when you want it with `ng eval aggregate -i {lane.output} -o <merged.jsonl>`"
+                )
+                return
             server = row.get("_ng_environment_server")
             by_server.setdefault(server if isinstance(server, str) else "", []).append(slim(row))
-        if not any(by_server.values()):
+        if not by_server:
             return
         route_of = {r.environment_server: r for r in routes.values()}
         out = []
         for server, rows in by_server.items():
-            (entry,) = entries(rows)
             route = route_of.get(server)
+            answer = None
             if route is not None:
                 try:
                     answer = await client.post(route.urls[0] + "/aggregate_metrics", {"verify_responses": rows})
                 except ServerError as exc:
                     self.note(f"note: {server} could not sum the run up ({exc}); {lane.output}'s figures computed here")
-                else:
-                    if isinstance(answer, dict):
-                        entry = with_figures(entry, answer)
-            out.append(entry)
+            if isinstance(answer, dict):
+                (label,) = entries(rows[:1])  # the entry's agent_ref and _ng_environment_server
+                out.append(with_figures(label, answer))
+            else:
+                out.extend(entries(rows))
+            rows.clear()
         write_aggregate_metrics_entries(OutputFiles(lane.output).aggregate_metrics, out)
 
     def _agents_for(self, agents: dict[str, list[str]]) -> CollectOptions:
