@@ -76,8 +76,8 @@ class Environment:
     config: str = ""
     #: replay the recorded tool calls in the session before /verify (state lives there)
     session_replay: bool = False
-    #: top-level keys its config interpolates (``${key}``) and their offline values
-    globals: dict[str, Any] = field(default_factory=dict)
+    #: fields of its resources server block set for the run (both stacks alike)
+    overrides: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
 
     @property
@@ -85,16 +85,277 @@ class Environment:
         return f"resources_servers/{self.name}/configs/{self.config or self.name + '.yaml'}"
 
 
-#: Every 0.7.0 environment whose resources server verifies without network, Docker, GPU or
-#: an LLM judge (from the survey of the wheel's 145, /tmp/research/ng07_envs.md at the time).
+E = Environment
+#: Every 0.7.0 environment whose resources server verifies without network, Docker, GPU or an
+#: LLM judge (the survey of the wheel's 145, /tmp/research/ng07_envs.md: 54 feasible). A
+#: model reference in a resources server's block (a judge never called on these rows) is
+#: pointed at ``policy_model``, which both stacks serve.
 ENVIRONMENTS: tuple[Environment, ...] = (
-    Environment("example_single_tool_call"),
-    Environment("example_multi_step", config="example_multi_step.yaml"),
-    Environment("mcqa"),
+    E("arc_agi"),
+    E("asr_with_pc"),
+    E("assaybench"),
+    E("bunsenbench_chemistry_mcq"),
+    E("calendar"),
+    E("circle_click"),
+    E("circle_count"),
+    E("citation_if"),
+    E("code_gen", notes="ray_enabled: joins a local Ray cluster; runs the unit tests in subprocesses"),
+    E("equivalence_rule", config="lc.yaml"),
+    E("example_mcp_weather", session_replay=True, notes="state in the session: tool calls replayed"),
+    E("example_multi_step"),
+    E("example_session_state_mgmt", session_replay=True, notes="state in the session: tool calls replayed"),
+    E("example_single_tool_call"),
+    E("example_tool_call_multireward"),
+    E("format_verification", config="freeform_formatting.yaml"),
+    E("fukuyamabench"),
+    E("generative_reward_model", config="genrm_train.yaml"),
+    E("google_search", overrides={"google_api_key": "x", "google_cx": "x"}, notes="verify needs no search: dummy keys"),
+    E("gpqa_diamond"),
+    E("graphwalks"),
+    E("gui_coordinate"),
+    E("hotpotqa_qa"),
+    E("iheval"),
+    E("image_tools", config="image_tools_pivot.yaml"),
+    E("imo_gradingbench"),
+    E(
+        "lc_niah",
+        overrides={"overlap_metric_rule": "lcs"},
+        notes="recorded with overlap_metric_rule=lcs (config: ngram)",
+    ),
+    E("litmus_agent", overrides={"sandbox_provider": None}, notes="sandbox_provider=null: verify needs none"),
+    E("math_proof_judgement"),
+    E("math_with_autograder", overrides={"should_use_judge": False}, notes="should_use_judge=false"),
+    E("math_with_code"),
+    E("math_with_judge"),
+    E("mcqa"),
+    E("moldetox"),
+    E("mrcr"),
+    E("nvarc", config="transductive.yaml"),
+    E("physics_judge", notes="math-verify passes every row: the judge is never called"),
+    E("polymath"),
+    E("proof_genselect"),
+    E("ragtruth"),
+    E("reasoning_gym", config="resources_only.yaml"),
+    E("ruler2"),
+    E("scicodepile"),
+    E("single_step_tool_use_with_argument_comparison"),
+    E("spartqa"),
+    E("string_match"),
+    E("structeval", config="structeval_nonrenderable.yaml"),
+    E("swe_pivot"),
+    E("swerl_llm_judge"),
+    E("terminal_multi_harness", config="terminal_multi_harness_agent006.yaml"),
+    E("terminus_judge", config="terminus_judge_string_only.yaml", notes="string-only config (no judge)"),
+    E("ugphysics_judge", notes="math-verify passes every row: the judge is never called"),
+    E("widesearch"),
+    E("xlam_fc"),
 )
 
-#: The others, with why they are not re-verified here.
-EXCLUDED: dict[str, str] = {}
+#: The other 0.7.0 environments, each with why it is not re-verified offline (from the survey).
+EXCLUDED: dict[str, str] = {
+    "aalcr": "llm_judge: needs an LLM judge model for every recorded row",
+    "abstention": "llm_judge: needs an LLM judge model for every recorded row",
+    "aegis_v4_safety": "llm_judge: needs an LLM judge model for every recorded row",
+    "agentif": (
+        "llm_judge: needs an LLM judge; also recorded rewards are CSR-style fractions (0.75, 0.5833) while "
+        "0.7.0 verify returns binary ISR, so they would not match anyway"
+    ),
+    "arena": "llm_judge/network: recorded 0.5/1.0 rewards come from judge games",
+    "arena_judge": "llm_judge: needs an LLM judge model for every recorded row",
+    "aviary": (
+        "docker/network: verify returns env_id_to_total_reward[response.env_id] accumulated during the "
+        "episode (stateful); git dependency"
+    ),
+    "bbq": (
+        "llm_judge: needs two judge calls per row; recorded rows also lack "
+        "`response`/`responses_create_params` (not replayable)"
+    ),
+    "bigcodebench": "external_binary/network/sandbox: startup needs GitHub + a large eval venv (tensorflow etc.)",
+    "bird_sql": (
+        "large_download: SQLite databases are downloaded from a non-PyPI host at startup (feasible only if "
+        "dev_databases are pre-staged)"
+    ),
+    "blackjack": (
+        "GymnasiumServer.verify raises NotImplementedError: rewards come from /step, so /verify replay is "
+        "impossible (would need /reset + /step replay of each assistant turn)"
+    ),
+    "browsecomp_advanced_harness": (
+        "llm_judge/network: example_rollouts.jsonl contains only '<PLACEHOLDER ROW>' lines; verify also reads"
+        " per-session metrics"
+    ),
+    "code_fim": "network: dependency only on GitHub",
+    "competitive_coding_challenges": (
+        "large_download/sandbox: needs external code-execution sandbox service + test data"
+    ),
+    "conversational_tool_use_simulation": (
+        "llm_judge: verify reads the per-session conversation state and calls the LLM judge"
+    ),
+    "critpt": "network: grading is done by a remote paid API",
+    "cvdp": "docker/external_binary/sandbox: RTL is graded by simulator harness in containers",
+    "deepsearchqa": "llm_judge: needs judge; recorded rows carry no `reward` field",
+    "deepswe": (
+        "docker/network/sandbox: verify runs tests inside a per-task container sandbox and extracts the patch"
+        " from the agent's sandbox session"
+    ),
+    "denovo_swe": (
+        "docker/network/sandbox: verify runs tests inside a per-task container sandbox and extracts the patch"
+        " from the agent's sandbox session"
+    ),
+    "equivalence_llm_judge": "llm_judge: needs an LLM judge model for every recorded row",
+    "ether0": "large_download/network: git clone at startup",
+    "evalplus": "network: dataset download from GitHub at startup (cache could be pre-staged)",
+    "example_multi_turn_gymnasium": (
+        "GymnasiumServer.verify raises NotImplementedError: rewards come from /step, so /verify replay is "
+        "impossible (would need /reset + /step replay of each assistant turn)"
+    ),
+    "false_statement_judge": "llm_judge: needs an LLM judge model for every recorded row",
+    "finance_agent_v2": (
+        "large_download/llm_judge/network: judge decides reward; git dependency (finance-agent) not on PyPI"
+    ),
+    "finance_sec_search": "llm_judge/network: judge decides reward",
+    "frontierscience_judge": "llm_judge: needs an LLM judge model for every recorded row",
+    "gdp_pdf": "llm_judge: needs an LLM judge model for every recorded row",
+    "gdpval": "external_binary/llm_judge: judge panel decides reward",
+    "genrm_compare": (
+        "llm_judge: needs GenRM model; cohort-based verify; recorded rows have no `response` or `reward`"
+    ),
+    "grl_sokoban": (
+        "GymnasiumServer.verify raises NotImplementedError: rewards come from /step, so /verify replay is "
+        "impossible (would need /reset + /step replay of each assistant turn)"
+    ),
+    "grl_tetris": (
+        "GymnasiumServer.verify raises NotImplementedError: rewards come from /step, so /verify replay is "
+        "impossible (would need /reset + /step replay of each assistant turn)"
+    ),
+    "gymnasium": "not a standalone server; /verify raises NotImplementedError",
+    "ifbench": "network: GitHub clone + non-PyPI spaCy model",
+    "imo_proofbench_judge": "llm_judge: needs an LLM judge model for every recorded row",
+    "indian_banking": "llm_judge: GymnasiumServer (no /verify); needs user-simulator/judge model",
+    "indirect_prompt_injection": (
+        "rollout rows lack `injection`/`required_tools` and do not match example.jsonl inputs (from a "
+        "different dataset), so the verify request cannot be built"
+    ),
+    "instruction_following": "network: dependencies only on GitHub",
+    "interactive_browser": (
+        "external_binary/network: verify measures the live browser session state (session must exist)"
+    ),
+    "inverse_if": "llm_judge: needs an LLM judge model for every recorded row",
+    "jailbreak_detection": "llm_judge: needs judge; example_rollouts.jsonl contains only '<PLACEHOLDER ROW>' lines",
+    "job_bench": "large_download/llm_judge/sandbox: sandbox + external judge",
+    "labbench2_vlm": "llm_judge: needs an LLM judge model for every recorded row",
+    "legal_agent_bench": (
+        "docker/llm_judge/network: verify is a constant 0.0 (reward comes from Harbor via the agent); startup"
+        " downloads assets. A plain /verify returns 0.0 = recorded 0.0, but it tests nothing"
+    ),
+    "longmemeval": "llm_judge: needs an LLM judge model for every recorded row",
+    "longmt_eval": (
+        "gpu/large_download/network: reward is the SEGALE/COMET score (recorded 0.5-0.77); "
+        "compute_segale=false returns 0.0"
+    ),
+    "math_advanced_calculations": (
+        "rollout rows lack required `ground_truth`/`id`/`depth`/`breadth` and do not match any example.jsonl row"
+    ),
+    "math_formal_lean": "external_binary/sandbox: proofs are compiled by an external Lean sandbox",
+    "multichallenge": "llm_judge: needs judge; recorded rows have no `response` or `reward`",
+    "nemo_user_sim": (
+        "llm_judge/network: verify requires a seeded episode and judge models; recorded rows lack `response`"
+    ),
+    "newton_bench": (
+        "network: verify needs session metadata from /seed_session + experiments; startup clones GitHub and "
+        "demands an API key"
+    ),
+    "ns_tools": "network/sandbox: git-only dependency; verify proxies to a separate verifier server",
+    "omniscience": "llm_judge: needs an LLM judge model for every recorded row",
+    "openair_congestion": (
+        "GymnasiumServer.verify raises NotImplementedError: rewards come from /step, so /verify replay is "
+        "impossible (would need /reset + /step replay of each assistant turn)"
+    ),
+    "openenv": (
+        "network: verify returns reward accumulated by /step in the session (all recorded rewards 0.0, so a "
+        "plain /verify would trivially match), but install needs GitHub-only packages"
+    ),
+    "osworld": "docker/sandbox: verify evaluates the live VM session",
+    "over_refusal_detection": (
+        "llm_judge: needs judge; example_rollouts.jsonl contains only '<PLACEHOLDER ROW>' lines"
+    ),
+    "proof_judge": "llm_judge: needs an LLM judge model for every recorded row",
+    "proof_verification": "llm_judge: needs an LLM judge model for every recorded row",
+    "rolemrc": (
+        "large_download/llm_judge/network: server startup fails offline: NLTK wordnet/punkt data are not on "
+        "PyPI and the LookupError is not caught (reference-mode reward would be ROUGE-L otherwise)"
+    ),
+    "ruler": "rollout rows lack required `outputs`/`length`/`subset` and do not match example.jsonl",
+    "scale_swe": (
+        "docker/network/sandbox: verify runs tests inside a per-task container sandbox and extracts the patch"
+        " from the agent's sandbox session"
+    ),
+    "scicode": "large_download: verify needs test_data.h5 targets; not downloadable from PyPI",
+    "sec_local_index": "not a standalone resources server (no /verify); rollouts rows exist but cannot be verified",
+    "simpleqa": "llm_judge: needs an LLM judge model for every recorded row",
+    "speed_bench": (
+        "network: verify fails without a reachable vLLM/SGLang /metrics endpoint (reward itself is a constant"
+        " 0.0 placeholder)"
+    ),
+    "spider2_lite": (
+        "large_download: DB download from non-PyPI host; also rollout rows lack gold fields "
+        "(condition_cols/ignore_order) and do not match example.jsonl"
+    ),
+    "structured_outputs": "rollout rows lack required `schema_str` etc. and do not match example.jsonl inputs",
+    "swe_next": (
+        "docker/network/sandbox: verify runs tests inside a per-task container sandbox and extracts the patch"
+        " from the agent's sandbox session"
+    ),
+    "swe_rebench": (
+        "docker/network/sandbox: verify runs tests inside a per-task container sandbox and extracts the patch"
+        " from the agent's sandbox session"
+    ),
+    "swebench": "docker/network/sandbox: verify runs SWE-bench tests in containers",
+    "swebench_pro": (
+        "docker/network/sandbox: verify runs tests inside a per-task container sandbox and extracts the patch"
+        " from the agent's sandbox session"
+    ),
+    "swemer_oml": (
+        "docker/network/sandbox: verify runs tests inside a per-task container sandbox and extracts the patch"
+        " from the agent's sandbox session"
+    ),
+    "swemer_v1": (
+        "docker/network/sandbox: verify runs tests inside a per-task container sandbox and extracts the patch"
+        " from the agent's sandbox session"
+    ),
+    "swemer_v2": (
+        "docker/network/sandbox: verify runs tests inside a per-task container sandbox and extracts the patch"
+        " from the agent's sandbox session"
+    ),
+    "swerl_gen": "external_binary/network/sandbox: verify executes tests inside singularity images",
+    "tales": "network: GymnasiumServer (no /verify); git-only dependency",
+    "tavily_search": "llm_judge/network: example_rollouts.jsonl contains only '<PLACEHOLDER ROW>' lines",
+    "terminal_bench_2_1": "docker/sandbox: verify runs the task's tests in a sandbox container",
+    "terminal_bench_4": "docker/network/sandbox: verify runs verifier in sandbox containers",
+    "text_to_sql": "llm_judge: needs an LLM judge model for every recorded row",
+    "toolsandbox": (
+        "llm_judge/network: verify pops scoring computed during /step playback keyed by response.env_id "
+        "(stateful); needs user-simulator model"
+    ),
+    "verifif": "llm_judge/network: every example row has 5 llm_judge criteria besides the rule-based ones",
+    "vibench": (
+        "docker/external_binary/network/sandbox: grading shells into a ViBench checkout with docker-compose/playwright"
+    ),
+    "vlm_eval_kit": "network: git clone at startup",
+    "wmt_translation": (
+        "gpu/large_download/network: verify downloads the FLORES-200 SentencePiece model (non-PyPI host) -> "
+        "URLError offline"
+    ),
+    "wordle": (
+        "GymnasiumServer.verify raises NotImplementedError: rewards come from /step, so /verify replay is "
+        "impossible (would need /reset + /step replay of each assistant turn)"
+    ),
+    "workplace_assistant": (
+        "rollout rows lack required `ground_truth`/`id`/`category`/`environment_name` and their prompts are "
+        "not in example.jsonl"
+    ),
+    "workspace_bench": "large_download/llm_judge/sandbox: sandbox + external judge",
+    "xstest": "llm_judge: needs an LLM judge model for every recorded row",
+}
 
 LIGHT = ("example_single_tool_call", "mcqa", "example_multi_step")
 
@@ -173,6 +434,21 @@ class Rollout:
     joined: bool
 
 
+def repaired(response: Any) -> Any:
+    """A recorded response as 0.7.0's ``NeMoGymResponse`` accepts it (a few environments shipped
+    rows it refuses with 422; the survey's repairs, the same on both stacks): usage in Chat
+    Completions' keys (mrcr, ruler2) dropped; a synthetic response's missing required fields
+    (image_tools) given their defaults."""
+    if not isinstance(response, dict):
+        return response
+    response = dict(response)
+    if isinstance(response.get("usage"), dict) and "prompt_tokens" in response["usage"]:
+        del response["usage"]
+    for key, default in (("created_at", 0.0), ("parallel_tool_calls", True), ("tool_choice", "auto"), ("tools", [])):
+        response.setdefault(key, default)
+    return response
+
+
 def rollouts(folder: Path) -> list[Rollout]:
     """The verify bodies of ``data/example_rollouts.jsonl``, each joined to its input row."""
     inputs = _read_jsonl(folder / "data/example.jsonl")
@@ -195,7 +471,7 @@ def rollouts(folder: Path) -> list[Rollout]:
             if isinstance(params, dict):
                 body["responses_create_params"] = {k: v for k, v in params.items() if v is not None}
         body.pop("reward", None)
-        body["response"] = row.get("response")
+        body["response"] = repaired(row.get("response"))
         output = (row.get("response") or {}).get("output") or []
         calls = [(i["name"], i.get("arguments") or "{}") for i in output if i.get("type") == "function_call"]
         out.append(Rollout(body, row.get("reward"), calls, source is not None))
@@ -315,6 +591,14 @@ class RayHead:
             f"--port={self.port}",
             "--node-ip-address=127.0.0.1",
             "--include-dashboard=false",
+            # every port its processes listen on: free ones, never Ray's fixed defaults (10001, ...)
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}",
             "--num-cpus=2",
             f"--temp-dir={self.tmp}",
         ]
@@ -351,6 +635,33 @@ def resources_instance(env: Environment, root: Path) -> str:
     return names[0]
 
 
+def block_overrides(env: Environment, block: dict[str, Any]) -> dict[str, Any]:
+    """What the run sets in the resources server's block: the environment's overrides, and
+    every model reference (a judge these rows never call) pointed at ``policy_model``."""
+    out: dict[str, Any] = {}
+    for key, value in block.items():
+        if isinstance(value, dict) and value.get("type") == "responses_api_models":
+            out[key] = {**value, "name": "policy_model"}
+    return {**out, **env.overrides}
+
+
+#: ``policy_model`` for NeMo Gym's stack: a model server block nothing calls on these rows.
+DUMMY_POLICY = {
+    "policy_model": {
+        "responses_api_models": {
+            "openai_model": {
+                "entrypoint": "app.py",
+                "host": "127.0.0.1",
+                "port": 9,
+                "openai_base_url": "http://127.0.0.1:9/v1",
+                "openai_api_key": "none",
+                "openai_model": "none",
+            }
+        }
+    }
+}
+
+
 def _needs_ray(folder: Path) -> bool:
     text = (folder / "app.py").read_text(errors="replace")
     return "ray_enabled = False" not in text
@@ -368,8 +679,8 @@ def nemo_gym_resources_server(env: Environment, tmp: Path, ray: Any) -> Iterator
     config: dict[str, Any] = {
         "head_server": {"host": "127.0.0.1", "port": free_port()},
         "dry_run": False,
-        **env.globals,
-        name: {server_type: {impl: {**block, "host": "127.0.0.1", "port": port}}},
+        **DUMMY_POLICY,
+        name: {server_type: {impl: {**block, **block_overrides(env, block), "host": "127.0.0.1", "port": port}}},
     }
     if _needs_ray(folder):
         config["ray_head_node_address"] = ray().address
@@ -393,10 +704,22 @@ def nemo_gym_resources_server(env: Environment, tmp: Path, ray: Any) -> Iterator
         process.stop()
 
 
+def _hydra_overrides(prefix: str, values: dict[str, Any]) -> list[str]:
+    """``++a.b.c=<json>`` per leaf (null, booleans, numbers and quoted strings read as Hydra does)."""
+    out = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out += _hydra_overrides(f"{prefix}.{key}", value)
+        else:
+            out.append(f"++{prefix}.{key}={json.dumps(value)}")
+    return out
+
+
 @contextlib.contextmanager
 def our_resources_server(env: Environment, tmp: Path, ng_run: Path) -> Iterator[str]:
     """Our ``ng_run`` on the offline model + the environment's config as NeMo Gym ships it."""
     name = resources_instance(env, site())
+    server_type, impl, block = _instance(_config_of(env, site()), name)
     head = free_port()
     args = [
         str(ng_run),
@@ -405,7 +728,7 @@ def our_resources_server(env: Environment, tmp: Path, ng_run: Path) -> Iterator[
         f"+nemo_gym.venv={BASE_VENV}",
         f"+nemo_gym.cache_dir={HOSTED_CACHE}",
         "+nemo_gym.ignore_requires_python=true",
-        *(f"+{k}={json.dumps(v)}" for k, v in env.globals.items()),
+        *_hydra_overrides(f"{name}.{server_type}.{impl}", block_overrides(env, block)),
     ]
     process = Process(args, cwd=ROOT, env={**os.environ, **NG_ENV}, log=tmp / f"{env.name}.ours.log")
     try:
