@@ -24,6 +24,7 @@ import math
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ from nemo_gym07_parity import (  # noqa: E402
     ROOT,
     TOLERANCE,
     Environment,
+    _config_of,
+    _hydra_overrides,
+    _instance,
+    block_overrides,
     resources_instance,
     rollouts,
     site,
@@ -112,6 +117,8 @@ def replay_environment(env: Environment, tmp: Path, bin_dir: Path) -> dict[str, 
     inputs = tmp / f"{env.name}_replay.jsonl"
     inputs.write_text("".join(json.dumps(replay_row(r.body)) + "\n" for r in found))
     agent = f"{env.name}_replay_agent"
+    name = resources_instance(env, site())
+    server_type, impl, block = _instance(_config_of(env, site()), name)
     (tmp / f"{agent}.yaml").write_text(
         yaml.safe_dump(
             {
@@ -121,7 +128,7 @@ def replay_environment(env: Environment, tmp: Path, bin_dir: Path) -> dict[str, 
                             "entrypoint": "app.py",
                             "resources_server": {
                                 "type": "resources_servers",
-                                "name": resources_instance(env, site()),
+                                "name": name,
                             },
                             "model_server": {"type": "responses_api_models", "name": "policy_model"},
                         }
@@ -141,6 +148,8 @@ def replay_environment(env: Environment, tmp: Path, bin_dir: Path) -> dict[str, 
             f"+nemo_gym.venv={BASE_VENV}",
             f"+nemo_gym.cache_dir={HOSTED_CACHE}",
             "+nemo_gym.ignore_requires_python=true",
+            # the same settings as the parity run (nemo_gym07_parity.Environment.overrides)
+            *_hydra_overrides(f"{name}.{server_type}.{impl}", block_overrides(env, block)),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -171,12 +180,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", help="comma-separated environments (default: every single-turn offline one)")
     parser.add_argument("--bin", type=Path, default=OUR_BIN, help="folder of our ng_collect_rollouts")
+    parser.add_argument("--jobs", type=int, default=3, help="environments at once")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     names = args.envs.split(",") if args.envs else None
     chosen = [e for e in ENVIRONMENTS if (names is None and single_turn(e)) or (names and e.name in names)]
     with tempfile.TemporaryDirectory(prefix="ng07-replay-") as tmp:
-        results = [replay_environment(e, Path(tmp), args.bin) for e in chosen]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(lambda e: replay_environment(e, Path(tmp), args.bin), chosen))
     print("| environment | rows | reproduced | notes |")
     print("|---|---|---|---|")
     for r in results:

@@ -59,6 +59,20 @@ def _rewards(results: list[tuple[int, object]]) -> list[float | None]:
     return [body.get("reward") if status == 200 and isinstance(body, dict) else None for status, body in results]
 
 
+def test_nemo_gym07_venv_holds_the_locked_versions_on_python_313() -> None:
+    """The lock is what runs (Python 3.13.x below 0.7.0's declared >=3.13.14: a test deviation)."""
+    import re
+    import subprocess
+
+    code = "import sys, importlib.metadata as m\n"
+    code += "print(m.version('nemo-gym'), m.version('openai'), sys.version_info[:2])"
+    out = subprocess.run([str(NG07_VENV / "bin/python"), "-c", code], capture_output=True, text=True, check=True)
+    lock = (ROOT / "scripts/interop-requirements-nemo-gym07.txt").read_text()
+    locked_openai = re.search(r"^openai==(\S+)$", lock, re.MULTILINE).group(1)
+    assert out.stdout.split(None, 2) == ["0.7.0", locked_openai, "(3, 13)\n"]
+    assert re.search(r"^nemo-gym==0\.7\.0$", lock, re.MULTILINE)
+
+
 # --------------------------------------------------------------------------- collectors
 
 
