@@ -78,6 +78,9 @@ class Environment:
     session_replay: bool = False
     #: fields of its resources server block set for the run (both stacks alike)
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: top-level keys the other servers of its config interpolate (``--stack ours`` starts
+    #: them all; NeMo Gym's stack here starts the resources server alone)
+    globals: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
 
     @property
@@ -101,7 +104,12 @@ ENVIRONMENTS: tuple[Environment, ...] = (
     E("citation_if"),
     E("code_gen", notes="ray_enabled: joins a local Ray cluster; runs the unit tests in subprocesses"),
     E("equivalence_rule", config="lc.yaml"),
-    E("example_mcp_weather", session_replay=True, notes="state in the session: tool calls replayed"),
+    E(
+        "example_mcp_weather",
+        session_replay=True,
+        globals={"anthropic_api_key": "none"},  # its config's claude_code_agent interpolates it
+        notes="state in the session: tool calls replayed",
+    ),
     E("example_multi_step"),
     E("example_session_state_mgmt", session_replay=True, notes="state in the session: tool calls replayed"),
     E("example_single_tool_call"),
@@ -147,7 +155,12 @@ ENVIRONMENTS: tuple[Environment, ...] = (
     E("terminal_multi_harness", config="terminal_multi_harness_agent006.yaml"),
     E("terminus_judge", config="terminus_judge_string_only.yaml", notes="string-only config (no judge)"),
     E("ugphysics_judge", notes="math-verify passes every row: the judge is never called"),
-    E("widesearch"),
+    E(
+        "widesearch",
+        notes="ours: its shipped config's agent (harness_exa_search, sandboxed) lacks required `agent` and "
+        "`image` and cannot start, so neither ng_run gets the config up; NeMo Gym's stack here starts the "
+        "resources server alone",
+    ),
     E("xlam_fc"),
 )
 
@@ -729,6 +742,7 @@ def our_resources_server(env: Environment, tmp: Path, ng_run: Path) -> Iterator[
         f"+nemo_gym.cache_dir={HOSTED_CACHE}",
         "+nemo_gym.ignore_requires_python=true",
         *_hydra_overrides(f"{name}.{server_type}.{impl}", block_overrides(env, block)),
+        *(f"+{key}={json.dumps(value)}" for key, value in env.globals.items()),
     ]
     process = Process(args, cwd=ROOT, env={**os.environ, **NG_ENV}, log=tmp / f"{env.name}.ours.log")
     try:
