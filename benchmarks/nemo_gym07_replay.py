@@ -96,7 +96,8 @@ def replay_script(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def replay_row(body: dict[str, Any]) -> dict[str, Any]:
     """A verify body (task fields, ``responses_create_params``, recorded ``response``) as an
     input row whose model answers replay the recorded ones."""
-    row = {k: v for k, v in body.items() if k != "response"}
+    # The recorded agent is not ours: the collector's +agent_name chooses (a row's agent_ref wins).
+    row = {k: v for k, v in body.items() if k not in ("response", "agent_ref")}
     params = dict(row["responses_create_params"])
     script = [{"text": ""}] * _assistant_turns_in(params) + replay_script(body["response"].get("output") or [])
     params["metadata"] = {**(params.get("metadata") or {}), "emulator_script": json.dumps(script)}
