@@ -562,7 +562,7 @@ class Process:
             self.proc.send_signal(sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(grace)
-        for _ in range(20):
+        for _ in range(60):  # SIGKILLed processes can take seconds to go on a loaded machine
             members = _session_members(self.proc.pid)
             if not members and self.proc.poll() is not None:
                 return
