@@ -1,8 +1,9 @@
 """Fixtures of the interop suite (``pytest -m interop tests/interop``; see ``scripts/interop``).
 
 Session-scoped peers, started once and stopped for sure: the provider emulator, the
-reference upstream, NeMo Gym's ``ng_run`` (example_single_tool_call and the stateful
-example_session_state_mgmt, each with its simple_agent) and our offline ``ng_run``.
+reference upstream, NeMo Gym 0.2.1's ``ng_run`` (example_single_tool_call and the stateful
+example_session_state_mgmt, each with its simple_agent), NeMo Gym 0.7.0's ``ng_run``
+(example_single_tool_call, its simple_agent and environment server) and our offline ``ng_run``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from interop_harness import NemoGymRun, Upstream, check_venvs  # noqa: E402
+from ng07_harness import NemoGym07Run  # noqa: E402
 
 from support.cli import NgRun  # noqa: E402
 
@@ -82,6 +84,24 @@ def nemo_gym(interop_tmp: Path, emulator: Upstream, reference: Upstream) -> Iter
         },
     }
     run = NemoGymRun(NEMO_GYM_CONFIGS, emulator.base_url, emulator.model, interop_tmp, extra_config=counter_model)
+    try:
+        run.wait_ready()
+        yield run
+    finally:
+        run.stop()
+
+
+#: NeMo Gym 0.7.0's stack: the example_single_tool_call config as its wheel ships it (resources
+#: server, simple_agent, legacy_agent environment server) with openai_model -> our emulator.
+NEMO_GYM07_CONFIGS = (
+    "responses_api_models/openai_model/configs/openai_model.yaml",
+    "resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml",
+)
+
+
+@pytest.fixture(scope="session")
+def nemo_gym07(interop_tmp: Path, emulator: Upstream) -> Iterator[NemoGym07Run]:
+    run = NemoGym07Run(NEMO_GYM07_CONFIGS, emulator.base_url, emulator.model, interop_tmp)
     try:
         run.wait_ready()
         yield run

@@ -1,10 +1,12 @@
-"""Running the reference peers next to ours: NeMo Gym 0.2.1 and the official OpenAI SDK.
+"""Running the reference peers next to ours: NeMo Gym 0.2.1 and 0.7.0, and the official OpenAI SDK.
 
-The peers live in the venvs ``scripts/interop_setup`` builds under ``.interop/`` (Python 3.12;
-see that script). Everything here starts real processes on free ports and stops them for
-sure: each peer process gets its own session (``setsid``), and stopping kills whatever is
-left in that session and below it (NeMo Gym's ``ng_run`` starts a Ray cluster: ~20
-processes), then checks /proc that nothing survived.
+The peers live in the venvs ``scripts/interop_setup`` builds under ``.interop/`` (Python 3.12
+for 0.2.1 and the SDK, 3.13 for 0.7.0; see that script). The NeMo Gym helpers take the venv
+(``NG_VENV``, the default, or ``NG07_VENV``); what only 0.7 needs is in ``ng07_harness.py``.
+Everything here starts real processes on free ports and stops them for sure: each peer
+process gets its own session (``setsid``), and stopping kills whatever is left in that
+session and below it (NeMo Gym's ``ng_run`` starts a Ray cluster: ~20 processes), then
+checks /proc that nothing survived.
 
 - ``NemoGymRun``: NeMo Gym's ``ng_run`` from a scratch working directory.
 - ``NemoGymServer``: one NeMo Gym server (e.g. its ``simple_agent``) without ``ng_run``,
@@ -41,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 INTEROP = ROOT / ".interop"
 NG_VENV = INTEROP / "nemo-gym-py312"
 SDK_VENV = INTEROP / "openai-sdk"
+NG07_VENV = INTEROP / "nemo-gym07-py313"
 OUR_BIN = Path(sys.executable).parent
 OUR_PYTHON = Path(sys.executable)
 
@@ -60,10 +63,10 @@ NG_SERVERS = (
 
 
 @functools.cache
-def nemo_gym_site() -> Path:
+def nemo_gym_site(venv: Path = NG_VENV) -> Path:
     """NeMo Gym's install root (site-packages): its ``PARENT_DIR``, where its server folders are."""
     out = subprocess.run(
-        [str(NG_VENV / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        [str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True,
         text=True,
         check=True,
@@ -73,7 +76,7 @@ def nemo_gym_site() -> Path:
 
 def check_venvs() -> str | None:
     """None if the interop venvs are ready, else what to run."""
-    for venv in (NG_VENV, SDK_VENV):
+    for venv in (NG_VENV, SDK_VENV, NG07_VENV):
         if not (venv / ".interop-stamp").is_file():
             return f"{venv} is missing or incomplete: run scripts/interop_setup (or scripts/interop)"
     return None
@@ -242,15 +245,15 @@ class Upstream:
 # --------------------------------------------------------------------------- NeMo Gym
 
 
-def make_nemo_gym_workdir(path: Path) -> Path:
+def make_nemo_gym_workdir(path: Path, venv: Path = NG_VENV, servers: Sequence[str] = NG_SERVERS) -> Path:
     """A working directory NeMo Gym's ng_run accepts outside its repo: ``<type>/<impl>/.venv``
     links to the NeMo Gym venv (with ``+skip_venv_if_present=true +uv_venv_dir=<path>`` it
     only sources them). Its configs, apps and data are found in site-packages (its PARENT_DIR)."""
-    for server in NG_SERVERS:
+    for server in servers:
         (path / server).mkdir(parents=True, exist_ok=True)
         link = path / server / ".venv"
         if not link.exists():
-            link.symlink_to(NG_VENV)
+            link.symlink_to(venv)
     return path
 
 
@@ -269,8 +272,11 @@ class NemoGymRun:
         tmp: Path,
         *overrides: str,
         extra_config: dict[str, Any] | None = None,
+        venv: Path = NG_VENV,
+        servers: Sequence[str] = NG_SERVERS,
+        env: dict[str, str] | None = None,
     ) -> None:
-        self.workdir = make_nemo_gym_workdir(tmp / "nemo-gym-workdir")
+        self.workdir = make_nemo_gym_workdir(tmp / f"{venv.name}-workdir", venv, servers)
         paths = list(config_paths)
         if extra_config:
             (self.workdir / "interop_extra.yaml").write_text(yaml.safe_dump(extra_config))
@@ -279,7 +285,7 @@ class NemoGymRun:
         self.head_port = self.holds[0].port
         self.head_url = f"http://127.0.0.1:{self.head_port}"
         args = [
-            NG_VENV / "bin/ng_run",
+            venv / "bin/ng_run",
             f"+config_paths=[{','.join(paths)}]",
             f"+policy_base_url={upstream_url}",
             "+policy_api_key=sk-interop-dummy",
@@ -291,7 +297,9 @@ class NemoGymRun:
             *overrides,
         ]
         self.started = time.monotonic()
-        self.process = Process(args, cwd=self.workdir, env=NG_ENV, log=tmp / f"nemo-gym-ng_run-{self.head_port}.log")
+        self.process = Process(
+            args, cwd=self.workdir, env={**NG_ENV, **(env or {})}, log=tmp / f"nemo-gym-ng_run-{self.head_port}.log"
+        )
         self.instances: list[dict[str, Any]] = []
         self.ready_after_s: float | None = None
 
@@ -348,6 +356,7 @@ class NemoGymServer:
         tmp: Path,
         *,
         ray_address: str | None = None,
+        venv: Path = NG_VENV,
     ) -> None:
         self.holds = [held_port(), held_port()]  # its port and its head server's
         self.port = self.holds[0].port
@@ -363,13 +372,13 @@ class NemoGymServer:
             **NG_ENV,
             "NEMO_GYM_CONFIG_DICT": yaml.safe_dump(config),
             "NEMO_GYM_CONFIG_PATH": name,
-            "PATH": f"{NG_VENV / 'bin'}:{os.environ.get('PATH', '')}",
-            "VIRTUAL_ENV": str(NG_VENV),
+            "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}",
+            "VIRTUAL_ENV": str(venv),
         }
-        server_dir = nemo_gym_site() / folder
+        server_dir = nemo_gym_site(venv) / folder
         env["PYTHONPATH"] = str(server_dir)
         self.process = Process(
-            [NG_VENV / "bin/python", "app.py"], cwd=server_dir, env=env, log=tmp / f"nemo-gym-{name}-{self.port}.log"
+            [venv / "bin/python", "app.py"], cwd=server_dir, env=env, log=tmp / f"nemo-gym-{name}-{self.port}.log"
         )
         wait_http(self.url, 90, self.process, f"NeMo Gym {folder}")
 
