@@ -4,11 +4,9 @@ Everything runs as real processes on free loopback ports: 0.7's ``ng_run`` (its 
 included) on its own example_single_tool_call config, its openai_model pointed at our
 provider emulator; our offline ``ng_run``; single servers of either toolkit wired to the
 other's. Acceptance: all rows, and rewards equal to the native pairing's (mean 1.0 where
-the emulator plays the task right).
-
-Tests marked ``xfail(strict=True)`` wait for parts being built on main (the lead removes the
-marks on merging them): our head server's environment-server entries and ``POST
-/aggregate_metrics`` on our agents, and our collector's ``<stem>_aggregate_metrics.json``.
+the emulator plays the task right). 0.7's collector and ``gym eval`` tools work on our
+side through our head server's environment-server entries, ``POST /aggregate_metrics`` on
+our agents and our collector's ``<stem>_aggregate_metrics.json``.
 """
 
 from __future__ import annotations
@@ -40,15 +38,6 @@ THEIR_RS = "example_single_tool_call"
 CONCURRENCY = 20
 
 #: Why the marked tests fail today (each was run and failed for exactly this reason).
-NO_ENV_SERVER = (
-    "pending merge: our head server lists no environment server for our agents, so 0.7's collector "
-    "stops with 'Agent ... has no environment server'"
-)
-NO_AGG_FILE = "pending merge: our collector does not write <stem>_aggregate_metrics.json yet"
-EMPTY_AGGREGATE = (
-    "pending merge: gym eval aggregate finds no environment server for our rows (no agent_ref in them, none listed "
-    "by our head, no /aggregate_metrics on our agents): it writes [] and exits 0"
-)
 
 
 def _their_data() -> Path:
@@ -122,7 +111,6 @@ def _our_run(ours: NgRun, out: Path, *extra: str) -> dict:
     return json.loads(out.with_name(out.stem + "_metrics.json").read_text())
 
 
-@pytest.mark.xfail(reason=NO_ENV_SERVER, strict=True)
 def test_nemo_gym07_collector_completes_every_row_against_our_ng_run(ours: NgRun, tmp_path: Path) -> None:
     out = tmp_path / "theirs_on_ours.jsonl"
     proc = gym07_collect(ours.head_url, OUR_AGENT, WEATHER, out, "--num-repeats", "2", "--concurrency", "4")
@@ -135,7 +123,6 @@ def test_nemo_gym07_collector_completes_every_row_against_our_ng_run(ours: NgRun
     assert entry["agent_metrics"]["mean/reward"] == 1.0
 
 
-@pytest.mark.xfail(reason=EMPTY_AGGREGATE, strict=True)
 def test_nemo_gym07_aggregate_against_our_head_gives_our_metrics(ours: NgRun, tmp_path: Path) -> None:
     out = tmp_path / "ours.jsonl"
     metrics = _our_run(ours, out, "+num_repeats=2")
@@ -162,7 +149,6 @@ def test_nemo_gym07_aggregate_against_our_head_gives_our_metrics(ours: NgRun, tm
     assert entry["agent_metrics"]["num_repeats"] == 2
 
 
-@pytest.mark.xfail(reason=NO_AGG_FILE, strict=True)
 def test_nemo_gym07_compare_reads_two_of_our_runs(ours: NgRun, tmp_path: Path) -> None:
     baseline, candidate = tmp_path / "a" / "baseline.jsonl", tmp_path / "b" / "candidate.jsonl"
     for out in (baseline, candidate):

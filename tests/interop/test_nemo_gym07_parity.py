@@ -28,9 +28,6 @@ import nemo_gym07_replay as replay  # noqa: E402
 
 LIGHT = ["example_single_tool_call", "mcqa", "example_multi_step"]
 EXPECTED = {"example_single_tool_call": 5, "example_multi_step": 5, "mcqa": 4}
-PENDING_HOSTING = (
-    "pending merge of h16host: our ng_run hosting NeMo Gym 0.7 servers (nemo_gym: config paths, +nemo_gym.venv)"
-)
 
 
 def _by_env(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -51,7 +48,6 @@ def test_nemo_gym_own_stack_reproduces_the_known_share_of_recorded_rewards(
     assert all(row["joined"] for r in nemo_gym_stack.values() for row in r["per_row"])
 
 
-@pytest.mark.xfail(reason=PENDING_HOSTING, strict=True)
 def test_our_ng_run_hosting_their_environments_reproduces_the_same_rows(
     nemo_gym_stack: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -105,7 +101,6 @@ def test_replay_row_skips_assistant_turns_already_in_the_input() -> None:
     assert json.loads(metadata["emulator_script"]) == [{"text": ""}, {"text": "\\boxed{B}"}]
 
 
-@pytest.mark.xfail(reason=PENDING_HOSTING, strict=True)
 def test_our_collector_agent_and_emulator_replaying_mcqa_reproduce_the_recorded_rewards(tmp_path: Path) -> None:
     (env,) = [e for e in parity.ENVIRONMENTS if e.name == "mcqa"]
     assert replay.single_turn(env)
