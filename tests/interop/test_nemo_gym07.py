@@ -171,7 +171,7 @@ def test_nemo_gym07_compare_reads_two_of_our_runs(ours: NgRun, tmp_path: Path) -
     (comparison,) = report["comparisons"]
     assert comparison["baseline_agent"] == OUR_AGENT
     reward = next(m for m in comparison["metrics"] if m["metric"] == "mean/reward")
-    assert reward["baseline"] == reward["candidate"] == 1.0
+    assert reward["baseline"]["value"] == reward["candidates"][0]["value"] == 1.0
 
 
 # --------------------------------------------------------------------------- agents
