@@ -42,7 +42,8 @@ def _numpy() -> Any:
         from nemo_gym_cli.errors import ConfigError
 
         raise ConfigError(
-            "+adaptive=true needs numpy (its confidence sequences): pip install 'nemo-gym-cli[report]'"
+            "+adaptive=true needs numpy (its confidence sequences): pip install -e '.[report]' in a clone of "
+            "nemo-gym-cli"
         ) from None
     return numpy
 

@@ -155,7 +155,8 @@ def _check_extra() -> None:
             missing.append(name)
     if missing:
         raise ConfigError(
-            f"ng_report needs {', '.join(missing)} (the report extra): pip install 'nemo-gym-cli[report]'"
+            f"ng_report needs {', '.join(missing)} (the report extra): pip install -e '.[report]' in a clone of "
+            "nemo-gym-cli"
         )
 
 

@@ -68,7 +68,7 @@ def check_gate_ready(baseline: str) -> None:
     if missing:
         raise ConfigError(
             f"+baseline needs {', '.join(missing)} (the report extra) to compare runs: "
-            "pip install 'nemo-gym-cli[report]', or drop +baseline"
+            "pip install -e '.[report]' in a clone of nemo-gym-cli, or drop +baseline"
         )
     path = Path(baseline).expanduser()
     if not path.exists():

@@ -214,7 +214,7 @@ class ResourcesServer(Server):
         except ModuleNotFoundError as exc:
             if exc.name != "ray":
                 raise
-            raise ConfigError(f"{where} needs Ray: pip install 'nemo-gym-cli[ray]'") from None
+            raise ConfigError(f"{where} needs Ray: pip install -e '.[ray]' in a clone of nemo-gym-cli") from None
         return RayOffload(self.spec.ray_address, self.config.ray_num_cpus)
 
     # ------------------------------------------------------------------ sessions

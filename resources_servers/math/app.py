@@ -20,7 +20,7 @@ from resources_servers.math.verifier import verify_answer
 
 MISSING_EXTRA = (
     "the math environment checks answers with math-verify, which is not installed: "
-    "pip install 'nemo-gym-cli[math]' (scripts/setup installs it)"
+    "pip install -e '.[math]' in a clone of nemo-gym-cli (scripts/setup installs it)"
 )
 
 

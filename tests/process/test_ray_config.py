@@ -75,7 +75,9 @@ def test_without_the_ray_extra_a_ray_address_is_one_line_saying_how_to_install_i
 
     monkeypatch.delitem(sys.modules, "nemo_gym_cli.process.ray_replicas", raising=False)
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
-    with pytest.raises(ConfigError, match=r"needs Ray, which is not installed: pip install 'nemo-gym-cli\[ray\]'"):
+    with pytest.raises(
+        ConfigError, match=r"needs Ray, which is not installed: pip install -e '\.\[ray\]' in a clone of nemo-gym-cli"
+    ):
         connect_cluster(RayOptions("local"))
 
 

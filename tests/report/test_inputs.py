@@ -219,7 +219,7 @@ def test_without_the_report_extra_it_says_what_to_install(tmp_path: Path) -> Non
     done = _ng_report("results", cwd=tmp_path, extra="sys.modules['matplotlib'] = None")
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "error: ng_report needs matplotlib (the report extra): pip install 'nemo-gym-cli[report]'"
+        "error: ng_report needs matplotlib (the report extra): pip install -e '.[report]' in a clone of nemo-gym-cli"
     )
 
 

@@ -82,7 +82,7 @@ def test_without_the_math_extra_the_server_refuses_to_start_in_one_line(monkeypa
     with pytest.raises(NemoGymError) as failed:
         asyncio.run(Math().startup())
     message = str(failed.value)
-    assert "pip install 'nemo-gym-cli[math]'" in message and "\n" not in message
+    assert "pip install -e '.[math]' in a clone of nemo-gym-cli" in message and "\n" not in message
 
 
 # --- the README's command, as real processes --------------------------------------------
