@@ -183,7 +183,7 @@ class ResponseCache:
         cache = cls(folder.expanduser() / FILE_NAME, ttl_s=ttl_s, refresh=refresh)
         try:
             await cache._run(cache._connect)
-            cache._reader = _connection(cache.path, busy_timeout_ms=0)
+            cache._reader = _connection(cache.path, busy_timeout_ms=0, writes=False)
         except (OSError, sqlite3.Error) as exc:
             await cache.close()
             raise ConfigError(
@@ -255,16 +255,28 @@ class ResponseCache:
     # ------------------------------------------------------------------ on the cache's thread
 
     def _connect(self) -> None:
+        """The writer's connection, the file in WAL mode with its table. SQLite answers "database
+        is locked" at once, without waiting, where waiting could deadlock (two processes
+        switching a new file to WAL); such an open is tried again until the busy timeout."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = _connection(self.path, busy_timeout_ms=BUSY_TIMEOUT_MS)
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute(_SCHEMA)
-            db.execute("DELETE FROM responses WHERE created < ?", (time.time() - self.ttl_s,))
-        except BaseException:
-            db.close()
-            raise
-        self._writer = db
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            db = _connection(self.path, busy_timeout_ms=BUSY_TIMEOUT_MS)
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute(_SCHEMA)
+                db.execute("DELETE FROM responses WHERE created < ?", (time.time() - self.ttl_s,))
+            except sqlite3.OperationalError as exc:
+                db.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+                continue
+            except BaseException:
+                db.close()
+                raise
+            self._writer = db
+            return
 
     def _flush(self) -> None:
         """Write the queued entries in one transaction (all of them or none)."""
@@ -297,14 +309,18 @@ class ResponseCache:
             )
 
 
-def _connection(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit) with its busy timeout."""
+def _connection(path: Path, *, busy_timeout_ms: int, writes: bool = True) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) with its busy timeout.
+    Opening touches no page: ``PRAGMA synchronous`` reads the schema, so the reader (busy
+    timeout 0) must not set it, or a writer holding the file at that instant (switching a new
+    file to WAL, recovering a killed writer's WAL) fails the open: "database is locked"."""
     db = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
     try:
         db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        # WAL + NORMAL: a committed entry survives its process being killed; a power cut may
-        # lose the last ones, never tear one.
-        db.execute("PRAGMA synchronous = NORMAL")
+        if writes:
+            # WAL + NORMAL: a committed entry survives its process being killed; a power cut
+            # may lose the last ones, never tear one.
+            db.execute("PRAGMA synchronous = NORMAL")
     except BaseException:
         db.close()
         raise

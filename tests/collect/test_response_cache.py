@@ -22,7 +22,7 @@ from nemo_gym_cli.collect.cache_options import CacheOptions, cache_model_servers
 from nemo_gym_cli.collect.metrics import CollectionMetrics, format_summary
 from nemo_gym_cli.config import load_config
 from nemo_gym_cli.errors import ConfigError
-from nemo_gym_cli.server.cache import FILE_NAME, ResponseCache, cache_key, cacheable
+from nemo_gym_cli.server.cache import FILE_NAME, ResponseCache, _connection, cache_key, cacheable
 from support.cli import BIN, ROOT, NgRun, run_cli
 from support.procs import descendants
 
@@ -87,6 +87,32 @@ def test_a_folder_that_cannot_hold_the_cache_is_one_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"cannot open the response cache .*\+cache_path") as info:
         asyncio.run(ResponseCache.open(blocker / "cache"))
     assert "\n" not in str(info.value)
+
+
+def test_a_cache_opens_while_another_process_holds_the_file_against_readers(tmp_path):
+    """CI saw "cannot open the response cache (database is locked)" when a collection started
+    while another recovered a SIGKILLed writer's WAL: the lookup connection (busy timeout 0)
+    read the schema as it opened. Here a new file's first writer holds it exclusively (the
+    same lock a recovery takes) for a moment: the open waits for it and then works."""
+    path = tmp_path / FILE_NAME
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE other (a)")
+    _connection(path, busy_timeout_ms=0, writes=False).close()  # the lookup connection reads no page
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().call_later(0.3, holder.execute, "COMMIT")
+        cache = await ResponseCache.open(tmp_path)
+        key, request = cache_key({"x": 1})
+        cache.put(key, request, orjson.dumps(_chat()), 0.5)
+        await cache.flush()
+        assert (await cache.get(key)) is not None
+        await cache.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        holder.close()
 
 
 def _writer(folder: str, worker: int, n: int) -> None:
