@@ -314,13 +314,13 @@ def _listening_ports(pid: int) -> list[int]:
 
 def test_a_run_ends_within_moments_of_its_last_row(tmp_path):
     out = tmp_path / "out.jsonl"
-    started = time.monotonic()
     result = collect(out, "+concurrency=5")
+    ended = time.time()
     assert result.returncode == 0, result.stderr
-    m = metrics_of(out)
-    # Everything after the collection proper (stopping four servers): generous, but far from
-    # the ~7 s this took when servers waited for idle keep-alive connections.
-    after = time.monotonic() - started - m["wall_time_s"]
+    # From the last row written to the process's exit (writing the summaries, stopping four
+    # servers): generous, but far from the ~7 s this took when servers waited for idle
+    # keep-alive connections. Start-up is not counted: it is what a loaded machine stretches.
+    after = ended - out.stat().st_mtime
     assert after < 5.0, after
 
 
