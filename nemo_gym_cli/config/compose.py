@@ -99,25 +99,11 @@ class Sources:
 
     def of(self, path: str) -> str:
         """The source of key ``path`` (dotted), or ``""`` when no source has it."""
-        for name, cfg in reversed(self.layers):
-            try:
-                node = OmegaConf.select(cfg, path, throw_on_missing=False, default=_ABSENT)
-            except OmegaConfBaseException:
-                continue
-            if node is not _ABSENT:
-                return name
-        return ""
+        return next((name for name, cfg in reversed(self.layers) if _has(cfg, path)), "")
 
     def first(self, path: str) -> str:
         """The first source (in merge order) that has key ``path``: where it was defined."""
-        for name, cfg in self.layers:
-            try:
-                node = OmegaConf.select(cfg, path, throw_on_missing=False, default=_ABSENT)
-            except OmegaConfBaseException:
-                continue
-            if node is not _ABSENT:
-                return name
-        return ""
+        return next((name for name, cfg in self.layers if _has(cfg, path)), "")
 
     def set_by(self, name: str) -> set[str]:
         """Top-level keys source ``name`` sets."""
@@ -128,6 +114,14 @@ class Sources:
 
 
 _ABSENT = object()
+
+
+def _has(cfg: DictConfig, path: str) -> bool:
+    """Whether ``cfg`` has key ``path`` (dotted); a path through a non-mapping has none."""
+    try:
+        return OmegaConf.select(cfg, path, throw_on_missing=False, default=_ABSENT) is not _ABSENT
+    except OmegaConfBaseException:
+        return False
 
 
 @dataclass
