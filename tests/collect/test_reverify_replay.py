@@ -81,11 +81,14 @@ def test_a_shop_scored_on_its_final_state_gets_its_rewards_back_only_with_the_re
 
 
 def _counter_tasks(n: int) -> list[dict]:
-    """Task i starts the counter at i; i % 3 == 0 calls no tool, 1 adds 2, 2 adds 1 and reads it back."""
+    """Task i starts the counter at i; i % 3 == 0 calls no tool, 1 adds 2, 2 adds 1 and reads it back;
+    task 0 calls a tool that does not exist (the model's mistake: it read "unknown tool")."""
     tasks = []
     for i in range(n):
         kind = i % 3
         turns: list[dict] = []
+        if i == 0:
+            turns.append({"tool_calls": [{"name": "reset_counter", "arguments": {}}]})
         if kind == 1:
             turns.append({"tool_calls": [{"name": "increment_counter", "arguments": {"count": 2}}]})
         elif kind == 2:
@@ -118,6 +121,8 @@ def counter_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stderr
     rows = _read(output)
     assert len(rows) == 30 and all(r["reward"] == 1.0 for r in rows)
+    first = next(r for r in rows if r["_ng_task_index"] == 0)["response"]["output"]
+    assert json.loads(first[1]["output"]) == {"error": "unknown tool 'reset_counter'"}
     return output
 
 
@@ -137,8 +142,10 @@ def test_a_counter_the_tools_moved_scores_wrong_without_the_replay_and_right_wit
     )  # fmt: skip
     assert on.returncode == 0, on.stderr
     record = json.loads((out / "on_reverify.json").read_text())
-    assert record["changed_rows"] == 0 and record["rows_replayed"] == 20 and record["tool_calls_replayed"] == 30
-    assert "replayed 30 recorded tool calls in 20 rows' sessions" in on.stdout
+    assert record["changed_rows"] == 0 and record["rows_replayed"] == 21 and record["tool_calls_replayed"] == 31
+    # the unknown tool task 0 called answers now as it did then: nothing differs, no error
+    assert record["tool_outputs_differ_rows"] == 0 and record["tool_errors"] == []
+    assert "replayed 31 recorded tool calls in 21 rows' sessions" in on.stdout
 
 
 def test_rows_whose_tools_now_answer_differently_are_flagged_and_keep_their_new_reward(counter_output: Path):
