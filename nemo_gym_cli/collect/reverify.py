@@ -38,7 +38,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -357,7 +357,10 @@ async def reverify(config: GlobalConfig, opts: ReverifyOptions, note: Note, fork
             only = servers_needed(config, set(route.values()))
             result.servers = only
             note(f"starting {', '.join(only)} (resources servers and what they refer to; no policy model)")
-            async with running_servers(config, stop_event=stop, write=note, forkserver=forkserver, only=only) as sup:
+            # The config without the instances not started: a NeMo Gym server gets the whole
+            # config, whose other instances' ${ng_url:...} would name servers that do not run.
+            started = replace(config, instances={n: config.instances[n] for n in only})
+            async with running_servers(started, stop_event=stop, write=note, forkserver=forkserver) as sup:
                 urls = {n: sup.replica_urls.get(n) or [sup.urls[n]] for n in only}
                 await _run(opts, {a: urls[r] for a, r in route.items()}, result, stop, note)
         else:
