@@ -182,8 +182,10 @@ Examples:
 REVERIFY_HELP = """Re-score an output with the current verifier of its environment, without the model.
 
 Each row's recorded response goes to its resources server (/seed_session with the row's
-task fields, then /verify) into a new output; prints and records (<stem>_reverify.json)
-which rows' rewards changed, and the mean before and after with a paired 95% interval.
+task fields, the row's recorded tool calls replayed in that session, then /verify) into a
+new output; prints and records (<stem>_reverify.json) which rows' rewards changed, the rows
+whose tools now answer differently (flagged _ng_tool_outputs_differ), and the mean before
+and after with a paired 95% interval.
 Given +config_paths (the config the output was collected with), starts only the resources
 servers the rows need and what they refer to (an LLM judge's model server: the judge is the
 only model paid for); without, uses a running ng_run's.
@@ -197,7 +199,8 @@ Keys (default):
   limit                first N rows only (all)
   concurrency          verifications in flight (32)
   max_attempts         attempts per row before it is a failure (3)
-  timeout_s            timeout of one /seed_session or /verify call (600)
+  timeout_s            timeout of one /seed_session, tool or /verify call (600)
+  replay_tool_calls    replay each row's recorded tool calls in its session before /verify (true)
   overwrite            replace an existing output (false)
   config_paths         YAML files: start the resources servers of this config
   head_server.host/.port   where the running head server is (127.0.0.1:11000)

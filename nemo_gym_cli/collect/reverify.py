@@ -7,7 +7,12 @@ A verifier bug fixed after 100,000 rollouts should cost 100,000 ``/verify`` call
 1. ``POST /seed_session`` to the row's resources server with the row's task fields (the
    row without ``response`` and ``reward``), in a new session: ours by the
    ``x-ng-session-id`` header, NeMo Gym's by the cookie its answer sets (both are sent);
-2. ``POST /verify`` with those fields plus the recorded ``response``; its answer is the new
+2. each recorded ``function_call`` of the response replayed, in order, to its tool route in
+   that session (``collect/replay.py``), so a verifier that reads the state the tools built
+   (a shop's cart) sees it; each answer compared with the recorded output, and a row whose
+   tools now answer differently flagged (``_ng_tool_outputs_differ``) with its new reward
+   kept. ``+replay_tool_calls=false`` skips this (a row without calls skips it anyway);
+3. ``POST /verify`` with those fields plus the recorded ``response``; its answer is the new
    row, the old reward kept as ``_ng_previous_reward``.
 
 The row's resources server is its agent's (``agent_ref.name``, else ``+agent_name``; the
@@ -16,13 +21,12 @@ resources servers are started, with the instances they refer to (a judge's model
 and what that one needs): the policy model is never started, so an LLM judge is the only
 model paid for. Without ``config_paths``, the resources servers of a running ``ng_run``.
 
-A verifier that reads state its tools built during the rollout (a shop's cart) sees a
-freshly seeded session here: its tool calls are not replayed.
-
 Rows are re-scored by a fixed pool of ``concurrency`` workers over a lazy reader (memory
 flat in the file's size), each written and flushed as it finishes; a row that cannot be
-re-scored (after ``max_attempts`` for a retryable error) goes to ``<stem>_failures.jsonl``.
-What changed, and the mean before and after with a paired interval over tasks, is
+re-scored (after ``max_attempts`` for a retryable error; a tool call that fails on replay
+for a reason not the model's, a 5xx, is one) goes to ``<stem>_failures.jsonl``, and each
+distinct tool-call error is one line on the terminal. What changed, the rows whose tools
+answered differently, and the mean before and after with a paired interval over tasks, are
 ``<stem>_reverify.json``.
 """
 
@@ -34,13 +38,14 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from nemo_gym_cli.collect.files import FailuresFile, OutputFile
+from nemo_gym_cli.collect.replay import RecordedCall, Replayed, ReplayError, recorded_calls, replay
 from nemo_gym_cli.config import GlobalConfig
 from nemo_gym_cli.config.load import _placeholders
 from nemo_gym_cli.errors import ConfigError, InputError, NemoGymError, ServerError
@@ -56,7 +61,7 @@ __all__ = ["ReverifyOptions", "Reverified", "record_path", "reverify", "servers_
 Note = Callable[[str], None]
 
 #: Fields of an output row that are the rollout's result, not its task.
-RESULT_FIELDS = ("response", "reward", "_ng_previous_reward")
+RESULT_FIELDS = ("response", "reward", "_ng_previous_reward", "_ng_tool_outputs_differ")
 #: Changed rows named one by one on the terminal (all of them are in the record).
 SHOWN_CHANGES = 20
 
@@ -74,7 +79,10 @@ class ReverifyOptions(BaseModel):
     limit: int | None = Field(None, ge=0, description="first N rows only (default: all)")
     concurrency: int = Field(32, ge=1, le=10_000, description="verifications in flight")
     max_attempts: int = Field(3, ge=1, le=100, description="attempts per row before it is a failure")
-    timeout_s: float = Field(600.0, gt=0, description="timeout of one /seed_session or /verify call")
+    timeout_s: float = Field(600.0, gt=0, description="timeout of one /seed_session, tool or /verify call")
+    replay_tool_calls: bool = Field(
+        True, description="replay each row's recorded tool calls in its session before /verify"
+    )
     overwrite: bool = Field(False, description="replace an existing output")
 
     @classmethod
@@ -200,6 +208,14 @@ class Reverified:
     servers: list[str] = field(default_factory=list)
     #: what the verifiers reported spending (an LLM judge's ``verifier_usage.cost``)
     verifier_cost_usd: float = 0.0
+    replay_tool_calls: bool = True
+    rows_replayed: int = 0
+    tool_calls_replayed: int = 0
+    #: rows whose replayed tool outputs differ from the recorded ones, and which calls
+    differing: list[dict[str, Any]] = field(default_factory=list)
+    #: distinct tool-call errors of the replay: signature -> {"example", "rows"}
+    tool_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failure_noted: bool = False
     wall_time_s: float = 0.0
     statistics: dict[str, Any] = field(default_factory=dict)
 
@@ -222,6 +238,12 @@ class Reverified:
             "changed_rows": len(self.changed),
             "reward": self.statistics,
             "changed": sorted(self.changed, key=_order),
+            "replay_tool_calls": self.replay_tool_calls,
+            "rows_replayed": self.rows_replayed,
+            "tool_calls_replayed": self.tool_calls_replayed,
+            "tool_outputs_differ_rows": len(self.differing),
+            "tool_outputs_differ": sorted(self.differing, key=_order),
+            "tool_errors": [{"error": k, **v} for k, v in sorted(self.tool_errors.items())],
         }
 
     def lines(self) -> list[str]:
@@ -232,6 +254,27 @@ class Reverified:
         ]
         if self.verifier_cost_usd:
             out.append(f"the verifiers' judge model cost ${self.verifier_cost_usd:.6f} (no policy model was called)")
+        if self.rows_replayed:
+            calls, rows = self.tool_calls_replayed, self.rows_replayed
+            out.append(f"replayed {calls} recorded tool calls in {rows} rows' sessions")
+        for error, seen in sorted(self.tool_errors.items()):
+            out.append(f"tool call error on replay: {error} in {seen['rows']} rows, e.g. {seen['example']}")
+        if self.differing:
+            out.append(
+                f"{len(self.differing)} rows' tools answered differently than when collected (the environment "
+                "changed under them): re-scored on the new answers, flagged _ng_tool_outputs_differ"
+            )
+            for d in sorted(self.differing, key=_order)[:SHOWN_CHANGES]:
+                c = d["calls"][0]
+                more = f" (+{len(d['calls']) - 1} more calls)" if len(d["calls"]) > 1 else ""
+                out.append(
+                    f"  task {d['task']} rollout {d['rollout']}: call {c['index'] + 1} {c['name']}: recorded "
+                    f"{_short(c['recorded'])}, now {_short(c['replayed'])}{more}"
+                )
+            if len(self.differing) > SHOWN_CHANGES:
+                out.append(f"  ... and {len(self.differing) - SHOWN_CHANGES} more (all in {record_path(self.output)})")
+        elif self.replay_tool_calls and self.rows_replayed:
+            out.append("every replayed tool call answered as recorded")
         out.append(f"{len(self.changed)} rows' rewards changed")
         for c in sorted(self.changed, key=_order)[:SHOWN_CHANGES]:
             out.append(f"  task {c['task']} rollout {c['rollout']}: {c['before']:g} -> {c['after']:g}")
@@ -247,6 +290,12 @@ class Reverified:
                 f"(n={s['tasks']} tasks; {s['method']})"
             )
         return out
+
+
+def _short(text: str | None, width: int = 60) -> str:
+    if text is None:
+        return "nothing"
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _order(change: dict[str, Any]) -> tuple[Any, ...]:
@@ -298,7 +347,7 @@ async def reverify(config: GlobalConfig, opts: ReverifyOptions, note: Note, fork
 
     opts.check_paths()
     rows, agents = _scan(opts.input_path, opts.limit, opts.agent_name)
-    result = Reverified(opts.input_path, opts.output_path, rows=rows)
+    result = Reverified(opts.input_path, opts.output_path, rows=rows, replay_tool_calls=opts.replay_tool_calls)
     stop = asyncio.Event()
     with stop_on_signals(stop):
         if config.instances:
@@ -308,7 +357,10 @@ async def reverify(config: GlobalConfig, opts: ReverifyOptions, note: Note, fork
             only = servers_needed(config, set(route.values()))
             result.servers = only
             note(f"starting {', '.join(only)} (resources servers and what they refer to; no policy model)")
-            async with running_servers(config, stop_event=stop, write=note, forkserver=forkserver, only=only) as sup:
+            # The config without the instances not started: a NeMo Gym server gets the whole
+            # config, whose other instances' ${ng_url:...} would name servers that do not run.
+            started = replace(config, instances={n: config.instances[n] for n in only})
+            async with running_servers(started, stop_event=stop, write=note, forkserver=forkserver) as sup:
                 urls = {n: sup.replica_urls.get(n) or [sup.urls[n]] for n in only}
                 await _run(opts, {a: urls[r] for a, r in route.items()}, result, stop, note)
         else:
@@ -374,12 +426,32 @@ async def _run(
                     _fail(result, failures, None, number, "InputError", why, note)
                     continue
                 bases = urls[_agent_of(row, opts.agent_name)]
+                calls = recorded_calls(row["response"]) if opts.replay_tool_calls else []
                 try:
-                    new = await _rescore(client, bases, row, opts.max_attempts, stop)
+                    new, replayed = await _rescore(client, bases, row, calls, opts.max_attempts, stop)
+                except ReplayError as exc:
+                    where = f"those rows could not be re-scored: listed in {failures.path}"
+                    _tool_error(result, exc.signature, exc.detail, where, note)
+                    _fail(result, failures, row, number, exc.kind, str(exc), None)
+                    continue
                 except NemoGymError as exc:
                     kind = getattr(exc, "kind", None) or type(exc).__name__
                     _fail(result, failures, row, number, kind, str(exc), note)
                     continue
+                task = row.get("_ng_task_index", f"line {number}")
+                if replayed is not None:
+                    result.rows_replayed += 1
+                    result.tool_calls_replayed += replayed.sent
+                    for signature, example in dict(replayed.errors).items():
+                        _tool_error(result, signature, example, "those rows are flagged _ng_tool_outputs_differ", note)
+                    if replayed.differing:
+                        new["_ng_tool_outputs_differ"] = [
+                            {k: d[k] for k in ("index", "name", "call_id")} for d in replayed.differing
+                        ]
+                        result.differing.append(
+                            {"task": task, "rollout": row.get("_ng_rollout_index"), "line": number,
+                             "calls": replayed.differing}
+                        )  # fmt: skip
                 out.write(new)
                 result.rescored += 1
                 spent = new.get("verifier_usage")
@@ -387,7 +459,6 @@ async def _run(
                 if isinstance(cost, (int, float)) and not isinstance(cost, bool):
                     result.verifier_cost_usd += cost
                 before, after = _reward(row), _reward(new)
-                task = row.get("_ng_task_index", f"line {number}")
                 result.pairs.append((task, before, after))
                 if before != after:
                     result.changed.append(
@@ -409,9 +480,15 @@ async def _run(
 
 
 async def _rescore(
-    client: JSONClient, bases: list[str], row: dict[str, Any], attempts: int, stop: asyncio.Event
-) -> dict[str, Any]:
-    """Seed a new session with the row's task fields, verify its recorded response."""
+    client: JSONClient,
+    bases: list[str],
+    row: dict[str, Any],
+    calls: list[RecordedCall],
+    attempts: int,
+    stop: asyncio.Event,
+) -> tuple[dict[str, Any], Replayed | None]:
+    """Seed a new session with the row's task fields, replay its recorded tool ``calls`` in
+    it, verify its recorded response; the new row and what the replay found (None: no calls)."""
     from nemo_gym_cli.server.client import cookie_header
 
     task = {k: v for k, v in row.items() if k not in RESULT_FIELDS}
@@ -420,11 +497,16 @@ async def _rescore(
         session = new_session_id()
         base = bases[hash(session) % len(bases)]
         headers = {SESSION_HEADER: session}
+        replayed = None
         try:
             seeded = await client.exchange("POST", base + "/seed_session", task, headers=headers)
+            cookies = seeded.cookies
+            if calls:
+                replayed = await replay(client, base, calls, session, cookies)
+                cookies = replayed.cookies
             answer = await client.exchange(
                 "POST", base + "/verify", {**task, "response": row["response"]},
-                headers={**headers, **cookie_header(seeded.cookies)},
+                headers={**headers, **cookie_header(cookies)},
             )  # fmt: skip
         except ServerError as exc:
             error = exc
@@ -435,17 +517,30 @@ async def _rescore(
         new = answer.data
         if not isinstance(new, dict) or not isinstance(new.get("reward"), (int, float)):
             raise ServerError(f"POST {base}/verify answered without a numeric reward", url=base, kind="bad_response")
-        return {**new, "_ng_previous_reward": row.get("reward")}
+        return {**new, "_ng_previous_reward": row.get("reward")}, replayed
     assert error is not None
     raise error
 
 
+def _tool_error(result: Reverified, signature: str, example: str, where: str, note: Note) -> None:
+    """Count a row under a distinct tool-call error; the first row with it prints one line."""
+    seen = result.tool_errors.get(signature)
+    if seen is None:
+        result.tool_errors[signature] = {"example": example[:200], "rows": 1}
+        note(f"replaying tool calls: {signature}, e.g. {example[:200]} ({where})")
+    else:
+        seen["rows"] += 1
+
+
 def _fail(
     result: Reverified, failures: FailuresFile, row: dict[str, Any] | None, number: int, kind: str, message: str,
-    note: Note,
+    note: Note | None,
 ) -> None:  # fmt: skip
+    """List a row that could not be re-scored; the first one prints a line (``note`` None:
+    its error was printed already)."""
     result.failed += 1
-    if result.failed == 1:
+    if note is not None and not result.failure_noted:
+        result.failure_noted = True
         note(f"a row could not be re-scored: {message} (the rest are counted and listed in {failures.path})")
     failures.write(
         {

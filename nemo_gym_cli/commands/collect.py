@@ -29,10 +29,10 @@ from nemo_gym_cli.collect.options import CollectOptions
 from nemo_gym_cli.collect.run import collect_rollouts
 from nemo_gym_cli.collect.sweep import allow_sweep_models
 from nemo_gym_cli.commands.options import ALL_OPTIONS, COLLECT_OPTIONS
-from nemo_gym_cli.config import load_config
+from nemo_gym_cli.commands.startup import load_with_forkserver
+from nemo_gym_cli.config import GlobalConfig, load_config
 from nemo_gym_cli.limits import raise_open_file_limit
 from nemo_gym_cli.outputs import OutputFiles
-from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
 from nemo_gym_cli.runtime import run_async, tune_gc
 
 __all__ = ["collect"]
@@ -45,20 +45,15 @@ def print_err(line: str) -> None:
 def collect(args: list[str]) -> int:
     """Run a collection from Hydra-syntax ``args``; returns the exit code."""
     raise_open_file_limit()
-    # We may start the servers: the fork server imports their frameworks while we compose.
-    forkserver = ForkServer() if fork_supported() and any("config_paths" in a for a in args) else None
-    try:
+
+    def load() -> tuple[GlobalConfig, CollectOptions]:
         config = load_config(args, command=COLLECT_OPTIONS, everywhere=ALL_OPTIONS)
         opts = CollectOptions.from_config(config.options)
         config = allow_sweep_models(config, opts)  # each variant served by the model it names
         config = cache_model_servers(config, opts)  # +cache=true: the model servers' response cache
-    except BaseException:
-        if forkserver is not None:
-            forkserver.close()
-        raise
-    if forkserver is not None and not config.instances:
-        forkserver.close()
-        forkserver = None
+        return config, opts
+
+    config, opts, forkserver = load_with_forkserver(args, load)  # we may start the servers
     tune_gc()
     outcome = run_async(collect_rollouts(config, opts, forkserver, print_err))
     if outcome.estimates is not None:

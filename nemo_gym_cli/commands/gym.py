@@ -227,7 +227,10 @@ def _eval_reverify(argv: list[str], cwd: Path) -> Translated:
         elif flag == "--overwrite":
             kept.append("+overwrite=true")
         elif flag == "--force":
-            notes.append("note: --force has no effect here: every resources server of ours can re-score a row")
+            notes.append(
+                "note: --force has no effect here: a stateful server's session is rebuilt by replaying each row's "
+                "recorded tool calls"
+            )
         elif flag == "--disable-aggregation":
             notes.append("note: --disable-aggregation has no effect: ng reverify writes no aggregate metrics")
         else:

@@ -15,8 +15,8 @@ import sys
 
 from nemo_gym_cli.collect.reverify import ReverifyOptions, record_path, reverify
 from nemo_gym_cli.commands.options import ALL_OPTIONS, REVERIFY_OPTIONS
-from nemo_gym_cli.config import load_config
-from nemo_gym_cli.process.forkserver import ForkServer, fork_supported
+from nemo_gym_cli.commands.startup import load_with_forkserver
+from nemo_gym_cli.config import GlobalConfig, load_config
 from nemo_gym_cli.runtime import run_async
 
 __all__ = ["reverify_command"]
@@ -28,17 +28,12 @@ def _note(line: str) -> None:
 
 def reverify_command(args: list[str]) -> int:
     """Run ``ng reverify`` with Hydra-syntax ``args``; returns the exit code."""
-    forkserver = ForkServer() if fork_supported() and any("config_paths" in a for a in args) else None
-    try:
+
+    def load() -> tuple[GlobalConfig, ReverifyOptions]:
         config = load_config(args, command=REVERIFY_OPTIONS, everywhere=ALL_OPTIONS)
-        opts = ReverifyOptions.from_config(config.options)
-    except BaseException:
-        if forkserver is not None:
-            forkserver.close()
-        raise
-    if forkserver is not None and not config.instances:
-        forkserver.close()
-        forkserver = None
+        return config, ReverifyOptions.from_config(config.options)
+
+    config, opts, forkserver = load_with_forkserver(args, load)
     result = run_async(reverify(config, opts, _note, forkserver))
     for line in result.lines():
         print(line)

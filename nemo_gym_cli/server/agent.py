@@ -52,7 +52,7 @@ from nemo_gym_cli.server.replicas import Replicas
 from nemo_gym_cli.server.spec import ROLLOUT_INDEX_HEADER, SESSION_COOKIE, SESSION_HEADER, new_session_id
 from nemo_gym_cli.wire import dumps, loads
 
-__all__ = ["Agent", "Rollout", "add_usage"]
+__all__ = ["Agent", "Rollout", "add_usage", "tool_refusal"]
 
 
 _NOT_ASKED = object()
@@ -135,11 +135,10 @@ class Rollout:
                 self.agent.resources, self.resources_url, f"/{name}", args, self._env_headers()
             )
         except ServerError as exc:
-            if exc.status in (404, 405):
-                return _output(call_id, {"error": f"unknown tool {name!r}"})
-            if exc.status == 422:  # the call itself was wrong (ToolError, arguments): the model's to fix
-                return _output(call_id, {"error": exc.detail})
-            raise  # anything else (no session, refused, broken) is not the model's doing: the rollout fails
+            refused = tool_refusal(name, exc)
+            if refused is None:
+                raise  # not the model's doing (no session, refused, broken): the rollout fails
+            return _output(call_id, refused)
         self.cookies.update(answer.cookies)
         return _output(call_id, answer.data)
 
@@ -150,6 +149,17 @@ class Rollout:
         response = {**self.last_response, "output": output, "usage": complete_usage(usage) if usage else usage}
         response.setdefault("id", f"resp_{self.session_id}")
         return complete_response(response, params)
+
+
+def tool_refusal(name: str, exc: ServerError) -> dict[str, Any] | None:
+    """What the model reads when the resources server refused a call as the model's mistake
+    (an unknown tool: 404/405; a wrong call, a ``ToolError``: 422); None for any other failure.
+    ``ng reverify``'s replay of recorded calls reads a refusal the same way."""
+    if exc.status in (404, 405):
+        return {"error": f"unknown tool {name!r}"}
+    if exc.status == 422:
+        return {"error": exc.detail}
+    return None
 
 
 def _output(call_id: Any, result: Any) -> dict[str, Any]:
