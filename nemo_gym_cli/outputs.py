@@ -41,6 +41,9 @@ class OutputFiles:
     MANIFEST = "sweep.json"
     #: an adaptive sweep's race, inside the sweep folder (``collect/adaptive.py``)
     ADAPTIVE = "adaptive.json"
+    #: its journal: the settings, then one line per round, appended (not ``.jsonl``: a folder
+    #: read without its manifest takes every ``.jsonl`` for an output)
+    ADAPTIVE_JOURNAL = "adaptive_rounds.ndjson"
 
     def _beside(self, suffix: str) -> Path:
         return self.output.with_name(self.output.stem + suffix)
@@ -77,6 +80,10 @@ class OutputFiles:
     @property
     def adaptive(self) -> Path:
         return self.sweep_folder / self.ADAPTIVE
+
+    @property
+    def adaptive_journal(self) -> Path:
+        return self.sweep_folder / self.ADAPTIVE_JOURNAL
 
     def variant(self, name: str) -> Path:
         """The output of variant ``name`` of a sweep into this output."""

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nemo_gym_cli.collect.environments import Route, failure_kind, stamp
-from nemo_gym_cli.collect.files import DoneSet, FailuresFile, OutputFile, read_tasks
+from nemo_gym_cli.collect.files import DoneSet, FailuresFile, InputRow, OutputFile, read_tasks
 from nemo_gym_cli.collect.metrics import CollectionMetrics, Progress
 from nemo_gym_cli.collect.options import CollectOptions, Variant
 from nemo_gym_cli.errors import InputError, NemoGymError, ServerError
@@ -107,8 +107,9 @@ class Lane:
     last_finished: float | None = None
     #: workers started: its concurrency, or fewer when fewer rollouts were left to run
     workers: int = 0
-    #: only these tasks (an adaptive sweep's round; None: every task)
-    tasks: frozenset[int] | None = None
+    #: only these tasks' rows, read once by the adaptive sweep for its round (None: every task,
+    #: from the input)
+    round_rows: list[InputRow] | None = None
 
     def busy_time(self, default: float) -> float:
         if self.first_started is None or self.last_finished is None:
@@ -156,9 +157,10 @@ class Lane:
         self.failures.reset()
         self.out.open(append=True)
 
-    def only(self, tasks: frozenset[int]) -> None:
-        """Run only ``tasks`` from now on (an adaptive sweep's round; empty: none)."""
-        self.tasks = tasks
+    def only(self, rows: list[InputRow]) -> None:
+        """Run only these tasks from now on (an adaptive sweep's round, its rows read once for
+        every lane; empty: none)."""
+        self.round_rows = rows
         self.exhausted = False
 
     def jobs(self) -> Generator[_Job, None, None]:
@@ -167,15 +169,9 @@ class Lane:
         once a round."""
         opts = self.opts
         rounds = [range(r, r + 1) for r in range(opts.num_repeats)] if opts.interleave_repeats else [None]
-        only = self.tasks
-        last = max(only, default=-1) if only is not None else None
         for repeats in rounds:
-            for item in read_tasks(opts.input_path, opts.limit):
-                if only is not None:
-                    if last is not None and item.task_index > last:
-                        break  # the round's tasks are behind: read no further
-                    if item.task_index not in only:
-                        continue
+            items = self.round_rows if self.round_rows is not None else read_tasks(opts.input_path, opts.limit)
+            for item in items:
                 row = item.row
                 if row is not None:
                     if repeats is None or repeats.start == 0:

@@ -1,13 +1,16 @@
 """Rollout files: lazy task input, crash-safe JSONL output with resume, the failures file.
 
 Memory stays flat in the input size: input is read line by line; the set of rollouts already
-written (for resume) is a bitset indexed by ``task * num_repeats + rollout``.
+written (for resume) is a bitset indexed by ``task * num_repeats + rollout``. An adaptive
+sweep, whose rounds take the tasks in a random order, reads them through a ``TaskIndex``:
+16 bytes per task.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +24,7 @@ __all__ = [
     "FailuresFile",
     "InputRow",
     "OutputFile",
+    "TaskIndex",
     "count_tasks",
     "failures_path",
     "metrics_path",
@@ -48,18 +52,59 @@ def read_tasks(path: Path, limit: int | None = None) -> Iterator[InputRow]:
                 return
             if not line.strip():
                 continue
-            try:
-                row = loads(line)
-            except ValueError as exc:
-                yield InputRow(task_index, line_number, None, f"{path}:{line_number}: not valid JSON ({exc})")
-            else:
-                if isinstance(row, dict):
-                    yield InputRow(task_index, line_number, row)
-                else:
-                    kind = type(row).__name__
-                    error = f"{path}:{line_number}: a row must be a JSON object, got {kind}"
-                    yield InputRow(task_index, line_number, None, error)
+            yield _input_row(path, task_index, line_number, line)
             task_index += 1
+
+
+def _input_row(path: Path, task_index: int, line_number: int, line: bytes) -> InputRow:
+    try:
+        row = loads(line)
+    except ValueError as exc:
+        return InputRow(task_index, line_number, None, f"{path}:{line_number}: not valid JSON ({exc})")
+    if isinstance(row, dict):
+        return InputRow(task_index, line_number, row)
+    error = f"{path}:{line_number}: a row must be a JSON object, got {type(row).__name__}"
+    return InputRow(task_index, line_number, None, error)
+
+
+class TaskIndex:
+    """Where each task's line starts in the input, found in one pass without parsing; then
+    any task is one seek and one line away.
+
+    Why: an adaptive sweep's rounds take the tasks in a random order, a block a round.
+    Reading the input from its start up to a round's last task (far into the file, the order
+    being random) every round read it about once a round: tasks^2 / round size lines over a
+    race. With the index, a race reads each task it runs once more, and the whole file once.
+    The tasks are numbered as ``read_tasks`` numbers them (non-blank lines, up to ``limit``);
+    the input must not change under a run (its digest is checked at the start, as always)."""
+
+    def __init__(self, path: Path, limit: int | None = None) -> None:
+        self.path = path
+        self._offsets = array("q")  # byte offset of each task's line
+        self._lines = array("q")  # its line number (1-based), for the errors
+        offset = 0
+        with path.open("rb") as f:
+            for line_number, line in enumerate(f, start=1):
+                if limit is not None and len(self._offsets) >= limit:
+                    break
+                if line.strip():
+                    self._offsets.append(offset)
+                    self._lines.append(line_number)
+                offset += len(line)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def read(self, tasks: Iterable[int]) -> list[InputRow]:
+        """The rows of ``tasks``, in task order (as ``read_tasks`` would yield them)."""
+        out = []
+        with self.path.open("rb") as f:
+            for task in sorted(set(tasks)):
+                if not 0 <= task < len(self._offsets):
+                    raise IndexError(f"{self.path} has no task {task} (it has {len(self._offsets)})")
+                f.seek(self._offsets[task])
+                out.append(_input_row(self.path, task, self._lines[task], f.readline()))
+        return out
 
 
 def count_tasks(path: Path, limit: int | None = None) -> int:

@@ -39,7 +39,7 @@ from typing import Any
 
 from nemo_gym_cli.collect.confidence import BettingCS
 
-__all__ = ["CONFIDENT_ENDS", "OBJECTIVES", "Drop", "Race", "RaceRules"]
+__all__ = ["CONFIDENT_ENDS", "OBJECTIVES", "Drop", "Race", "RaceRules", "answer"]
 
 OBJECTIVES = ("best", "within_margin", "target")
 #: Ends that carry the guarantee; ``budget`` and ``task_limit`` do not.
@@ -70,6 +70,30 @@ class RaceRules:
         per variant for ``target``."""
         pairs = variants * (variants - 1) // 2
         return pairs + (variants if self.objective == "target" else 0)
+
+
+#: Means are sums over tasks: a difference exactly at the margin (0.95 - 0.75 against 0.2)
+#: must count as within it, whatever the floating point makes of the subtraction.
+_EPS = 1e-9
+
+
+def answer(rules: RaceRules, means: dict[str, float], costs: dict[str, float]) -> str | None:
+    """The objective's answer on ``means`` (each variant's mean reward): the highest
+    (``best``), the cheapest within ``margin`` of the highest (``within_margin``), the
+    cheapest at ``target`` or above (``target``; None if none is). Cheapest by ``costs``,
+    ties broken by the order of ``means``. A race's leader at the budget or the task limit,
+    a full sweep's decision, and the right answer on true means, all by the same rule."""
+    if not means:
+        return None
+    names = list(means)
+    cheapest_first = sorted(names, key=lambda n: (costs.get(n, 0.0), names.index(n)))
+    top = max(means.values())
+    if rules.objective == "best":
+        return next(n for n in cheapest_first if means[n] >= top - _EPS)
+    if rules.objective == "within_margin":
+        return next(n for n in cheapest_first if top - means[n] <= rules.margin + _EPS)
+    assert rules.target is not None
+    return next((n for n in cheapest_first if means[n] >= rules.target - _EPS), None)
 
 
 @dataclass(frozen=True)
@@ -224,20 +248,16 @@ class Race:
         self._end(reason, self.leader())
 
     def leader(self) -> str | None:
-        """The objective's answer on the mean rewards so far, among live variants."""
-        live = [n for n in self.live if self.tasks[n]]
+        """The objective's answer on the mean rewards so far (``answer``), among the live
+        variants only. The live ones ran the same tasks, so their means compare paired. A
+        dropped variant does not count, not even as the ``within_margin`` reference "the
+        best": each drop rule needs a live variant confidently better than the one dropped,
+        so (with probability ``1 - alpha``) no dropped variant is the best, and its mean,
+        over the fewer tasks it ran, could only move the reference by its noise."""
+        live = [n for n in self.names if n in self.live and self.tasks[n]]
         if not live:
             return None
-        means = {n: self.mean(n) or 0.0 for n in live}
-        if self.rules.objective == "best":
-            top = max(means.values())
-            return self._by_cost([n for n in live if means[n] == top])[0]
-        if self.rules.objective == "within_margin":
-            top = max(means.values())
-            return self._by_cost([n for n in live if means[n] >= top - self.rules.margin])[0]
-        assert self.rules.target is not None
-        reaching = [n for n in live if means[n] >= self.rules.target]
-        return self._by_cost(reaching)[0] if reaching else None
+        return answer(self.rules, {n: self.mean(n) or 0.0 for n in live}, self.costs)
 
     def _end(self, reason: str, winner: str | None) -> None:
         self.ended, self.winner = reason, winner

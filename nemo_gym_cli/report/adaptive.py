@@ -18,7 +18,39 @@ import orjson
 from nemo_gym_cli.outputs import OutputFiles
 from nemo_gym_cli.report.money import usd
 
-__all__ = ["describe_end", "find_race", "race_rows", "race_summary"]
+__all__ = ["describe_end", "find_race", "race_rows", "race_summary", "read_journal"]
+
+
+def read_journal(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
+    """An adaptive sweep's journal (``adaptive_rounds.ndjson``): its settings, its rounds (in
+    order, each with its drops), and the byte length of its whole lines (a line torn by a
+    crash, and anything after it, is not part of the journal)."""
+    settings: dict[str, Any] | None = None
+    rounds: list[dict[str, Any]] = []
+    good = 0
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None, [], 0
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            entry = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            break
+        if not isinstance(entry, dict):
+            break
+        if settings is None:
+            if not isinstance(entry.get("settings"), dict):
+                break
+            settings = entry["settings"]
+        elif entry.get("round") == len(rounds) + 1:
+            rounds.append(entry)
+        else:
+            break
+        good += len(line)
+    return settings, rounds, good
 
 
 def find_race(inputs: list[str], warnings: list[str]) -> dict[str, Any] | None:
@@ -35,6 +67,13 @@ def find_race(inputs: list[str], warnings: list[str]) -> dict[str, Any] | None:
         if not isinstance(doc, dict) or not isinstance(doc.get("rounds"), list):
             warnings.append(f"{path} is not an adaptive sweep's record: the race is left out")
             return None
+        # After a crash the record lags the journal (it is rewritten now and then, the journal
+        # appended every round): the rounds and drops are the journal's then.
+        _, rounds, _ = read_journal(path.with_name(OutputFiles.ADAPTIVE_JOURNAL))
+        if doc.get("end") is None and len(rounds) > len(doc["rounds"]):
+            doc["rounds"] = rounds
+            doc["drops"] = [d for r in rounds for d in r.get("drops") or []]
+            doc["live"] = rounds[-1]["race"]["live"]
         doc["path"] = str(path)
         return doc
     return None

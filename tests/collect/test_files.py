@@ -11,6 +11,7 @@ from nemo_gym_cli.collect.files import (
     DoneSet,
     FailuresFile,
     OutputFile,
+    TaskIndex,
     count_tasks,
     failures_path,
     metrics_path,
@@ -51,6 +52,23 @@ def test_read_tasks_reports_bad_lines_with_their_line_number_and_goes_on(tmp_pat
     assert items[2].row is None
     assert items[2].error == f"{path}:3: a row must be a JSON object, got list"
     assert items[3].row == {"a": 4}
+
+
+def test_a_task_index_reads_any_tasks_as_read_tasks_numbers_and_parses_them(tmp_path):
+    # blank lines, CRLF, a bad line, a non-object, a last line without its newline
+    text = '{"a": 0}\n\n  \r\n{"a": 1}\r\nnot json\n[1]\n\n{"a": "\u00e9"}\n{"a": 5}'
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(text.encode())
+    every = list(read_tasks(path))
+    index = TaskIndex(path)
+    assert len(index) == len(every) == 6
+    assert index.read([5, 0, 3, 5, 2]) == [every[0], every[2], every[3], every[5]]  # task order, once each
+    assert index.read(range(6)) == every
+    assert index.read([]) == []
+    limited = TaskIndex(path, limit=3)
+    assert len(limited) == 3 and limited.read([2]) == [every[2]]
+    with pytest.raises(IndexError, match="has no task 3"):
+        limited.read([3])
 
 
 def test_count_tasks_counts_non_blank_lines_up_to_the_limit(tmp_path):

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from nemo_gym_cli.collect.race import Race, RaceRules
+from nemo_gym_cli.collect.race import Race, RaceRules, answer
 
 COSTS = {"cheap": 1.0, "mid": 8.0, "dear": 60.0}
 
@@ -85,3 +85,37 @@ def test_adaptive_options_that_cannot_race_are_one_line_usage_errors(keys, messa
     with pytest.raises(ConfigError, match=message) as caught:
         CollectOptions.from_config({"input_jsonl_fpath": "in.jsonl", **keys})
     assert "\n" not in str(caught.value)
+
+
+def test_within_margin_at_the_task_limit_counts_a_difference_of_exactly_the_margin_as_within() -> None:
+    # 16/20 - 12/20 is 0.2, but 0.8 - 0.2 is 0.6000000000000001 in floating point
+    race = Race(["cheap", "dear"], RaceRules("within_margin", margin=0.2))
+    race.add_round({"cheap": [1.0] * 12 + [0.0] * 8, "dear": [1.0] * 16 + [0.0] * 4}, {"cheap": 1.0, "dear": 60.0})
+    race.stop("task_limit")
+    assert (race.ended, race.confident, race.winner) == ("task_limit", False, "cheap")
+
+
+def test_the_leader_at_the_task_limit_ignores_a_dropped_variants_higher_partial_mean() -> None:
+    """``dear`` is dropped early (both others confidently better), on tasks where it did well;
+    later tasks are harder, so its partial mean ends above the live variants' means. It must
+    not be the reference "best" of ``within_margin``: the live ones ran the same tasks and
+    were confidently better than it where it ran."""
+    rules = RaceRules("within_margin", margin=0.05)
+    race = Race(list(COSTS), rules)
+    easy = {
+        "cheap": [0.0 if i % 10 == 0 else 1.0 for i in range(20)],
+        "mid": [0.0 if i % 10 == 5 else 1.0 for i in range(20)],
+        "dear": [float(i % 2) for i in range(20)],
+    }
+    hard = {"cheap": [float(i < 6) for i in range(20)], "mid": [float(4 <= i < 11) for i in range(20)]}
+    while "dear" in race.live:
+        assert race.rounds < 10 and race.ended is None
+        race.add_round({n: easy[n] for n in race.live}, COSTS)
+    for _ in range(20):
+        race.add_round({n: hard[n] for n in race.live}, COSTS)
+    assert race.ended is None and race.live == ["cheap", "mid"]
+    race.stop("task_limit")
+    means = {n: race.mean(n) or 0.0 for n in COSTS}
+    assert means["dear"] > means["mid"] > means["cheap"] >= means["mid"] - 0.05
+    assert race.winner == "cheap" == answer(rules, {n: means[n] for n in race.live}, COSTS)
+    assert answer(rules, means, COSTS) != "cheap"  # what counting the dropped one would say
