@@ -6,6 +6,8 @@
 Each row of an environment's ``data/example_rollouts.jsonl`` becomes an input row (its task
 fields, from its line of ``example.jsonl`` as in ``nemo_gym07_parity.py``) whose
 ``responses_create_params.metadata.emulator_script`` replays the recorded model turns: the
+reasoning (its ``reasoning`` items' summary texts: the emulator sends it as OpenRouter sends
+a reasoning model's, our openai_model makes it a ``reasoning`` item again), the
 ``function_call`` items of each step, then the final message text (docs/emulator.md,
 "Scripts"). Our ``ng_collect_rollouts`` then plays them with ``configs/offline_model.yaml``
 (the emulator behind our openai_model), OUR simple_agent, and the environment's resources
@@ -72,7 +74,7 @@ def replay_script(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def close() -> None:
         if text or calls or thoughts:
             turn: dict[str, Any] = {"text": "".join(text)}
-            if thoughts:
+            if any(thoughts):
                 turn["reasoning"] = "".join(thoughts)
             if calls:
                 turn["tool_calls"] = list(calls)
