@@ -43,6 +43,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from interop_harness import make_nemo_gym_workdir, ray_tmpdir  # noqa: E402
 from nemo_gym07_parity import BASE_VENV, NG_ENV, Process, free_port, site  # noqa: E402
 from rollouts import BIN, ROOT, TICK, tasks_file  # noqa: E402
 
@@ -97,7 +98,7 @@ class Stack:
         return _cpu_of(_family(self.process.proc.pid))
 
     def stop(self) -> None:
-        self.process.stop(signal.SIGINT, grace=20)
+        self.process.stop(signal.SIGINT, timeout=20)
 
 
 class Ours(Stack):
@@ -124,8 +125,8 @@ class Ours(Stack):
         )
         url = f"http://127.0.0.1:{self.head_port}/instances"
         while True:
-            if self.process.proc.poll() is not None:
-                raise SystemExit(f"our ng_run exited: {self.process.tail()}")
+            if not self.process.alive():
+                raise SystemExit(f"our ng_run exited: {self.process.output(15)}")
             try:
                 rows = httpx.get(url, timeout=1).json()["instances"]
                 if rows and all(r["ready"] for r in rows):
@@ -159,18 +160,15 @@ class Theirs(Stack):
 
     def __init__(self, upstream: str, tmp: Path) -> None:
         self.head_port = free_port()
-        workdir = tmp / "ng07-workdir"
-        root = site()
-        for folder in (
+        servers = (
             "responses_api_models/openai_model",
             "responses_api_agents/simple_agent",
             "resources_servers/example_single_tool_call",
             "environment_servers/legacy_agent",
-        ):
-            (workdir / folder).mkdir(parents=True, exist_ok=True)
-            if not (workdir / folder / ".venv").exists():
-                (workdir / folder / ".venv").symlink_to(BASE_VENV)
-        self.ray_tmp = Path(tempfile.mkdtemp(prefix="ng07ray-", dir="/tmp"))
+        )
+        workdir = make_nemo_gym_workdir(tmp / "ng07-workdir", BASE_VENV, servers)
+        root = site()
+        self.ray_tmp = ray_tmpdir()
         configs = [
             "responses_api_models/openai_model/configs/openai_model.yaml",
             "resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml",
@@ -190,13 +188,13 @@ class Theirs(Stack):
                 f"+head_server.port={self.head_port}",
             ],
             cwd=workdir,
-            env={**os.environ, **NG_ENV, "RAY_TMPDIR": str(self.ray_tmp)},
+            env={**NG_ENV, "RAY_TMPDIR": str(self.ray_tmp)},
             log=tmp / "ng07-ng_run.log",
         )
         url = f"http://127.0.0.1:{self.head_port}/readyz"
         while True:
-            if self.process.proc.poll() is not None:
-                raise SystemExit(f"0.7 ng_run exited: {self.process.tail()}")
+            if not self.process.alive():
+                raise SystemExit(f"0.7 ng_run exited: {self.process.output(15)}")
             try:
                 if httpx.get(url, timeout=2).status_code == 200:
                     break
@@ -310,8 +308,8 @@ def emulator(tmp: Path) -> tuple[Process, str]:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return process, f"http://127.0.0.1:{port}/v1"
         except httpx.TransportError:
-            if process.proc.poll() is not None:
-                raise SystemExit(f"emulator exited: {process.tail()}") from None
+            if not process.alive():
+                raise SystemExit(f"emulator exited: {process.output(15)}") from None
             time.sleep(0.05)
 
 

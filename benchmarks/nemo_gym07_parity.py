@@ -41,7 +41,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,14 +55,17 @@ import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests" / "interop"), str(ROOT / "tests")]
+
+# The interop suite's peers: one way to start a process for sure, a Ray head on free ports.
+from interop_harness import NG_ENV, Process, RayHead, free_port, nemo_gym_site  # noqa: E402
+
 INTEROP = ROOT / ".interop"
 #: nemo-gym 0.7.0's venv ($NG07_VENV: another one with nemo-gym 0.7.0 installed)
 BASE_VENV = Path(os.environ.get("NG07_VENV") or INTEROP / "nemo-gym07-py313")
 ENV_VENVS = INTEROP / "nemo-gym07-envs"
 HOSTED_CACHE = INTEROP / "nemo-gym07-hosted"
 OUR_NG_RUN = Path(sys.executable).parent / "ng_run"
-#: Ray without token auth (it would write ~/.ray/auth_token) and without usage reporting.
-NG_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 TOLERANCE = 1e-6
 
 
@@ -81,6 +83,10 @@ class Environment:
     #: top-level keys the other servers of its config interpolate (``--stack ours`` starts
     #: them all; NeMo Gym's stack here starts the resources server alone)
     globals: dict[str, Any] = field(default_factory=dict)
+    #: servers of its config that cannot start (``--stack ours`` deletes them: ``~<name>``,
+    #: what our ng_run's start-up error says to type; NeMo Gym's stack here starts the
+    #: resources server alone)
+    drop: tuple[str, ...] = ()
     notes: str = ""
 
     @property
@@ -157,9 +163,10 @@ ENVIRONMENTS: tuple[Environment, ...] = (
     E("ugphysics_judge", notes="math-verify passes every row: the judge is never called"),
     E(
         "widesearch",
-        notes="ours: its shipped config's agent (harness_exa_search, sandboxed) lacks required `agent` and "
-        "`image` and cannot start, so neither ng_run gets the config up; NeMo Gym's stack here starts the "
-        "resources server alone",
+        drop=("widesearch_example_agent", "widesearch_example_environment_server"),
+        notes="its shipped config's agent (harness_exa_search) lacks required `agent` and `image` and cannot "
+        "start: ours deletes it and the environment server naming it (~widesearch_example_agent "
+        "~widesearch_example_environment_server); NeMo Gym's stack here starts the resources server alone",
     ),
     E("xlam_fc"),
 )
@@ -377,13 +384,8 @@ LIGHT = ("example_single_tool_call", "mcqa", "example_multi_step")
 
 
 def site(venv: Path = BASE_VENV) -> Path:
-    out = subprocess.run(
-        [str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(out.stdout.strip())
+    """The site-packages of ``venv`` (the 0.7 venv's: NeMo Gym's root, its server folders)."""
+    return nemo_gym_site(venv)
 
 
 def requirements(folder: Path) -> list[str]:
@@ -403,13 +405,18 @@ def env_python(folder: Path, log: Path) -> Path:
     key = hashlib.sha256(json.dumps([str(BASE_VENV.resolve()), sorted(extra)]).encode()).hexdigest()[:16]
     venv = ENV_VENVS / key
     stamp = venv / ".parity-stamp"
+    # The base venv's real path: the .interop link of the checkout that built this venv may be gone.
+    base_site = str(site().resolve()) + "\n"
     if stamp.is_file():
+        pth = site(venv) / "_nemo_gym07_base.pth"
+        if pth.read_text() != base_site:  # built through another checkout's link: see the base where it is
+            pth.write_text(base_site)
         return venv / "bin/python"
     subprocess.run(["rm", "-rf", str(venv)], check=True)
     base_python = str(BASE_VENV / "bin/python")
     with open(log, "ab") as out:
         subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True, stdout=out, stderr=out)
-        (site(venv) / "_nemo_gym07_base.pth").write_text(str(site()) + "\n")
+        (site(venv) / "_nemo_gym07_base.pth").write_text(base_site)
         pip = [base_python, "-m", "pip", "--python", str(venv / "bin/python"), "install", "--no-input"]
         done = subprocess.run([*pip, "--ignore-requires-python", *extra], stdout=out, stderr=out)
     if done.returncode != 0:
@@ -518,67 +525,12 @@ def replay(url: str, rollout: Rollout, session_replay: bool, timeout: float = 12
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _session_members(sid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z" and int(fields[3]) == sid:
-                out.append(int(entry))
-    return out
-
-
-class Process:
-    """A process in its own session; ``stop()`` leaves nothing of that session."""
-
-    def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                args,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def tail(self, lines: int = 15) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, sig: int = signal.SIGINT, grace: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(grace)
-        for _ in range(60):  # SIGKILLed processes can take seconds to go on a loaded machine
-            members = _session_members(self.proc.pid)
-            if not members and self.proc.poll() is not None:
-                return
-            for pid in members:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(0.5)
-        raise RuntimeError(f"processes of {self.proc.args[:2]} left: {_session_members(self.proc.pid)}")
-
-
 def wait_http(url: str, process: Process, timeout: float, ok: Any = lambda r: True) -> httpx.Response:
+    """Until ``url`` gives an answer ``ok`` accepts (any, by default); that answer."""
     deadline = time.monotonic() + timeout
     while True:
-        if process.proc.poll() is not None:
-            raise RuntimeError(f"exited {process.proc.returncode}: {process.tail()}")
+        if not process.alive():
+            raise RuntimeError(f"exited {process.proc.returncode}: {process.output(15)}")
         try:
             answer = httpx.get(url, timeout=2, trust_env=False)
             if ok(answer):
@@ -586,48 +538,8 @@ def wait_http(url: str, process: Process, timeout: float, ok: Any = lambda r: Tr
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} not ready within {timeout} s: {process.tail()}")
+            raise RuntimeError(f"{url} not ready within {timeout} s: {process.output(15)}")
         time.sleep(0.1)
-
-
-class RayHead:
-    """One local Ray cluster the Ray-enabled servers join (0.7's ``ray_head_node_address``)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # socket paths must stay short
-        args = [
-            str(BASE_VENV / "bin/ray"),
-            "start",
-            "--head",
-            "--block",
-            f"--port={self.port}",
-            "--node-ip-address=127.0.0.1",
-            "--include-dashboard=false",
-            # every port its processes listen on: free ones, never Ray's fixed defaults (10001, ...)
-            f"--ray-client-server-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--node-manager-port={free_port()}",
-            f"--object-manager-port={free_port()}",
-            "--num-cpus=2",
-            f"--temp-dir={self.tmp}",
-        ]
-        self.process = Process(args, cwd=tmp, env={**os.environ, **NG_ENV}, log=tmp / "ray.log")
-        self.address = f"127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 120
-        while not (self.tmp / "session_latest").exists():  # written once the head is up
-            if self.process.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray head did not start: {self.process.tail()}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        try:
-            self.process.stop(signal.SIGTERM)
-        finally:
-            subprocess.run(["rm", "-rf", str(self.tmp)], check=False)
 
 
 def _instance(config: dict[str, Any], name: str) -> tuple[str, str, dict[str, Any]]:
@@ -714,7 +626,7 @@ def nemo_gym_resources_server(env: Environment, tmp: Path, ray: Any) -> Iterator
         wait_http(url, process, 300)
         yield url
     finally:
-        process.stop()
+        process.stop(signal.SIGINT, timeout=10)
 
 
 def _hydra_overrides(prefix: str, values: dict[str, Any]) -> list[str]:
@@ -743,6 +655,7 @@ def our_resources_server(env: Environment, tmp: Path, ng_run: Path) -> Iterator[
         "+nemo_gym.ignore_requires_python=true",
         *_hydra_overrides(f"{name}.{server_type}.{impl}", block_overrides(env, block)),
         *(f"+{key}={json.dumps(value)}" for key, value in env.globals.items()),
+        *(f"~{name}" for name in env.drop),
     ]
     process = Process(args, cwd=ROOT, env={**os.environ, **NG_ENV}, log=tmp / f"{env.name}.ours.log")
     try:
@@ -758,7 +671,7 @@ def our_resources_server(env: Environment, tmp: Path, ng_run: Path) -> Iterator[
             raise RuntimeError(f"our ng_run lists no {name!r}: {[r['name'] for r in rows]}")
         yield url
     finally:
-        process.stop()
+        process.stop(signal.SIGINT, timeout=10)
 
 
 # --------------------------------------------------------------------------- the run
@@ -794,7 +707,7 @@ def run(stack: str, names: list[str] | None, jobs: int, ng_run: Path, tmp: Path)
 
     def ray() -> RayHead:
         if not heads:
-            heads.append(RayHead(tmp))
+            heads.append(RayHead(BASE_VENV, tmp))
         return heads[0]
 
     try:

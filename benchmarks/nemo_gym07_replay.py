@@ -6,6 +6,8 @@
 Each row of an environment's ``data/example_rollouts.jsonl`` becomes an input row (its task
 fields, from its line of ``example.jsonl`` as in ``nemo_gym07_parity.py``) whose
 ``responses_create_params.metadata.emulator_script`` replays the recorded model turns: the
+reasoning (its ``reasoning`` items' summary texts: the emulator sends it as OpenRouter sends
+a reasoning model's, our openai_model makes it a ``reasoning`` item again), the
 ``function_call`` items of each step, then the final message text (docs/emulator.md,
 "Scripts"). Our ``ng_collect_rollouts`` then plays them with ``configs/offline_model.yaml``
 (the emulator behind our openai_model), OUR simple_agent, and the environment's resources
@@ -61,18 +63,23 @@ def _assistant_turns_in(params: dict[str, Any]) -> int:
 
 def replay_script(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The model's turns of a recorded Responses ``output`` as an emulator script: one entry
-    per model call, its text and its tool calls (arguments verbatim); the agent's
+    per model call, its reasoning (the summary texts of its ``reasoning`` items, joined as
+    verifiers read them), its text and its tool calls (arguments verbatim); the agent's
     ``function_call_output`` items end a turn."""
     turns: list[dict[str, Any]] = []
+    thoughts: list[str] = []
     text: list[str] = []
     calls: list[dict[str, Any]] = []
 
     def close() -> None:
-        if text or calls:
+        if text or calls or thoughts:
             turn: dict[str, Any] = {"text": "".join(text)}
+            if any(thoughts):
+                turn["reasoning"] = "".join(thoughts)
             if calls:
                 turn["tool_calls"] = list(calls)
             turns.append(turn)
+        thoughts.clear()
         text.clear()
         calls.clear()
 
@@ -81,6 +88,8 @@ def replay_script(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == "function_call_output":
             if calls:
                 close()
+        elif kind == "reasoning":
+            thoughts.extend(p.get("text") or "" for p in item.get("summary") or [] if isinstance(p, dict))
         elif kind == "function_call":
             calls.append({"name": item["name"], "arguments": item.get("arguments") or "{}"})
         elif kind == "message" and item.get("role", "assistant") == "assistant":
@@ -151,6 +160,7 @@ def replay_environment(env: Environment, tmp: Path, bin_dir: Path) -> dict[str, 
             "+nemo_gym.ignore_requires_python=true",
             # the same settings as the parity run (nemo_gym07_parity.Environment.overrides)
             *_hydra_overrides(f"{name}.{server_type}.{impl}", block_overrides(env, block)),
+            *(f"~{dropped}" for dropped in env.drop),
         ],
         cwd=ROOT,
         capture_output=True,

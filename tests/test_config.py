@@ -177,6 +177,44 @@ def test_dangling_server_reference_lists_the_defined_instances(tmp_path):
         load_config(["+config_paths=[a.yaml]"], cwd=tmp_path)
 
 
+def test_a_deletion_on_the_command_line_removes_a_server_a_config_file_defines(tmp_path):
+    cfg = load_config(["+config_paths=[configs/offline.yaml]", "~simple_weather_simple_agent"], cwd=tmp_path)
+    assert set(cfg.instances) == {"provider_emulator", "policy_model", "simple_weather"}
+
+
+def test_deleting_a_server_others_refer_to_names_every_deletion_it_takes(tmp_path):
+    with pytest.raises(
+        ConfigError,
+        match=r"simple_weather_simple_agent\.responses_api_agents\.simple_agent\.resources_server refers to "
+        r"instance 'simple_weather', which ~simple_weather deleted; delete what refers to it as well: "
+        r"~simple_weather_simple_agent$",
+    ):
+        load_config(["+config_paths=[configs/offline.yaml]", "~simple_weather"], cwd=tmp_path)
+    cfg = load_config(["+config_paths=[configs/offline.yaml]", "~simple_weather", "~simple_weather_simple_agent"])
+    assert set(cfg.instances) == {"provider_emulator", "policy_model"}
+
+
+def test_the_deletion_that_starts_a_config_without_a_server_follows_references_through_servers(tmp_path):
+    write(
+        tmp_path / "env.yaml",
+        """
+        config_paths: [configs/offline.yaml]
+        weather_environment_server:
+          environment_servers:
+            legacy_agent:
+              agent_server: {type: responses_api_agents, name: simple_weather_simple_agent}
+        """,
+    )
+    cfg = load_config([], cwd=tmp_path)
+    both = "~simple_weather_simple_agent ~weather_environment_server"
+    assert cfg.deletion("simple_weather") == f"~simple_weather {both}"  # through the agent
+    # the model is referred to by the agent; the emulator only by an interpolation (${ng_url:...})
+    assert cfg.deletion("policy_model") == f"~policy_model {both}"
+    assert cfg.deletion("weather_environment_server") == "~weather_environment_server"
+    cfg = load_config(["~simple_weather", *both.split()], cwd=tmp_path)
+    assert set(cfg.instances) == {"provider_emulator", "policy_model"}
+
+
 def test_bad_override_syntax_is_one_clear_error():
     with pytest.raises(ConfigError, match="is not an override"):
         parse_overrides(["+a=[unclosed"])

@@ -6,7 +6,10 @@ Precedence, later wins:
 1. the YAML files named in ``config_paths`` (each may name more ``config_paths``; a file's
    includes are merged before the file itself; every file is read once);
 2. ``./env.yaml`` (secrets and personal defaults, git-ignored);
-3. the command line (``+k=v``, ``++k=v``, ``k=v``, ``~k``, Hydra syntax).
+3. the command line (``+k=v``, ``++k=v``, ``k=v``, ``~k``, Hydra syntax). ``~k`` deletes
+   after every file was merged, so it can remove a server a config file defines
+   (``~widesearch_example_agent``); Hydra, as NeMo Gym's ``ng_run`` uses it, deletes before
+   ``config_paths`` are read and finds no such key.
 
 A relative ``config_paths`` entry is looked up in the working directory, then in this
 package's root, then in NeMo Gym's root (``NemoGymRoot``: found, and its environment built,
@@ -132,6 +135,8 @@ class Composed:
     command_line_keys: set[str]
     #: NeMo Gym's root, as nemo_gym.* on the command line and in env.yaml say
     nemo_gym_root: NemoGymRoot | None = None
+    #: keys the command line deleted (``~key``), applied after every file was merged
+    deleted: tuple[str, ...] = ()
 
 
 def parse_overrides(args: list[str]) -> tuple[DictConfig, list[str]]:
@@ -297,7 +302,7 @@ def compose(args: list[str], *, cwd: Path | None = None, env_yaml: bool = True) 
             raise ConfigError(f"~{key}: there is no key {key!r} to delete")
         node.pop(leaf)
     assert isinstance(merged, DictConfig)
-    return Composed(merged, Sources(layers), {str(k) for k in cli_cfg.keys()}, root)
+    return Composed(merged, Sources(layers), {str(k) for k in cli_cfg.keys()}, root, tuple(deletions))
 
 
 def _early_nemo_gym_options(*layers: DictConfig) -> NemoGymOptions:

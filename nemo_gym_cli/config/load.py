@@ -210,6 +210,31 @@ class GlobalConfig:
         """The options with instance URLs filled in."""
         return substitute_urls(self.options, urls)
 
+    def deletion(self, name: str) -> str:
+        """The overrides that start this config without instance ``name``: ``~<name>``, and
+        ``~`` for every instance that refers to it, directly or through another."""
+        return " ".join(f"~{n}" for n in [name, *referrers(self.instances, [name])])
+
+
+def referrers(instances: dict[str, ServerInstance], names: Iterable[str]) -> list[str]:
+    """The instances that refer to any of ``names``, directly or through one another, in
+    config order (``names`` themselves excepted): what cannot start without them."""
+    start = set(names)
+    refs: dict[str, set[str]] = {}
+    for inst in instances.values():
+        found: list[tuple[str, str, str]] = []
+        _find_refs(inst.fields, inst.where, found)
+        refs[inst.name] = {ref_name for _, _, ref_name in found}
+    gone = set(start)
+    grew = True
+    while grew:
+        grew = False
+        for name, targets in refs.items():
+            if name not in gone and targets & gone:
+                gone.add(name)
+                grew = True
+    return [name for name in instances if name in gone and name not in start]
+
 
 # --------------------------------------------------------------------------- instances
 
@@ -565,6 +590,12 @@ def load_config(
         _find_refs(inst.fields, inst.where, refs)
         for where, ref_type, ref_name in refs:
             target = instances.get(ref_name)
+            if target is None and ref_name in composed.deleted:
+                gone = referrers(instances, [ref_name])
+                raise ConfigError(
+                    f"{where} refers to instance {ref_name!r}, which ~{ref_name} deleted; delete what "
+                    f"refers to it as well: {' '.join('~' + n for n in gone)}"
+                )
             if target is None:
                 raise ConfigError(
                     f"{where} refers to instance {ref_name!r}, which is not defined; "

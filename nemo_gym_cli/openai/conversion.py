@@ -394,10 +394,14 @@ def _logprobs_to_chat(parts: list[dict]) -> dict | None:
 
 
 def _split_reasoning(message: dict) -> tuple[str, str]:
-    """(reasoning, text): the reasoning field, else a leading <think> block of the content."""
+    """(reasoning, text): the reasoning field, else the texts of OpenRouter's
+    ``reasoning_details`` (sent alone by some providers), else a leading <think> block of
+    the content."""
     reasoning = message.get("reasoning") or message.get("reasoning_content") or ""
     if not isinstance(reasoning, str):
         reasoning = ""
+    if not reasoning and message.get("reasoning_details"):
+        reasoning = _details_text(message["reasoning_details"])
     text = message.get("content") or ""
     if isinstance(text, list):
         text = _joined_text(text)
@@ -414,6 +418,20 @@ def _split_reasoning(message: dict) -> tuple[str, str]:
         return reasoning, text
     # No closing tag: the generation was cut short while thinking, there is no answer.
     return reasoning or thought.strip(), tail.lstrip() if closed else ""
+
+
+def _details_text(details: Any) -> str:
+    """The readable text of ``reasoning_details``: its ``reasoning.text`` and
+    ``reasoning.summary`` entries (``reasoning.encrypted`` has none)."""
+    if not isinstance(details, list):
+        return ""
+    texts = []
+    for entry in details:
+        if isinstance(entry, dict):
+            text = entry.get("text") if entry.get("type") == "reasoning.text" else entry.get("summary")
+            if isinstance(text, str):
+                texts.append(text)
+    return "".join(texts)
 
 
 # --- chat request -> Responses request -----------------------------------------------------

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -442,11 +443,13 @@ class Supervisor:
                 await asyncio.wait_for(asyncio.shield(child.pump), 1.0)
         code = child.process.returncode
         if child.instance.runtime == "nemo_gym":  # its whole output is above, prefixed
-            said = next((line.strip() for line in reversed(child.tail) if line.strip()), "no output")
             inst = child.instance
+            # Their code cannot be fixed here, their config maybe not either: say how to start
+            # the rest without it (Hydra's deletion; ~ runs after config_paths are merged).
             return ServerError(
                 f"NeMo Gym server {child.label!r} ({inst.server_type}/{inst.implementation}, {inst.folder}) "
-                f"could not start (exit code {code}): {said}"
+                f"could not start (exit code {code}): {failure_reason(child.tail)}; to start the config "
+                f"without it, add {self.config.deletion(inst.name)}"
             )
         last = next((line for line in reversed(child.tail) if line.startswith("error: ")), "")
         if code == EXIT_CONFIG and last:
@@ -586,6 +589,34 @@ class Supervisor:
         lines = ["  ".join(c.upper().ljust(widths[c]) for c in cols)]
         lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in cols) for r in rows]
         return "\n".join(lines)
+
+
+#: The line a Python traceback ends with: ``[module.]SomeError: message``.
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt))\b:?\s*(.*)$")
+
+
+def failure_reason(tail: Iterable[str]) -> str:
+    """Why a server stopped, from its last lines: the exception its traceback ends with (for
+    a pydantic ``ValidationError``, each field it names and what is wrong with it), else its
+    last line. The link pydantic prints last says nothing about the config."""
+    lines = [line.rstrip() for line in tail if line.strip()]
+    for i in range(len(lines) - 1, -1, -1):
+        found = _EXCEPTION.match(lines[i])
+        if found is None:
+            continue
+        name, message = found.groups()
+        said = f"{name}: {message}" if message else name
+        if name == "ValidationError":
+            # pydantic: "<field>" unindented, then "  <what is wrong> [type=...]"
+            problems = [
+                f"{lines[j]}: {lines[j + 1].strip().split(' [', 1)[0]}"
+                for j in range(i + 1, len(lines) - 1)
+                if not lines[j].startswith(" ") and re.match(r"  \S", lines[j + 1])
+            ]
+            if problems:
+                said += f" ({'; '.join(problems)})"
+        return said
+    return lines[-1].strip() if lines else "no output"
 
 
 @asynccontextmanager

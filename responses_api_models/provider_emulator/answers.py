@@ -14,6 +14,7 @@ from typing import Any
 from nemo_gym_cli.wire import dumps
 
 from .config import EmulatorModel
+from .policy import reasoning_tokens
 
 __all__ = [
     "DONE",
@@ -51,12 +52,20 @@ class Plan:
             "is_byok": False,
             "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "cost_details": {"upstream_inference_cost": None},
-            "completion_tokens_details": {"reasoning_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens(self.message)},
         }
 
 
+def reasoning_details(text: str) -> list[dict[str, Any]]:
+    """OpenRouter's structured form of a reasoning text (sent beside ``reasoning``)."""
+    return [{"type": "reasoning.text", "text": text, "signature": None, "id": None, "format": "unknown", "index": 0}]
+
+
 def chat_completion(plan: Plan) -> dict[str, Any]:
-    message = {"role": "assistant", "content": plan.message["content"], "refusal": None, "reasoning": None}
+    reasoning = plan.message.get("reasoning")
+    message = {"role": "assistant", "content": plan.message["content"], "refusal": None, "reasoning": reasoning}
+    if reasoning:
+        message["reasoning_details"] = reasoning_details(reasoning)
     if "tool_calls" in plan.message:
         message["tool_calls"] = plan.message["tool_calls"]
     return {
@@ -118,6 +127,10 @@ def chat_chunks(plan: Plan, *, error: bool = False, malformed: bool = False) -> 
         yield DONE
         return
     yield chunk({"role": "assistant", "content": ""})
+    reasoning = plan.message.get("reasoning")
+    for i, word in enumerate(reasoning.split(" ") if reasoning else ()):  # thoughts stream first
+        piece = word if i == 0 else " " + word
+        yield chunk({"content": "", "reasoning": piece, "reasoning_details": reasoning_details(piece)})
     words = plan.message["content"].split(" ") if plan.message["content"] else []
     for i, word in enumerate(words):
         yield chunk({"content": word if i == 0 else " " + word})
@@ -139,6 +152,9 @@ def responses_object(plan: Plan, params: dict[str, Any]) -> dict[str, Any]:
     """The answer as a Responses API object, echoing the request's settings."""
     rid = f"resp_{plan.gen_id.removeprefix('gen-')}"
     output: list[dict[str, Any]] = []
+    if plan.message.get("reasoning"):
+        summary = [{"type": "summary_text", "text": plan.message["reasoning"]}]
+        output.append({"type": "reasoning", "id": f"rs_{rid}", "summary": summary, "encrypted_content": None})
     if plan.message["content"]:
         output.append(
             {
@@ -177,7 +193,7 @@ def responses_object(plan: Plan, params: dict[str, Any]) -> dict[str, Any]:
             "input_tokens": plan.prompt_tokens,
             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": plan.completion_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": reasoning_tokens(plan.message)},
             "total_tokens": plan.prompt_tokens + plan.completion_tokens,
             "cost": plan.cost,
             "is_byok": False,
@@ -239,6 +255,15 @@ def responses_events(plan: Plan, params: dict[str, Any], *, error: bool = False)
                 yield event("response.output_text.delta", **where, content_index=0, delta=delta, logprobs=[])
             yield event("response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[])
             yield event("response.content_part.done", **where, content_index=0, part=part)
+        elif item["type"] == "reasoning":
+            yield event("response.output_item.added", output_index=index, item={**item, "summary": []})
+            text = item["summary"][0]["text"]
+            at = {**where, "summary_index": 0}
+            yield event("response.reasoning_summary_part.added", **at, part={"type": "summary_text", "text": ""})
+            for i, word in enumerate(text.split(" ")):
+                yield event("response.reasoning_summary_text.delta", **at, delta=word if i == 0 else " " + word)
+            yield event("response.reasoning_summary_text.done", **at, text=text)
+            yield event("response.reasoning_summary_part.done", **at, part=item["summary"][0])
         else:
             added = {**item, "arguments": "", "status": "in_progress"}
             yield event("response.output_item.added", output_index=index, item=added)

@@ -6,13 +6,17 @@ emulator shares no conversion code with the adapter it tests).
 
 **Scripts.** A task row can say what the model answers, turn by turn, in its request's
 ``metadata.emulator_script`` (a JSON string, or a list): each turn is ``{"text": "..."}``
-(the final answer) and/or ``{"tool_calls": [{"name": ..., "arguments": {...}}]}``; the
-n-th assistant turn of the conversation plays the n-th entry (past the end: the last text,
-or "Done."). A turn may carry ``"wrong": {...}``, what a model answers on a task it gets
-wrong. A turn's text and string arguments may quote what a tool returned
-(``{tool_output}``, ``{tool_output.count}``, ``{tool_output:get_weather.temperature}``:
-``fill_templates``), so a scripted answer is right only when the tool is. So any
-environment can be tested offline to reward 1 and to reward 0, its tools included.
+(the final answer) and/or ``{"tool_calls": [{"name": ..., "arguments": {...}}]}``, and may
+carry ``"reasoning": "..."``, what the model thought first (sent as OpenRouter sends a
+reasoning model's thoughts: ``message.reasoning`` and ``reasoning_details`` in chat
+completions, a ``reasoning`` output item in the Responses API; a replayed recorded rollout
+needs it where a verifier reads the reasoning); the n-th assistant turn of the
+conversation plays the n-th entry (past the end: the last text, or "Done."). A turn may
+carry ``"wrong": {...}``, what a model answers on a task it gets wrong. A turn's text and
+string arguments may quote what a tool returned (``{tool_output}``, ``{tool_output.count}``,
+``{tool_output:get_weather.temperature}``: ``fill_templates``), so a scripted answer is
+right only when the tool is. So any environment can be tested offline to reward 1 and to
+reward 0, its tools included.
 
 **The heuristic policy** (``respond``) answers unscripted requests the way a helpful
 tool-calling model plausibly would:
@@ -374,19 +378,30 @@ def prompt_tokens(messages: list[dict[str, Any]], tools: list[Any] | None) -> in
 
 
 def completion_tokens(message: dict[str, Any]) -> int:
-    """ceil(chars / 4) over an answer's content and its tool calls' names and arguments."""
-    chars = len(message.get("content") or "")
+    """ceil(chars / 4) over an answer's reasoning, content and its tool calls' names and
+    arguments (reasoning is billed as output, as OpenRouter bills it)."""
+    chars = len(message.get("content") or "") + len(message.get("reasoning") or "")
     for call in message.get("tool_calls") or ():
         chars += len(call["function"]["name"]) + len(call["function"]["arguments"])
     return _ceil4(chars)
 
 
+def reasoning_tokens(message: dict[str, Any]) -> int:
+    """ceil(chars / 4) of an answer's reasoning; 0 without."""
+    reasoning = message.get("reasoning")
+    return _ceil4(len(reasoning)) if reasoning else 0
+
+
 def truncate(message: dict[str, Any], max_tokens: int) -> dict[str, Any]:
-    """The answer cut to ``max_tokens`` (4 characters a token), as a provider cuts it: tool
-    call arguments may end mid-JSON."""
+    """The answer cut to ``max_tokens`` (4 characters a token), as a provider cuts it: the
+    reasoning comes first, tool call arguments may end mid-JSON."""
     budget = max_tokens * 4
-    content = (message.get("content") or "")[:budget]
+    reasoning = (message.get("reasoning") or "")[:budget]
+    budget -= len(reasoning)
+    content = (message.get("content") or "")[: max(0, budget)]
     out: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning:
+        out["reasoning"] = reasoning
     budget -= len(content)
     calls = []
     for call in message.get("tool_calls") or ():
@@ -490,6 +505,11 @@ def scripted(script: list[dict[str, Any]], messages: list[dict[str, Any]], wrong
     if text and "{tool_output" in text:
         text = fill_templates(text, messages)
     message: dict[str, Any] = {"role": "assistant", "content": text or ""}
+    reasoning = entry.get("reasoning")
+    if reasoning is not None and not isinstance(reasoning, str):
+        raise ScriptError(f"emulator_script turn {turn}: reasoning must be a string, got {type(reasoning).__name__}")
+    if reasoning:
+        message["reasoning"] = reasoning
     calls = entry.get("tool_calls")
     if calls:
         if not isinstance(calls, list):

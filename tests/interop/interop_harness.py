@@ -16,6 +16,11 @@ checks /proc that nothing survived.
 - ``Upstream``: our provider emulator or the reference upstream (``reference_upstream.py``).
 - ``nemo_gym_collect`` / ``our_collect``: the two ``ng_collect_rollouts``.
 - ``nemo_gym_python`` / ``sdk_python``: run a snippet in a peer venv, get its JSON back.
+- ``RayHead``, ``ray_tmpdir``, ``free_port``: a local Ray cluster for NeMo Gym's Ray-enabled
+  servers, and the scratch folder and ports Ray needs.
+
+``benchmarks/nemo_gym07*.py`` start their peers with these helpers too (``Process``,
+``RayHead``, ``make_nemo_gym_workdir``, ``nemo_gym_site``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -191,6 +198,68 @@ class Process:
             assert not session_members(self.proc.pid), f"session {self.proc.pid} still has processes"
         finally:
             self._log.close()
+
+
+def free_port() -> int:
+    """A free loopback port number, let go at once: only for a peer that binds it itself
+    without ``SO_REUSEADDR`` (Ray's processes), so a ``held_port()`` would keep it out."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ray_tmpdir() -> Path:
+    """A private scratch folder for one Ray cluster (``RAY_TMPDIR``, ``--temp-dir``): short,
+    as Ray's unix socket paths must stay under 108 bytes, and its own, so two clusters never
+    meet. The caller removes it."""
+    return Path(tempfile.mkdtemp(prefix="ng07ray-", dir="/tmp"))
+
+
+class RayHead:
+    """A local Ray cluster's head for NeMo Gym's Ray-enabled servers to join (0.7's
+    ``ray_head_node_address``): every port it listens on a free one, never Ray's fixed
+    defaults (10001, ...), in its own session; ``stop()`` leaves nothing and removes its
+    scratch folder."""
+
+    def __init__(self, venv: Path, tmp: Path, *, num_cpus: int = 2, timeout: float = 120.0) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.tmp = ray_tmpdir()
+        ports = (
+            "ray-client-server-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "metrics-export-port",
+            "runtime-env-agent-port",
+            "node-manager-port",
+            "object-manager-port",
+        )
+        args = [
+            venv / "bin/ray",
+            "start",
+            "--head",
+            "--block",
+            f"--port={self.port}",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=false",
+            *(f"--{name}={free_port()}" for name in ports),
+            f"--num-cpus={num_cpus}",
+            f"--temp-dir={self.tmp}",
+        ]
+        self.process = Process(args, cwd=tmp, env=NG_ENV, log=tmp / f"ray-head-{self.port}.log")
+        deadline = time.monotonic() + timeout
+        while not (self.tmp / "session_latest").exists():  # written once the head is up
+            if not self.process.alive() or time.monotonic() > deadline:
+                output = self.process.output(15)
+                self.stop()
+                raise RuntimeError(f"ray head did not start within {timeout} s: {output}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        try:
+            self.process.stop(signal.SIGTERM)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def release(holds: list[HeldPort]) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from interop_harness import NG07_VENV, NG_ENV, NemoGymRun, nemo_gym_site
+from interop_harness import NG07_VENV, NG_ENV, NemoGymRun, nemo_gym_site, ray_tmpdir
 
 #: Server types whose folders 0.7's wheel ships (each gets a ``.venv`` link in a working dir).
 SERVER_TYPES = ("responses_api_models", "responses_api_agents", "resources_servers", "environment_servers")
@@ -65,8 +65,7 @@ class NemoGym07Run(NemoGymRun):
         *overrides: str,
         extra_config: dict[str, Any] | None = None,
     ) -> None:
-        # Short and private: Ray puts unix sockets under it, and two clusters must not meet.
-        self.ray_tmp = Path(tempfile.mkdtemp(prefix="ng07ray-", dir="/tmp"))
+        self.ray_tmp = ray_tmpdir()
         super().__init__(
             config_paths,
             upstream_url,

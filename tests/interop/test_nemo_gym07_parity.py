@@ -4,8 +4,8 @@
 recorded rollout of ``data/example_rollouts.jsonl`` through the resources server's
 ``/verify`` (after ``/seed_session``, with its cookie), NeMo Gym's servers started as its
 ``ng_run`` starts them, then hosted by ours. The share reproduced must be the same, row by
-row. ``benchmarks/nemo_gym07_replay.py``: the recorded model turns replayed by our
-collector, agent and emulator must give the recorded rewards back.
+row. ``benchmarks/nemo_gym07_replay.py``: the recorded model turns (their reasoning
+included) replayed by our collector, agent and emulator must give the recorded rewards back.
 
 Known figures (the harness works when NeMo Gym's own stack gives them): all rows of
 example_single_tool_call and example_multi_step; 4 of mcqa's 5 (its row 2 was recorded with
@@ -79,6 +79,15 @@ def test_replay_script_plays_each_model_call_then_the_final_text() -> None:
     ]
 
 
+def test_replay_script_carries_each_model_call_s_reasoning_as_verifiers_read_it() -> None:
+    summary = [{"type": "summary_text", "text": "Parents of a1: "}, {"type": "summary_text", "text": "b2."}]
+    output = [
+        {"type": "reasoning", "id": "rs", "summary": summary, "encrypted_content": None},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "b2"}]},
+    ]
+    assert replay.replay_script(output) == [{"text": "b2", "reasoning": "Parents of a1: b2."}]
+
+
 def test_replay_row_skips_assistant_turns_already_in_the_input() -> None:
     body = {
         "expected_answer": "B",
@@ -101,9 +110,12 @@ def test_replay_row_skips_assistant_turns_already_in_the_input() -> None:
     assert json.loads(metadata["emulator_script"]) == [{"text": ""}, {"text": "\\boxed{B}"}]
 
 
-def test_our_collector_agent_and_emulator_replaying_mcqa_reproduce_the_recorded_rewards(tmp_path: Path) -> None:
-    (env,) = [e for e in parity.ENVIRONMENTS if e.name == "mcqa"]
+@pytest.mark.parametrize("name", ["mcqa", "lc_niah"])
+def test_our_collector_agent_and_emulator_replaying_reproduce_the_recorded_rewards(name: str, tmp_path: Path) -> None:
+    """lc_niah's reward penalises overlap between the reasoning and the prompt: it reproduces
+    only when the recorded reasoning reaches its verifier (emulator -> openai_model -> agent)."""
+    (env,) = [e for e in parity.ENVIRONMENTS if e.name == name]
     assert replay.single_turn(env)
     result = replay.replay_environment(env, tmp_path, OUR_BIN)
     assert result.get("error") is None
-    assert result["rows"] == 5 and result["reproduced"] == EXPECTED["mcqa"]
+    assert result["rows"] == 5 and result["reproduced"] == {"mcqa": EXPECTED["mcqa"], "lc_niah": 5}[name]

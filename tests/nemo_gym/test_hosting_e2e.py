@@ -143,7 +143,10 @@ def test_a_nemo_gym_server_that_fails_to_import_is_one_error_line_naming_it(
     errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stdout + done.stderr
     assert "NeMo Gym server 'broken' (resources_servers/broken" in errors[0]
-    assert errors[0].endswith("ModuleNotFoundError: No module named 'no_such_module_for_this_test'")
+    assert errors[0].endswith(
+        "ModuleNotFoundError: No module named 'no_such_module_for_this_test'; "
+        "to start the config without it, add ~broken"
+    )
     assert "[broken] Traceback" in done.stdout + done.stderr  # its output above, prefixed
 
 

@@ -392,6 +392,19 @@ def test_a_reasoning_field_becomes_a_leading_reasoning_item(field):
     assert len(output) == 2
 
 
+def test_reasoning_sent_only_as_openrouter_s_reasoning_details_becomes_a_reasoning_item():
+    details = [
+        {"type": "reasoning.summary", "summary": "6 times 7", "format": "openai-responses-v1", "index": 0},
+        {"type": "reasoning.encrypted", "data": "gAAAA...", "format": "openai-responses-v1", "index": 1},
+        {"type": "reasoning.text", "text": " is 42", "format": "unknown", "index": 2},
+    ]
+    message = {"role": "assistant", "content": "42", "reasoning": None, "reasoning_details": details}
+    output = chat_to_responses_response(_completion(message))["output"]
+    assert output[0]["summary"] == [{"type": "summary_text", "text": "6 times 7 is 42"}]
+    both = {**message, "reasoning": "the field wins", "reasoning_details": details}
+    assert chat_to_responses_response(_completion(both))["output"][0]["summary"][0]["text"] == "the field wins"
+
+
 def test_a_leading_think_block_is_stripped_from_the_text_into_a_reasoning_item():
     message = {"role": "assistant", "content": "\n<think>\nadd them\n</think>\n\nThe answer is 4."}
     output = chat_to_responses_response(_completion(message))["output"]

@@ -101,6 +101,26 @@ def test_a_row_s_emulator_script_reaches_the_emulator_through_the_adapter(upstre
     assert second["output"][-1]["content"][0]["text"] == "Cold in Oslo."
 
 
+@pytest.mark.parametrize(
+    ("upstream_api", "stream"), [("chat_completions", False), ("chat_completions", True), ("responses", False)]
+)
+def test_a_provider_s_reasoning_becomes_a_responses_reasoning_item(upstream_api: str, stream: bool) -> None:
+    thought = "Edges into a1: b2 -> a1, so its one parent is b2."
+    script = '[{"reasoning": "' + thought + '", "text": "b2"}]'
+    params = {"input": "parents of a1?", "metadata": {"emulator_script": script}}
+    fields = {"upstream_api": upstream_api, "emulator_metadata": True}
+    if stream:
+        fields["upstream_stream"] = True  # the upstream streams: the reasoning arrives in deltas
+    ask = {"messages": [{"role": "user", "content": "parents of a1?"}], "metadata": params["metadata"]}
+    with emulated() as upstream, model_server(upstream, **fields) as url:
+        body = post(url, "/v1/responses", params).json()
+        chat = post(url, "/v1/chat/completions", ask).json()
+    assert [item["type"] for item in body["output"]] == ["reasoning", "message"]
+    assert body["output"][0]["summary"] == [{"type": "summary_text", "text": thought}]
+    assert body["output"][1]["content"][0]["text"] == "b2"
+    assert chat["choices"][0]["message"]["reasoning"] == thought  # and to a chat client, the field it reads
+
+
 # --- the start-up check -----------------------------------------------------------------------
 
 
