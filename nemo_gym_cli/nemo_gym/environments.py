@@ -8,7 +8,12 @@ NeMo Gym's ``ng_run`` gives each server a virtual environment with nemo-gym and 
 - a **derived** environment per distinct set of extra requirements (``requirements.txt`` minus
   blank lines, comments and 0.7's self-reference ``-e nemo-gym[dev] @ ../../``): a venv that
   sees the base's site-packages through a ``.pth`` file, so pip installs only what the base
-  lacks. A server whose requirements the base already satisfies runs in the base.
+  lacks. A server whose requirements the base already satisfies runs in the base;
+- a **derived** environment per folder that declares its dependencies in a ``pyproject.toml``
+  (no ``requirements.txt``), keyed by the folder and the file's content hash: ``pip install -e
+  <folder>``, what 0.7's ``ng_run`` runs there (``uv pip install --no-sources -e .``,
+  cli/setup_command.py:156-168 of the 0.7.0 wheel; ``--no-sources`` drops ``[tool.uv.sources]``,
+  which pip never reads). Editable, so keyed by the folder too: the install points at it.
 
 Before installing, the nemo-gym wheel is downloaded (``pip download --no-deps``) and its
 ``Requires-Python`` read, so an interpreter that does not satisfy it is one clear error, not
@@ -32,12 +37,13 @@ import sys
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from nemo_gym_cli.errors import ConfigError, NemoGymError
 from nemo_gym_cli.nemo_gym.options import NemoGymOptions
 
-__all__ = ["Environments", "requirements_of", "satisfies", "site_packages"]
+__all__ = ["Derived", "Environments", "derived_plan", "requirements_of", "satisfies", "site_packages"]
 
 STAMP = ".nemo-gym-cli-stamp"
 #: nemo-gym's wheel names the NeMo Gym root folders it ships beside the package
@@ -56,6 +62,37 @@ def requirements_of(folder: Path) -> list[str]:
         if line and not line.startswith("#") and "../.." not in line:
             out.append(line)
     return out
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A derived environment to build for a server folder: its cache key and what pip installs."""
+
+    #: what makes two folders share it (besides nemo-gym, Python and the base)
+    key: dict[str, object]
+    #: ``pip install`` arguments (after the flags)
+    install: list[str]
+
+
+def derived_plan(folder: Path) -> Derived | None:
+    """What folder ``folder`` needs beside the base, as 0.7's ``ng_run`` installs it: its
+    ``requirements.txt`` (``requirements_of``; None when empty), else its ``pyproject.toml``
+    as an editable install (keyed by the folder and the file's sha256), else nothing. A folder
+    with both is refused as 0.7 refuses it."""
+    project = folder / "pyproject.toml"
+    if (folder / "requirements.txt").is_file():
+        if project.is_file():
+            raise ConfigError(
+                f"NeMo Gym server folder {str(folder)!r} has both pyproject.toml and requirements.txt; NeMo Gym "
+                "installs one or the other: remove one"
+            )
+        requirements = requirements_of(folder)
+        return Derived({"requirements": requirements}, requirements) if requirements else None
+    if project.is_file():
+        digest = hashlib.sha256(project.read_bytes()).hexdigest()
+        where = str(folder.resolve())
+        return Derived({"pyproject": where, "sha256": digest}, ["-e", where])
+    return None
 
 
 def site_packages(venv: Path) -> Path:
@@ -219,10 +256,10 @@ class Environments:
         """The interpreter server folder ``folder`` runs on: the base's, or a derived
         environment's when its requirements are not all in the base (built on first use)."""
         base = self.base()
-        requirements = requirements_of(folder)
-        if not requirements or _already_there(requirements, site_packages(base)):
+        plan = derived_plan(folder)
+        if plan is None or ("requirements" in plan.key and _already_there(plan.install, site_packages(base))):
             return base / "bin" / "python"
-        return self._build_derived(base, requirements, folder) / "bin" / "python"
+        return self._build_derived(base, plan, folder) / "bin" / "python"
 
     # ------------------------------------------------------------------ building
 
@@ -305,9 +342,9 @@ class Environments:
         self._run([python, "-m", "venv", str(venv)], log, "")
         self._run([str(venv / "bin" / "python"), "-m", "pip", "install", *self._pip_flags(), str(wheel)], log, "")
 
-    def _build_derived(self, base: Path, requirements: list[str], folder: Path) -> Path:
+    def _build_derived(self, base: Path, plan: Derived, folder: Path) -> Path:
         version = _python_version(str(base / "bin" / "python")) or "unknown"
-        key = {"nemo_gym": self.options.version, "python": version, "base": str(base), "requirements": requirements}
+        key = {"nemo_gym": self.options.version, "python": version, "base": str(base), **plan.key}
         venv = self.cache / f"server-{self.options.version}-py{version}-{_digest(key)}"
         what = f"NeMo Gym {self.options.version} environment for {folder.parent.name}/{folder.name}"
 
@@ -315,7 +352,7 @@ class Environments:
             self._run([str(base / "bin" / "python"), "-m", "venv", "--without-pip", str(venv)], log, "")
             (site_packages(venv) / "_nemo_gym_base.pth").write_text(str(site_packages(base)) + "\n")
             pip = [str(base / "bin" / "python"), "-m", "pip", "--python", str(venv / "bin" / "python")]
-            self._run([*pip, "install", *self._pip_flags(), *requirements], log, "")
+            self._run([*pip, "install", *self._pip_flags(), *plan.install], log, "")
 
         self._ensure(venv, key, what, install)
         return venv
