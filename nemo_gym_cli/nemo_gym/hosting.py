@@ -40,6 +40,7 @@ __all__ = [
     "ENVIRONMENT_SERVER_SUFFIX",
     "child_environment",
     "config_dict",
+    "die_with_parent",
     "environment_server_name",
     "generated_environment_servers",
     "imports_nemo_gym",
@@ -113,10 +114,11 @@ def _escaped(value: Any) -> Any:
     return value
 
 
-def config_dict(config: GlobalConfig, urls: Mapping[str, str]) -> dict[str, Any]:
+def config_dict(config: GlobalConfig, urls: Mapping[str, str], ray_address: str | None = None) -> dict[str, Any]:
     """The config in NeMo Gym's shape, as a child of its ``ng_run`` receives it: every other
-    top-level key, every instance with ``entrypoint``, ``host`` and ``port``, ``head_server``
-    and ``dry_run: false``. Keys in clear text (it goes to the child's environment only)."""
+    top-level key, every instance with ``entrypoint``, ``host`` and ``port``, ``head_server``,
+    ``dry_run: false`` and, given one, the Ray cluster to join (``ray_head_node_address``,
+    ``ray_head.py``). Keys in clear text (it goes to the child's environment only)."""
     out: dict[str, Any] = {k: v for k, v in config.bind(dict(urls)).items() if k not in ("nemo_gym", "ray")}
     for name, inst in config.instances.items():
         url = urls.get(name, "")
@@ -133,11 +135,16 @@ def config_dict(config: GlobalConfig, urls: Mapping[str, str]) -> dict[str, Any]
         }
     out["head_server"] = {"host": config.head_host, "port": config.head_port}
     out["dry_run"] = False
+    if ray_address:
+        out["ray_head_node_address"] = ray_address
     return _escaped(out)
 
 
-def child_environment(python: Path, folder: str, name: str, config_yaml: str) -> dict[str, str]:
-    """The environment of a NeMo Gym server: ours without our venv, plus its own."""
+def child_environment(
+    python: Path, folder: str, name: str, config_yaml: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a NeMo Gym server: ours without our venv, plus its own (and
+    ``extra``: what joining this run's Ray cluster needs, ``ray_head.py``)."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
     venv = python.parent.parent
     ours = os.environ.get("VIRTUAL_ENV")
@@ -149,10 +156,11 @@ def child_environment(python: Path, folder: str, name: str, config_yaml: str) ->
         NEMO_GYM_CONFIG_PATH=name,
         NEMO_GYM_CONFIG_DICT=config_yaml,
     )
+    env.update(extra or {})
     return env
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
@@ -172,5 +180,5 @@ async def spawn_nemo_gym_server(
         stdout=out,
         stderr=out,
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )

@@ -115,10 +115,12 @@ HONOURED: dict[str, str] = {
     "skip_venv_if_present": "accepted (NeMo Gym 0.2.1's); environments are built as nemo_gym.* says",
     "uv_venv_dir": "accepted (NeMo Gym 0.2.1's); environments are built as nemo_gym.* says",
     "allow_unsupported_pairing": "accepted: nothing here refuses a pairing of agent and model",
+    "ray_head_node_address": "the Ray cluster NeMo Gym's servers join (default: one ng_run starts when one of "
+    "them uses Ray); our own servers are placed with +ray.address",
 }
 
 #: Keys ng_run reads of the reserved ones (beside the common options).
-RUN_KEYS = frozenset({"dry_run", "server_spinup_timeout_seconds"})
+RUN_KEYS = frozenset({"dry_run", "server_spinup_timeout_seconds", "ray_head_node_address"})
 
 #: 0.7's collector keys among its reserved ones: fields of ``CollectOptions``, which honours
 #: them (accepted in shared config files that ng_run reads too).
@@ -138,7 +140,6 @@ _TRACE = "NeMo Gym's tracing and capture are not implemented here (our rows carr
 
 #: Reserved keys that do not apply here: why, and what to do instead.
 REFUSED: dict[str, str] = {
-    "ray_head_node_address": "Ray is joined with +ray.address=<host:port> here (docs/scale-out.md); use that",
     "port_range_low": _PORTS,
     "port_range_high": _PORTS,
     "disallowed_ports": _PORTS,

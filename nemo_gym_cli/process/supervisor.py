@@ -204,6 +204,8 @@ class Supervisor:
         self._replicas: list[Any] = []  # RayReplica handles, released by stop()
         self._stopping = False
         self._table: tuple[dict[str, Any], ...] = ()
+        self._ray_head: Any = None  # nemo_gym.ray_head.RayHead: the Ray cluster of NeMo Gym's servers
+        self._base_python: Any = None  # NeMo Gym's base environment's interpreter (prepare)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -220,9 +222,31 @@ class Supervisor:
         environments = Environments(self.config.nemo_gym, notify=self._write)
 
         def build() -> dict[str, Any]:
-            return {i.name: environments.python_for(Path(i.folder)) for i in theirs}
+            pythons = {i.name: environments.python_for(Path(i.folder)) for i in theirs}
+            self._base_python = environments.base() / "bin" / "python"
+            return pythons
 
         return await asyncio.to_thread(build)
+
+    def _ray_address(self, pythons: dict[str, Any]) -> Any:
+        """The Ray cluster NeMo Gym's servers join (``ray_head.py``): None when none of them
+        uses Ray; ``ray_head_node_address`` when the config gives one; else a task starting
+        one on NeMo Gym's base interpreter, awaited right before their first server starts
+        (ours start meanwhile)."""
+        from pathlib import Path
+
+        from nemo_gym_cli.nemo_gym.ray_head import RayHead, uses_ray
+
+        if not any(uses_ray(Path(self.instances[name].entrypoint)) for name in pythons):
+            return None
+        given = self.config.options.get("ray_head_node_address")
+        if given:
+            if not isinstance(given, str):
+                raise ConfigError(f"ray_head_node_address must be a Ray cluster's host:port, got {given!r}")
+            return given
+        self._ray_head = RayHead()
+        self._write(f"starting the Ray cluster NeMo Gym's servers share ({self._base_python}) ...")
+        return asyncio.create_task(self._ray_head.start(self._base_python, self.ready_timeout()))
 
     async def spawn(self) -> None:
         """Bind every instance's socket, then start its process (all stopped on failure)."""
@@ -231,21 +255,30 @@ class Supervisor:
             return
         pythons = await self.prepare()
         sockets: dict[str, socket.socket] = {}
+        ray: Any = None
         try:
+            ray = self._ray_address(pythons) if pythons else None
             for name, inst in self.instances.items():
                 sockets[name] = sock = _listen(inst)
                 self.urls[name] = _url(inst.host, sock.getsockname()[1])
-            their_config = self._nemo_gym_config() if pythons else ""
-            for name, inst in self.instances.items():
-                if name in pythons:
-                    await self._start_nemo_gym(inst, pythons[name], their_config, sockets.pop(name))
+            for name, inst in self.instances.items():  # ours first: they start while Ray does
+                if name not in pythons:
+                    spec = inst.spec(self.urls, port=sockets[name].getsockname()[1])
+                    payload = {"entrypoint": inst.entrypoint, "spec": spec.to_payload(), **self._extras(name)}
+                    await self._start(inst, payload, sockets.pop(name))
                     self._publish()
-                    continue
-                spec = inst.spec(self.urls, port=sockets[name].getsockname()[1])
-                payload = {"entrypoint": inst.entrypoint, "spec": spec.to_payload(), **self._extras(name)}
-                await self._start(inst, payload, sockets.pop(name))
-                self._publish()
+            if pythons:
+                address = await ray if isinstance(ray, asyncio.Task) else ray
+                their_config = self._nemo_gym_config(address)
+                for name, inst in self.instances.items():
+                    if name in pythons:
+                        await self._start_nemo_gym(inst, pythons[name], their_config, sockets.pop(name))
+                        self._publish()
         except BaseException:
+            if isinstance(ray, asyncio.Task) and not ray.done():
+                ray.cancel()
+                with contextlib.suppress(BaseException):
+                    await ray
             for sock in sockets.values():
                 sock.close()
             await self.stop()
@@ -325,12 +358,12 @@ class Supervisor:
         self.children[inst.name] = child
         child.pump = asyncio.create_task(self._pump(child, reader))
 
-    def _nemo_gym_config(self) -> str:
+    def _nemo_gym_config(self, ray_address: str | None) -> str:
         import yaml
 
         from nemo_gym_cli.nemo_gym.hosting import config_dict
 
-        return yaml.safe_dump(config_dict(self.config, self.urls), sort_keys=False)
+        return yaml.safe_dump(config_dict(self.config, self.urls, ray_address), sort_keys=False)
 
     async def _start_nemo_gym(self, inst: ServerInstance, python: Any, config_yaml: str, sock: socket.socket) -> None:
         """Start NeMo Gym's server ``inst``: it binds its port itself, so ours is closed
@@ -338,7 +371,8 @@ class Supervisor:
         from nemo_gym_cli.nemo_gym.hosting import child_environment, spawn_nemo_gym_server
 
         port = sock.getsockname()[1]
-        env = child_environment(python, inst.folder, inst.name, config_yaml)
+        ray_env = self._ray_head.environment if self._ray_head is not None else None
+        env = child_environment(python, inst.folder, inst.name, config_yaml, ray_env)
         ours, theirs = socket.socketpair()
         try:
             sock.close()
@@ -534,6 +568,9 @@ class Supervisor:
                 child.output = None
         if self._forkserver is not None:
             self._forkserver.close()
+        if self._ray_head is not None:  # after the servers: they are its clients
+            await self._ray_head.stop()
+            self._ray_head = None
         self._publish()
 
     # ------------------------------------------------------------------ reporting

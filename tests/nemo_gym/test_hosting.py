@@ -13,6 +13,7 @@ from nemo_gym_cli.nemo_gym.hosting import (
     generated_environment_servers,
     imports_nemo_gym,
 )
+from nemo_gym_cli.nemo_gym.ray_head import uses_ray
 
 
 def test_environment_server_name_follows_nemo_gym_07s_rule() -> None:
@@ -70,6 +71,24 @@ def test_the_child_config_is_nemo_gyms_shape_with_every_host_and_port() -> None:
     assert model["openai_base_url"] == "http://127.0.0.1:20000/api/v1"  # ${ng_url:...} filled in
     assert model["openai_api_key"] == "sk-or-emulator-offline-key"  # in clear, as NeMo Gym's ng_run passes it
     assert yaml.safe_load(yaml.safe_dump(out)) == out
+    assert "ray_head_node_address" not in out  # no NeMo Gym server uses Ray: no cluster
+    assert config_dict(config, urls, "127.0.0.1:6380")["ray_head_node_address"] == "127.0.0.1:6380"
+
+
+def test_a_nemo_gym_server_uses_ray_unless_its_entrypoint_declares_it_off(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    cases = {
+        "class S(SimpleResourcesServer):\n    ray_enabled = False\n": False,
+        "class S(SimpleResourcesServer):\n    ray_enabled: ClassVar[bool | None] = False\n": False,
+        "class S(SimpleResourcesServer):\n    ray_enabled = True\n": True,
+        "class S(BaseEnvironmentServer):\n    pass\n": True,  # undeclared: 0.7 keeps Ray on
+        "class A(X):\n    ray_enabled = False\nclass B(Y):\n    ray_enabled = True\n": True,
+        "# ray_enabled = False in a comment\nclass S(X):\n    pass\n": True,
+    }
+    for text, expected in cases.items():
+        app.write_text(text)
+        assert uses_ray(app) is expected, text
+    assert uses_ray(tmp_path / "missing.py")
 
 
 def test_the_head_gives_each_unfronted_agent_the_entry_nemo_gym_07_generates_pointing_at_the_agent() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 
 from support.cli import NgRun, instances, run_cli
 from support.procs import descendants, still_alive
@@ -159,3 +160,66 @@ def test_dry_run_builds_the_environments_and_starts_nothing(nemo_gym07_venv: Pat
     )
     assert done.returncode == 0, done.stderr
     assert "dry run: 2 NeMo Gym server environment(s) ready; no server started" in done.stdout
+
+
+# NeMo Gym 0.7's example_single_tool_call through its single_agent_turn_legacy environment server,
+# which does not declare ray_enabled (0.7 keeps Ray on for it): the shipped
+# example_single_tool_call_single_agent_turn.yaml without its _inherit_from (refused here).
+SINGLE_AGENT_TURN = """
+example_single_tool_call_single_agent_turn:
+  environment_servers:
+    single_agent_turn_legacy:
+      entrypoint: app.py
+      resources_server: {type: resources_servers, name: example_single_tool_call}
+      agent_server: {type: responses_api_agents, name: example_single_tool_call_simple_agent}
+      resources_tool_transports: [direct_http]
+"""
+
+
+def _named(pids: list[int], name: str) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == name:
+                out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if b"=" in item)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
+def test_servers_that_use_ray_share_one_cluster_that_goes_with_ng_run(
+    how: str, nemo_gym07_venv: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "single_agent_turn.yaml").write_text(SINGLE_AGENT_TURN)
+    shipped = ENVIRONMENTS["example_single_tool_call"][1]
+    config = f"+config_paths=[configs/offline_model.yaml,{shipped},{tmp_path / 'single_agent_turn.yaml'}]"
+    run = NgRun(f"+nemo_gym.venv={nemo_gym07_venv}", config=config)
+    try:
+        rows = {r["name"]: r for r in run.wait_ready(timeout=READY_S)}
+        turn = rows["example_single_tool_call_single_agent_turn"]
+        assert turn["runtime"] == "nemo_gym"
+        family = descendants(run.proc.pid)
+        # one cluster for the run, none of the server's own (0.7's initialize_ray joined ours)
+        assert len(_named(family, "gcs_server")) == 1
+        assert _named(descendants(turn["pid"]), "gcs_server") == []
+        environ = _environ(turn["pid"])
+        address = yaml.safe_load(environ["NEMO_GYM_CONFIG_DICT"])["ray_head_node_address"]
+        assert address.startswith("127.0.0.1:") and environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
+        # servers that declare ray_enabled = False are not told to join anything they would not use
+        assert _named(descendants(rows["example_single_tool_call"]["pid"]), "gcs_server") == []
+        family = descendants(run.proc.pid)  # Ray's workers start lazily: everything there is now
+        if how == "ctrl-c":
+            assert run.stop(signal.SIGINT) == 0
+        else:
+            run.proc.kill()  # no handler runs: PR_SET_PDEATHSIG, ours and Ray's, must do it
+            run.proc.wait(5)
+        assert still_alive(family, timeout=30) == []
+        assert _nemo_gym_processes_of(run.head_port) == []
+    finally:
+        run.stop()

@@ -39,7 +39,6 @@ def test_every_reserved_key_of_nemo_gym_07_has_a_place_in_the_table() -> None:
 @pytest.mark.parametrize(
     ("key", "says"),
     [
-        ("ray_head_node_address=127.0.0.1:6379", "+ray.address"),
         ("port_range_low=10001", "ports are chosen free by the OS"),
         ("uv_cache_dir=/tmp/x", "nemo_gym.*"),
         ("python_version=3.13.14", "nemo_gym.*"),
@@ -54,8 +53,8 @@ def test_a_reserved_key_that_does_not_apply_is_refused_in_one_line_saying_why(ke
 
 
 def test_a_refused_key_is_refused_in_a_shared_config_file_too(tmp_path: Path) -> None:
-    (tmp_path / "shared.yaml").write_text("ray_head_node_address: 127.0.0.1:6379\n")
-    with pytest.raises(ConfigError, match=r"'ray_head_node_address' \(shared.yaml\).*\+ray.address"):
+    (tmp_path / "shared.yaml").write_text("port_range_low: 10001\n")
+    with pytest.raises(ConfigError, match=r"'port_range_low' \(shared.yaml\).*ports are chosen free by the OS"):
         load_config(
             ["+config_paths=[configs/offline.yaml,shared.yaml]"],
             command=RUN_OPTIONS,
@@ -79,9 +78,10 @@ def test_collector_keys_are_accepted_in_a_shared_file_but_not_on_ng_runs_command
         _run("+environment_routing_mode=agent")
 
 
-def test_ng_run_honours_dry_run_and_the_spin_up_timeout() -> None:
-    config = _run("+dry_run=true", "+server_spinup_timeout_seconds=5")
+def test_ng_run_honours_dry_run_the_spin_up_timeout_and_a_ray_cluster_to_join() -> None:
+    config = _run("+dry_run=true", "+server_spinup_timeout_seconds=5", "+ray_head_node_address=127.0.0.1:6379")
     assert config.options["dry_run"] is True and config.options["server_spinup_timeout_seconds"] == 5
+    assert config.options["ray_head_node_address"] == "127.0.0.1:6379"
 
 
 def test_nemo_gym_block_is_accepted_by_every_command_and_parsed_into_its_options(tmp_path: Path) -> None:
