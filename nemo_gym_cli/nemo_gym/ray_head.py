@@ -13,14 +13,16 @@ started by a small driver run with NeMo Gym's environment's interpreter: this fi
 script (its imports are the standard library and, in ``_serve``, ``ray``; never our package).
 It starts a local cluster on loopback (no dashboard: nothing here reads it), prints the GCS
 address and its auth mode on one line, and holds the cluster until its stdin closes
-(``ng_run`` stopping, or dying: a closed pipe either way). The servers get what 0.7's
+(``ng_run`` stopping) or a SIGTERM (the kernel sends one when ``ng_run`` dies:
+``PR_SET_PDEATHSIG``), then shuts Ray down and SIGKILLs what is left of its process group:
+Ray sets ``PR_SET_PDEATHSIG`` on the processes its ``ray.init`` starts, but the dashboard
+agents the raylet starts outlive a killed raylet (measured: 2 ``ray::DashboardAgent`` left
+after SIGKILL), so a driver killed outright would leave them. The servers get what 0.7's
 children inherit from its ``ng_run`` after ``ray.init``: ``RAY_AUTH_MODE`` (ray 2.60 turns
 token auth on for a cluster it starts, the token in ``~/.ray/auth_token``, and a client
 without the mode is refused), plus ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which makes Ray
 use loopback as the node's address (else it takes the machine's first interface's: this
-cluster is for this machine only). It is killed by the kernel when ``ng_run`` dies
-(``PR_SET_PDEATHSIG``, like the servers), and Ray's own processes die with the driver that
-started them (Ray sets ``PR_SET_PDEATHSIG`` on them for a cluster ``ray.init`` starts).
+cluster is for this machine only).
 
 ``ray_head_node_address`` given in the config (0.7's key) is passed on as is: the servers join
 that cluster, and none is started here.
@@ -69,15 +71,10 @@ class RayHead:
         self._tail: deque[str] = deque(maxlen=20)
         self._drain: asyncio.Task[None] | None = None
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
     async def start(self, python: Path, timeout: float) -> str:
         """Start the cluster with ``python`` (NeMo Gym's environment's) and wait up to
         ``timeout`` s for its address; one ``ServerError`` line if it does not come up."""
         from nemo_gym_cli.errors import ServerError
-        from nemo_gym_cli.nemo_gym.hosting import die_with_parent
 
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
         env.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network here: no usage report at start
@@ -91,7 +88,7 @@ class RayHead:
             stderr=asyncio.subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=_term_with_parent,
         )
         try:
             said = await asyncio.wait_for(self._read_address(), timeout)
@@ -150,21 +147,36 @@ class RayHead:
         self._process = None
 
 
+def _term_with_parent() -> None:  # runs in the driver between fork and exec
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: our stop() still ends it
+
+
 def _serve() -> None:  # pragma: no cover - runs in NeMo Gym's environment
-    """The driver: a local cluster on loopback, its address on stdout, held until stdin closes."""
+    """The driver: a local cluster on loopback, its address on stdout, held until stdin closes
+    or SIGTERM; then Ray shut down and its process group (all of Ray's processes) killed."""
     import logging
 
     import ray
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    ray.init(include_dashboard=False, logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
-    # ray.init set RAY_AUTH_MODE=token for itself and its children where it enabled token auth
-    mode = os.environ.get("RAY_AUTH_MODE", "")
-    print(f"{_ADDRESS}{ray.get_runtime_context().gcs_address} {mode}".rstrip(), flush=True)
     try:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # after ray.init, which sets its own
+        # ray.init set RAY_AUTH_MODE=token for itself and its children where it enabled token auth
+        mode = os.environ.get("RAY_AUTH_MODE", "")
+        print(f"{_ADDRESS}{ray.get_runtime_context().gcs_address} {mode}".rstrip(), flush=True)
         sys.stdin.read()
     finally:
-        ray.shutdown()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            ray.shutdown()
+        finally:
+            os.killpg(os.getpgrp(), signal.SIGKILL)  # this driver included: what Ray left behind
 
 
 if __name__ == "__main__":

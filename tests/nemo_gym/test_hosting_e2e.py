@@ -173,6 +173,10 @@ example_single_tool_call_single_agent_turn:
       resources_server: {type: resources_servers, name: example_single_tool_call}
       agent_server: {type: responses_api_agents, name: example_single_tool_call_simple_agent}
       resources_tool_transports: [direct_http]
+      max_concurrent_episodes: null
+      queue_timeout_seconds: null
+      default_episode_timeout_seconds: 21600
+      cleanup_timeout_seconds: 180
 """
 
 
