@@ -102,6 +102,9 @@ def nemo_gym_options(value: Any, source_of: Any = None) -> NemoGymOptions:
             raise ConfigError(f"{where(key)} is {v!r}, which is not a directory; give an existing one")
         if key == "python" and not os.access(Path(str(v)).expanduser(), os.X_OK):
             raise ConfigError(f"{where(key)} is {v!r}, which is not an executable; give a python3 interpreter")
+        if key in ("venv", "root", "cache_dir", "python") and isinstance(v, str) and "/" in v:
+            # Relative to where the command was typed: the servers run in their own folders.
+            v = str(Path(v).expanduser().absolute())
         out[key] = v
     return NemoGymOptions(**out)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
@@ -116,3 +117,16 @@ def test_the_head_gives_each_unfronted_agent_the_entry_nemo_gym_07_generates_poi
             }
         }
     }
+
+
+def test_relative_paths_in_the_nemo_gym_block_are_taken_from_where_the_command_was_typed(tmp_path, monkeypatch) -> None:
+    """The servers run in their own folders: a relative ``cache_dir`` once reached them as
+    typed and failed with a traceback (no such ``bin/python``)."""
+    from nemo_gym_cli.nemo_gym.options import nemo_gym_options
+
+    (tmp_path / "venv/bin").mkdir(parents=True)
+    (tmp_path / "venv/bin/python").symlink_to(sys.executable)
+    monkeypatch.chdir(tmp_path)
+    options = nemo_gym_options({"cache_dir": "cache/ng", "venv": "./venv", "python": "venv/bin/python"})
+    assert options.cache_path() == tmp_path / "cache/ng"
+    assert (options.venv, options.python) == (str(tmp_path / "venv"), str(tmp_path / "venv/bin/python"))
