@@ -24,6 +24,7 @@ every error about a key says where to fix it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,9 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nemo_gym_cli.config.directives import apply_directives
 from nemo_gym_cli.errors import ConfigError
-from nemo_gym_cli.nemo_gym.options import NemoGymOptions, nemo_gym_options
+from nemo_gym_cli.nemo_gym.options import RESERVED_KEYS, NemoGymOptions, nemo_gym_options
 
 __all__ = [
     "COMMAND_LINE",
@@ -99,14 +101,24 @@ class Sources:
     """Which source set a key: checked from the last (winning) source back."""
 
     layers: list[tuple[str, DictConfig]] = field(default_factory=list)
+    #: ``{target: source}`` of NeMo Gym's directives (``_inherit_from``, ``_copy``): a key under
+    #: a target that no source sets there came from under its source
+    moves: dict[str, str] = field(default_factory=dict)
 
     def of(self, path: str) -> str:
         """The source of key ``path`` (dotted), or ``""`` when no source has it."""
-        return next((name for name, cfg in reversed(self.layers) if _has(cfg, path)), "")
+        found = next((name for name, cfg in reversed(self.layers) if _has(cfg, path)), "")
+        return found or self._through_moves(path, self.of)
 
     def first(self, path: str) -> str:
         """The first source (in merge order) that has key ``path``: where it was defined."""
-        return next((name for name, cfg in self.layers if _has(cfg, path)), "")
+        return next((name for name, cfg in self.layers if _has(cfg, path)), "") or self._through_moves(path, self.first)
+
+    def _through_moves(self, path: str, look: Callable[[str], str]) -> str:
+        for target, source in self.moves.items():
+            if path.startswith(target + ".") or path == target:
+                return str(look(source + path.removeprefix(target)))
+        return ""
 
     def set_by(self, name: str) -> set[str]:
         """Top-level keys source ``name`` sets."""
@@ -295,14 +307,16 @@ def compose(args: list[str], *, cwd: Path | None = None, env_yaml: bool = True) 
         merged = OmegaConf.merge(*(cfg for _, cfg in layers))
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot merge the config sources: {str(exc).splitlines()[0]}") from None
+    assert isinstance(merged, DictConfig)
+    sources = Sources(layers)
+    sources.moves = apply_directives(merged, sources.of, RESERVED_KEYS)
     for key in deletions:
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(merged, parent) if parent else merged
         if not isinstance(node, DictConfig) or leaf not in node:
             raise ConfigError(f"~{key}: there is no key {key!r} to delete")
         node.pop(leaf)
-    assert isinstance(merged, DictConfig)
-    return Composed(merged, Sources(layers), {str(k) for k in cli_cfg.keys()}, root, tuple(deletions))
+    return Composed(merged, sources, {str(k) for k in cli_cfg.keys()}, root, tuple(deletions))
 
 
 def _early_nemo_gym_options(*layers: DictConfig) -> NemoGymOptions:

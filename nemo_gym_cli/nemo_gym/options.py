@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_NEMO_GYM_VERSION",
     "HONOURED",
     "REFUSED",
+    "RESERVED_KEYS",
     "RUN_KEYS",
     "SHARED",
     "NemoGymOptions",
@@ -139,6 +140,10 @@ _BUILT = "environments are built as nemo_gym.* says (nemo_gym.python, nemo_gym.v
 _PORTS = "ports are chosen free by the OS when the servers start (set port: in an instance to fix one); remove it"
 _HOST = "set host: in each instance (default 127.0.0.1); remove it"
 _GYM_CLI = "a key of NeMo Gym's gym command line, not of a config; remove it"
+_DIRECTIVE = (
+    "a directive at the top of the config applies to nothing (as in 0.7); put it in the mapping that "
+    "inherits or copies (docs/nemo_gym.md)"
+)
 _TRACE = "NeMo Gym's tracing and capture are not implemented here (our rows carry usage, cost and latency); remove it"
 
 #: Reserved keys that do not apply here: why, and what to do instead.
@@ -163,8 +168,8 @@ REFUSED: dict[str, str] = {
     "cache_dir": "NeMo Gym environments are cached in nemo_gym.cache_dir (the response cache's folder is "
     "cache_path); remove it",
     "nemo_gym_log_dir": "ng_run prints every server's output prefixed with its name (pipe it to tee); remove it",
-    "_inherit_from": "NeMo Gym's config directives are not supported; use ${...} interpolations",
-    "_copy": "NeMo Gym's config directives are not supported; use ${...} interpolations",
+    "_inherit_from": _DIRECTIVE,
+    "_copy": _DIRECTIVE,
     "entrypoint": _GYM_CLI,
     "component_name": _GYM_CLI,
     "query": _GYM_CLI,
@@ -177,6 +182,10 @@ REFUSED: dict[str, str] = {
     "skip_verification": "every rollout here is verified; remove it",
     "skip_verification_reward": "every rollout here is verified; remove it",
 }
+
+
+#: 0.7's reserved top-level keys: never server instances.
+RESERVED_KEYS = frozenset(HONOURED) | frozenset(SHARED) | frozenset(REFUSED)
 
 
 def refusal(key: str) -> str | None:

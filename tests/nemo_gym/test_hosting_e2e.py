@@ -162,22 +162,12 @@ def test_dry_run_builds_the_environments_and_starts_nothing(nemo_gym07_venv: Pat
     assert "dry run: 2 NeMo Gym server environment(s) ready; no server started" in done.stdout
 
 
-# NeMo Gym 0.7's example_single_tool_call through its single_agent_turn_legacy environment server,
-# which does not declare ray_enabled (0.7 keeps Ray on for it): the shipped
-# example_single_tool_call_single_agent_turn.yaml without its _inherit_from (refused here).
-SINGLE_AGENT_TURN = """
-example_single_tool_call_single_agent_turn:
-  environment_servers:
-    single_agent_turn_legacy:
-      entrypoint: app.py
-      resources_server: {type: resources_servers, name: example_single_tool_call}
-      agent_server: {type: responses_api_agents, name: example_single_tool_call_simple_agent}
-      resources_tool_transports: [direct_http]
-      max_concurrent_episodes: null
-      queue_timeout_seconds: null
-      default_episode_timeout_seconds: 21600
-      cleanup_timeout_seconds: 180
-"""
+# NeMo Gym 0.7's example_single_tool_call through its single_agent_turn_legacy environment server
+# (which does not declare ray_enabled: 0.7 keeps Ray on for it), as shipped: the environment
+# server is `_inherit_from: single_agent_turn_legacy` (config directives, docs/nemo_gym.md).
+SINGLE_AGENT_TURN = (
+    "nemo_gym:resources_servers/example_single_tool_call/configs/example_single_tool_call_single_agent_turn.yaml"
+)
 
 
 def _named(pids: list[int], name: str) -> list[int]:
@@ -197,15 +187,19 @@ def _environ(pid: int) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
-def test_servers_that_use_ray_share_one_cluster_that_goes_with_ng_run(
-    how: str, nemo_gym07_venv: Path, tmp_path: Path
-) -> None:
-    (tmp_path / "single_agent_turn.yaml").write_text(SINGLE_AGENT_TURN)
-    shipped = ENVIRONMENTS["example_single_tool_call"][1]
-    config = f"+config_paths=[configs/offline_model.yaml,{shipped},{tmp_path / 'single_agent_turn.yaml'}]"
+def test_servers_that_use_ray_share_one_cluster_that_goes_with_ng_run(how: str, nemo_gym07_venv: Path) -> None:
+    config = f"+config_paths=[configs/offline_model.yaml,{SINGLE_AGENT_TURN}]"
     run = NgRun(f"+nemo_gym.venv={nemo_gym07_venv}", config=config)
     try:
         rows = {r["name"]: r for r in run.wait_ready(timeout=READY_S)}
+        # every server of the shipped config, the environment server under the name it inherited into
+        assert set(rows) >= {
+            "policy_model",
+            "example_single_tool_call",
+            "example_single_tool_call_session_agent",
+            "example_single_tool_call_single_agent_turn",
+        }
+        assert "single_agent_turn_legacy" not in rows  # moved by _inherit_from, not started twice
         turn = rows["example_single_tool_call_single_agent_turn"]
         assert turn["runtime"] == "nemo_gym"
         family = descendants(run.proc.pid)
