@@ -228,6 +228,46 @@ def test_a_rollout_that_always_fails_is_retried_with_backoff_then_recorded_while
 
 
 @pytest.mark.e2e
+def test_a_nemo_gym_environment_servers_failed_episode_is_a_failure_never_a_rollout_scored_0(servers, tmp_path):
+    """NeMo Gym 0.7's environment servers answer a failed episode with a 200 whose row carries
+    ``_ng_failure_class`` (and a reward of 0 or none): a failure, retried unless terminal, its
+    partial cost counted; a row whose input carries the field (a failures file fed back in) is
+    the agent's echo, not a failure."""
+    ids = [f"{tmp_path.name}-{i}" for i in range(4)]
+    failed = {
+        "_ng_failure_class": "environment_server_failed",
+        "_ng_failure_stage": "agent",
+        "_ng_failure_message": "sandbox\nunreachable",
+        "_ng_failure_partial_response": {"usage": {"input_tokens": 7, "output_tokens": 1, "cost": 0.25}},
+        "reward": 0.0,
+    }
+    rows: list[dict | str] = [
+        {"id": ids[0]},
+        {"id": ids[1], "answer_extra": {**failed, "_ng_failure_terminal": True}},
+        {"id": ids[2], "answer_extra": [{**failed, "_ng_failure_terminal": False}, {}]},  # fails once
+        {"id": ids[3], "_ng_failure_class": "environment_server_failed"},
+    ]
+    inp, out = write_jsonl(tmp_path / "tasks.jsonl", rows), tmp_path / "out.jsonl"
+    result = collect(servers, inp, out, "+max_attempts=3", "+max_failures=1")
+
+    assert result.returncode == 0, result.stderr
+    assert pairs(read_rows(out)) == [(0, 0), (2, 0), (3, 0)]
+    [failure] = failures_of(out)
+    assert (failure["_ng_task_index"], failure["error_type"], failure["attempts"]) == (
+        1,
+        "environment_server_failed",
+        1,
+    )
+    assert failure["message"].endswith("the episode failed at agent: sandbox unreachable")
+    assert [len(servers.calls()[i]) for i in ids] == [1, 1, 2, 1]
+    m = metrics_of(out)
+    assert (m["succeeded"], m["failed"], m["reward"]["mean"]) == (3, 1, 0.75)
+    assert m["failure_types"] == {"environment_server_failed": 1}
+    assert m["retries"]["rollouts"] == {"environment_server_failed": 1}
+    assert m["cost"]["failed_attempts_usd"] == pytest.approx(0.5)  # the terminal one and the retried one
+
+
+@pytest.mark.e2e
 def test_a_4xx_is_not_retried_and_a_bad_input_line_is_reported_with_its_line_number(servers, tmp_path):
     ids = [f"{tmp_path.name}-{i}" for i in range(4)]
     rows = [{"id": ids[0]}, {"id": ids[1], "fail_status": 422}, "this is not json", {"id": ids[3]}]

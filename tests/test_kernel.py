@@ -110,6 +110,18 @@ def test_every_error_is_the_one_envelope_404_405_bad_json_crash_and_http_errors(
         assert teapot.status_code == 418 and teapot.headers["retry-after"] == "3" and envelope_of(teapot)
 
 
+def test_nemo_gym_07s_per_rollout_prefix_reaches_the_route_and_its_token_capture_is_refused():
+    with TestClient(asgi(Hello()), raise_server_exceptions=False) as c:
+        assert c.post("/ng-rollout/7-0/echo", json={"a": 1}).json() == {"a": 1}
+        assert c.get("/ng-rollout/abc/items/42").json() == {"id": "42"}
+        missing = c.get("/ng-rollout/abc/nope")
+        assert missing.status_code == 404 and "GET /hello" in envelope_of(missing)["message"]
+        capture = c.post("/ng-rollout/abc/training-token-capture/echo", json={})
+        assert (
+            capture.status_code == 501 and "training-token capture is not supported" in envelope_of(capture)["message"]
+        )
+
+
 def test_a_route_declared_twice_or_with_an_unsupported_pattern_fails_at_start_up():
     class Twice(Server):
         @route("GET", "/a")

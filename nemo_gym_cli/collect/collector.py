@@ -409,6 +409,8 @@ class Collector:
         if not isinstance(result, dict):
             kind = type(result).__name__
             raise ServerError(f"POST {url} answered a JSON {kind}, not a row (object)", url=url, kind="bad_response")
+        if result.get("_ng_failure_class") and "_ng_failure_class" not in row:  # not an echo of the input's
+            raise _episode_failure(url, result)
         return result
 
     async def _backoff(self, attempt: int, url: str, error: Exception) -> bool:
@@ -536,3 +538,23 @@ class Collector:
                     "to continue"
                 )
             )
+
+
+def _episode_failure(url: str, record: dict[str, Any]) -> ServerError:
+    """A NeMo Gym 0.7 environment server's failed episode: a 200 whose row says
+    ``_ng_failure_class`` (its ``environment_server_failed``), never a rollout scored 0. A
+    terminal one is not retried, as 0.7's collector does not; what its partial response had
+    already cost is counted with the failed attempts."""
+    stage = record.get("_ng_failure_stage")
+    reason = " ".join(MASK.scrub(str(record.get("_ng_failure_message") or "no reason given")).split())
+    partial = record.get("_ng_failure_partial_response")
+    usage = partial.get("usage") if isinstance(partial, dict) else None
+    return ServerError(
+        f"POST {url}: the episode failed{f' at {stage}' if stage else ''}: {reason}",
+        url=url,
+        status=200,
+        kind=str(record["_ng_failure_class"]),
+        retryable=not record.get("_ng_failure_terminal", False),
+        usage=usage if isinstance(usage, dict) else None,
+    )
+

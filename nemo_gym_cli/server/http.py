@@ -176,6 +176,26 @@ class Request:
             pass
 
 
+#: NeMo Gym 0.7's agents call a model server at ``<base>/ng-rollout/<rollout id>/v1/...`` (the
+#: id keys its per-rollout capture); its servers route the rest of the path.
+_ROLLOUT_PREFIX = "/ng-rollout/"
+_TOKEN_CAPTURE = "training-token-capture"
+
+
+def _without_rollout_prefix(method: str, path: str) -> str:
+    """``path`` without NeMo Gym 0.7's ``/ng-rollout/<id>`` prefix. Its training-token capture
+    (``/ng-rollout/<id>/training-token-capture/...``) is refused, not served without capture."""
+    _, _, rest = path[len(_ROLLOUT_PREFIX) :].partition("/")
+    if rest.split("/", 1)[0] == _TOKEN_CAPTURE:
+        raise HTTPError(
+            501,
+            f"{method} {path}: NeMo Gym's training-token capture is not supported here; "
+            "collect without it (its observability and token-capture options off)",
+            kind="not_supported",
+        )
+    return "/" + rest
+
+
 class Router:
     """The ASGI app of one server: its declared routes, the envelope, the lifespan."""
 
@@ -222,6 +242,8 @@ class Router:
         found = self.exact.get((method, path))
         if found is not None:
             return found[0], found[1], {}
+        if path.startswith(_ROLLOUT_PREFIX):
+            return self._find(method, _without_rollout_prefix(method, path))
         allowed = [m for (m, p) in self.exact if p == path]
         for m, pattern, handler, spec in self.patterns:
             match = pattern.fullmatch(path)

@@ -221,3 +221,29 @@ def test_servers_that_use_ray_share_one_cluster_that_goes_with_ng_run(how: str, 
         assert _nemo_gym_processes_of(run.head_port) == []
     finally:
         run.stop()
+
+
+def test_our_collector_collects_through_nemo_gyms_own_environment_server_as_shipped(
+    nemo_gym07_venv: Path, tmp_path: Path
+) -> None:
+    """Rows go through 0.7's single_agent_turn_legacy environment server (config directives,
+    shared Ray), whose agent calls our model server at ``/ng-rollout/<id>/v1/responses``: every
+    row scored by its verifier, stamped with the environment server that ran it."""
+    example = _site(nemo_gym07_venv) / "resources_servers/example_single_tool_call/data/example.jsonl"
+    out = tmp_path / "out.jsonl"
+    done = run_cli(
+        "ng_collect_rollouts",
+        f"+config_paths=[configs/offline_model.yaml,{SINGLE_AGENT_TURN}]",
+        f"+nemo_gym.venv={nemo_gym07_venv}",
+        "+agent_name=example_single_tool_call_session_agent",
+        f"+input_jsonl_fpath={example}",
+        f"+output_jsonl_fpath={out}",
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [orjson.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == len(example.read_text().splitlines())
+    assert [r["reward"] for r in rows] == [1.0] * len(rows)  # the emulator's tool caller, verified by theirs
+    assert {(r["_ng_environment_server"], r["_ng_result_type"]) for r in rows} == {
+        ("example_single_tool_call_single_agent_turn", "single_agent_turn_legacy")
+    }
