@@ -557,4 +557,3 @@ def _episode_failure(url: str, record: dict[str, Any]) -> ServerError:
         retryable=not record.get("_ng_failure_terminal", False),
         usage=usage if isinstance(usage, dict) else None,
     )
-
