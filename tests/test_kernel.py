@@ -114,6 +114,8 @@ def test_nemo_gym_07s_per_rollout_prefix_reaches_the_route_and_its_token_capture
     with TestClient(asgi(Hello()), raise_server_exceptions=False) as c:
         assert c.post("/ng-rollout/7-0/echo", json={"a": 1}).json() == {"a": 1}
         assert c.get("/ng-rollout/abc/items/42").json() == {"id": "42"}
+        nested = c.post("/ng-rollout/a" * 5000 + "/echo", json={})  # stripped once, not recursively
+        assert nested.status_code == 404 and envelope_of(nested)["type"] == "not_found"
         missing = c.get("/ng-rollout/abc/nope")
         assert missing.status_code == 404 and "GET /hello" in envelope_of(missing)["message"]
         capture = c.post("/ng-rollout/abc/training-token-capture/echo", json={})

@@ -242,8 +242,11 @@ class Router:
         found = self.exact.get((method, path))
         if found is not None:
             return found[0], found[1], {}
-        if path.startswith(_ROLLOUT_PREFIX):
-            return self._find(method, _without_rollout_prefix(method, path))
+        if path.startswith(_ROLLOUT_PREFIX):  # once: a prefix inside the rest is the rest's
+            path = _without_rollout_prefix(method, path)
+            found = self.exact.get((method, path))
+            if found is not None:
+                return found[0], found[1], {}
         allowed = [m for (m, p) in self.exact if p == path]
         for m, pattern, handler, spec in self.patterns:
             match = pattern.fullmatch(path)
